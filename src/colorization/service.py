@@ -1,0 +1,743 @@
+"""REST service and browser page for colorizing photos.
+
+``create_app`` builds a FastAPI application around any *colorizer-like* callable (normally a
+:class:`colorization.Colorizer`):
+
+``colorizer(image: PIL.Image.Image (mode "RGB"), size: int | None = None, saturation: float = 1.0)
+-> PIL.Image.Image`` (mode "RGB", same width and height as ``image``).
+
+Endpoints
+---------
+``POST /colorize``  multipart upload (field ``file``; optional ``size``, ``saturation``, ``format``)
+                    -> the colorized image (PNG unless another format is asked for).
+``GET /health``     status, model name, device, queue depth and the limits in force.
+``GET /``           the browser page (``static/index.html``, ``app.js``, ``style.css``; no
+                    external assets).
+``GET /docs``       an offline API reference rendered from ``/openapi.json`` (FastAPI's Swagger
+                    UI is not used because it loads its JavaScript and CSS from a CDN).
+
+Limits (all configurable, see :class:`ServiceConfig`): the request body is counted while it is
+received and the request is refused with 413 as soon as it exceeds the upload limit; images whose
+pixel count exceeds ``max_pixels`` are refused with 413 *before* they are decoded; at most
+``workers`` images are colorized at once in a thread pool (never on the event loop) and at most
+``queue_size`` more wait for a worker; further requests get 503 with ``Retry-After``.
+
+Every error response is JSON ``{"error": "<machine-readable code>", "detail": "<message>"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import html
+import io as _pyio
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from colorization import __version__
+
+__all__ = [
+    "ColorizerLike",
+    "OUTPUT_FORMATS",
+    "ServiceConfig",
+    "ServiceError",
+    "InferenceQueue",
+    "create_app",
+]
+
+logger = logging.getLogger("colorization.service")
+
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+"""Largest accepted upload (the ``file`` part), in bytes."""
+DEFAULT_MAX_PIXELS = 16_000_000
+"""Largest accepted image, in pixels (width * height); tighter than ``io.DEFAULT_MAX_PIXELS``
+because every pixel of a served image is held several times over as float tensors."""
+DEFAULT_QUEUE_SIZE = 8
+DEFAULT_WORKERS = 1
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+"""Allowance for multipart boundaries, headers and the small form fields on top of the file."""
+SIZE_RANGE = (32, 1024)
+SATURATION_RANGE = (0.0, 2.0)
+
+# format name -> (PIL format, media type, file extension)
+OUTPUT_FORMATS: dict[str, tuple[str, str, str]] = {
+    "png": ("PNG", "image/png", ".png"),
+    "jpeg": ("JPEG", "image/jpeg", ".jpg"),
+    "webp": ("WEBP", "image/webp", ".webp"),
+}
+_FORMAT_ALIASES = {"jpg": "jpeg"}
+_INPUT_FORMAT = "input"
+# PIL format of the upload -> output format name for format=input (others fall back to PNG)
+_PIL_TO_OUTPUT = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp"}
+
+_PAGE_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+_PAGE_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+class ColorizerLike(Protocol):
+    """What the service needs from a colorizer (``colorization.Colorizer`` satisfies it)."""
+
+    def __call__(
+        self, image: Image.Image, size: int | None = None, saturation: float = 1.0
+    ) -> Image.Image: ...
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Limits of one service instance (JSON-serialisable via :meth:`to_dict`).
+
+    max_upload_bytes: largest ``file`` part in bytes (the whole body may exceed it by
+        ``MULTIPART_OVERHEAD_BYTES``); larger -> 413 ``upload_too_large``.
+    max_pixels: largest width*height; larger -> 413 ``image_too_large``.
+    queue_size: requests allowed to wait for a worker; beyond -> 503 ``queue_full``.
+    workers: images colorized concurrently (threads).
+    """
+
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    workers: int = DEFAULT_WORKERS
+
+    def __post_init__(self) -> None:
+        for name, low in (("max_upload_bytes", 1), ("max_pixels", 1), ("queue_size", 0), ("workers", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"ServiceConfig.{name} must be an integer >= {low}, got {value!r}")
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class ServiceError(Exception):
+    """An error answered as JSON ``{"error": code, "detail": detail}`` with ``status``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from ``receive`` once the body exceeds the limit (FastAPI re-raises HTTPExceptions
+    from body parsing, so it reaches the exception handlers unchanged)."""
+
+    def __init__(self, limit: int):
+        super().__init__(status_code=413, detail=f"request body exceeds the {_mb(limit)} limit")
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.3g} MiB" if n >= 1024 * 1024 else f"{n} bytes"
+
+
+def _error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"error": code, "detail": detail, **extra}
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI middleware that bounds request bodies of ``POST`` requests.
+
+    A ``Content-Length`` above ``max_body`` is refused before anything is read; otherwise the
+    bytes are counted as they arrive and reading stops with 413 as soon as the count passes
+    ``max_body``, so a client can never make the server buffer more than that.
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int, upload_limit: int) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.upload_limit = upload_limit
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            _error_body(
+                "upload_too_large",
+                f"upload exceeds the {_mb(self.upload_limit)} limit",
+                limit_bytes=self.upload_limit,
+            ),
+            separators=(",", ":"),
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", []):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.max_body:
+                    await self._refuse(send)
+                    return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge(self.upload_limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(send)
+
+
+class InferenceQueue:
+    """A bounded queue in front of a thread pool of ``workers`` threads.
+
+    At most ``workers + queue_size`` jobs are admitted at a time; :meth:`try_admit` returns False
+    beyond that (the caller answers 503). Admission is released when the job finishes or is
+    cancelled before it starts, so client disconnects never leak a slot. Thread-safe and not tied
+    to an event loop.
+    """
+
+    def __init__(self, workers: int, queue_size: int) -> None:
+        self.workers = workers
+        self.queue_size = queue_size
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="colorize"
+        )
+        self._lock = threading.Lock()
+        self._admitted = 0
+        self._running = 0
+        self._served = 0
+        self._mean_seconds: float | None = None
+
+    @property
+    def capacity(self) -> int:
+        return self.workers + self.queue_size
+
+    def try_admit(self) -> bool:
+        with self._lock:
+            if self._admitted >= self.capacity:
+                return False
+            self._admitted += 1
+            return True
+
+    def _release(self, _future: concurrent.futures.Future) -> None:
+        with self._lock:
+            self._admitted -= 1
+
+    async def run(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn()`` on a worker thread (the caller must have been admitted)."""
+
+        def job() -> Any:
+            with self._lock:
+                self._running += 1
+            start = time.perf_counter()
+            try:
+                return fn()
+            finally:
+                elapsed = time.perf_counter() - start
+                with self._lock:
+                    self._running -= 1
+                    self._served += 1
+                    m = self._mean_seconds
+                    self._mean_seconds = elapsed if m is None else 0.8 * m + 0.2 * elapsed
+
+        try:
+            future = self._executor.submit(job)
+        except BaseException:
+            self._release(None)  # type: ignore[arg-type]
+            raise
+        future.add_done_callback(self._release)
+        return await asyncio.wrap_future(future)
+
+    def retry_after(self) -> int:
+        """Seconds a refused client should wait: the time to drain the queue, 1..60."""
+        with self._lock:
+            mean = self._mean_seconds if self._mean_seconds is not None else 1.0
+            backlog = self._admitted
+        return int(min(60, max(1, math.ceil(mean * backlog / self.workers))))
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "depth": self._admitted - self._running,
+                "running": self._running,
+                "queue_size": self.queue_size,
+                "workers": self.workers,
+                "served": self._served,
+                "mean_seconds": None if self._mean_seconds is None else round(self._mean_seconds, 4),
+            }
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _describe(colorizer: Any) -> tuple[str, str]:
+    """Best-effort (model name, device) of a colorizer-like object for ``/health``."""
+    name = getattr(colorizer, "model_name", None)
+    for holder in ("backend", "model"):
+        if name:
+            break
+        inner = getattr(colorizer, holder, None)
+        config = getattr(inner, "config", None)
+        if isinstance(config, dict):
+            name = config.get("model")
+        if not name:
+            name = getattr(getattr(inner, "network", None), "model_name", None)
+    if not name:
+        name = type(colorizer).__name__
+    device = getattr(colorizer, "device", None)
+    return str(name), "unknown" if device is None else str(device)
+
+
+def _safe_stem(filename: str | None) -> str:
+    stem = (filename or "image").replace("\\", "/").rsplit("/", 1)[-1]
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "image"
+    return stem[:100]
+
+
+def _encode(image: Image.Image, fmt: str) -> bytes:
+    pil_format = OUTPUT_FORMATS[fmt][0]
+    buf = _pyio.BytesIO()
+    if pil_format == "PNG":
+        image.save(buf, format="PNG", compress_level=4)
+    elif pil_format == "JPEG":
+        image.save(buf, format="JPEG", quality=92)
+    else:
+        image.save(buf, format="WEBP", quality=90, method=4)
+    return buf.getvalue()
+
+
+def _map_image_error(exc: Exception, filename: str) -> ServiceError:
+    from colorization import io as cio
+
+    message = str(exc) or type(exc).__name__
+    if filename and filename not in message:
+        message = f"{filename}: {message}"
+    if isinstance(exc, cio.ImageTooLargeError):
+        return ServiceError(413, "image_too_large", message)
+    if isinstance(exc, cio.NotAnImageError):
+        return ServiceError(415, "not_an_image", message)
+    if isinstance(exc, cio.EmptyImageError):
+        return ServiceError(422, "empty_image", message)
+    if isinstance(exc, cio.CorruptImageError):
+        return ServiceError(422, "corrupt_image", message)
+    return ServiceError(422, "invalid_image", message)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "form")]
+        field = ".".join(loc) or "request"
+        msg = err.get("msg", "invalid value")
+        if err.get("type") == "missing" and field == "file":
+            msg = "no file uploaded: send the image as multipart form field 'file'"
+        parts.append(f"{field}: {msg}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _render_docs(schema: dict[str, Any]) -> str:
+    """A small offline HTML API reference generated from the OpenAPI schema."""
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            return schema.get("components", {}).get("schemas", {}).get(ref.rsplit("/", 1)[-1], {})
+        return node
+
+    def type_of(node: dict[str, Any]) -> str:
+        node = resolve(node)
+        if "anyOf" in node:
+            return " | ".join(type_of(n) for n in node["anyOf"])
+        t = str(node.get("type", "object"))
+        if node.get("format") == "binary" or "contentMediaType" in node:
+            return "file"
+        if "enum" in node:
+            return t + " (" + ", ".join(map(str, node["enum"])) + ")"
+        low, high = node.get("minimum"), node.get("maximum")
+        if low is not None or high is not None:
+            t += f" [{'' if low is None else f'{low:g}'}, {'' if high is None else f'{high:g}'}]"
+        return t
+
+    e = html.escape
+    out = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{e(schema.get('info', {}).get('title', 'API'))} reference</title>",
+        "<link rel='stylesheet' href='/static/style.css'></head><body class='docs'><main>",
+        f"<h1>{e(schema.get('info', {}).get('title', 'API'))} "
+        f"<small>{e(str(schema.get('info', {}).get('version', '')))}</small></h1>",
+        "<p class='note'>This offline reference is generated from "
+        "<a href='/openapi.json'>/openapi.json</a>. FastAPI's interactive Swagger UI is not served "
+        "because it loads its scripts from a CDN; load <code>/openapi.json</code> into any OpenAPI "
+        "viewer for an interactive console. <a href='/'>Back to the colorizer page</a>.</p>",
+    ]
+    for path, methods in schema.get("paths", {}).items():
+        for method, op in methods.items():
+            out.append(f"<section class='endpoint'><h2><code>{e(method.upper())} {e(path)}</code></h2>")
+            if op.get("summary"):
+                out.append(f"<p><strong>{e(op['summary'])}</strong></p>")
+            if op.get("description"):
+                out.append(f"<pre class='description'>{e(op['description'])}</pre>")
+            fields: list[tuple[str, str, bool, str]] = []
+            for p in op.get("parameters", []):
+                fields.append(
+                    (p["name"], type_of(p.get("schema", {})), bool(p.get("required")), p.get("description", ""))
+                )
+            for media, body in op.get("requestBody", {}).get("content", {}).items():
+                body_schema = resolve(body.get("schema", {}))
+                required = set(body_schema.get("required", []))
+                for name, prop in body_schema.get("properties", {}).items():
+                    desc = prop.get("description", "")
+                    if "default" in prop:
+                        desc = f"{desc} (default: {prop['default']})".strip()
+                    fields.append((name, type_of(prop), name in required, desc))
+                out.append(f"<p>Request body: <code>{e(media)}</code></p>")
+            if fields:
+                out.append("<table><thead><tr><th>field</th><th>type</th><th>required</th>"
+                           "<th>description</th></tr></thead><tbody>")
+                for name, t, req, desc in fields:
+                    out.append(f"<tr><td><code>{e(name)}</code></td><td>{e(t)}</td>"
+                               f"<td>{'yes' if req else 'no'}</td><td>{e(desc)}</td></tr>")
+                out.append("</tbody></table>")
+            responses = op.get("responses", {})
+            if responses:
+                out.append("<table><thead><tr><th>status</th><th>meaning</th><th>content</th></tr></thead><tbody>")
+                for status, resp in responses.items():
+                    media = ", ".join(resp.get("content", {}).keys())
+                    out.append(f"<tr><td>{e(str(status))}</td><td>{e(resp.get('description', ''))}</td>"
+                               f"<td><code>{e(media)}</code></td></tr>")
+                out.append("</tbody></table>")
+            out.append("</section>")
+    out.append("</main></body></html>")
+    return "\n".join(out)
+
+
+def _page_file(name: str) -> bytes:
+    return resources.files("colorization").joinpath("static", name).read_bytes()
+
+
+_ERROR_RESPONSE = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+                "required": ["error", "detail"],
+            }
+        }
+    }
+}
+
+
+def create_app(
+    colorizer: ColorizerLike | None = None,
+    *,
+    model: str | None = None,
+    device: str | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    queue_size: int = DEFAULT_QUEUE_SIZE,
+    workers: int = DEFAULT_WORKERS,
+    model_name: str | None = None,
+) -> FastAPI:
+    """Build the service.
+
+    Args:
+        colorizer: a colorizer-like callable (see :class:`ColorizerLike`); when None,
+            ``Colorizer.from_pretrained(model, device=device)`` is loaded now (errors surface here,
+            not on the first request).
+        model: exported model folder for the default colorizer (None = the shipped default model).
+        device: torch device for the default colorizer (None = its own choice).
+        max_upload_bytes, max_pixels, queue_size, workers: see :class:`ServiceConfig`.
+        model_name: name reported by ``/health`` (default: taken from the colorizer).
+
+    Returns:
+        A FastAPI app; run it with ``uvicorn.run(app, host="127.0.0.1", port=8000)``.
+    """
+    config = ServiceConfig(
+        max_upload_bytes=max_upload_bytes, max_pixels=max_pixels, queue_size=queue_size, workers=workers
+    )
+    if colorizer is None:
+        from colorization.colorizer import Colorizer
+
+        colorizer = Colorizer.from_pretrained(model, device=device, max_pixels=config.max_pixels)
+    if not callable(colorizer):
+        raise TypeError(f"colorizer must be callable, got {type(colorizer).__name__}")
+    name, device_name = _describe(colorizer)
+    if model_name:
+        name = model_name
+    queue = InferenceQueue(workers=config.workers, queue_size=config.queue_size)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        queue.shutdown()
+
+    app = FastAPI(
+        title="colorization",
+        version=__version__,
+        description="Colorize grayscale photos. Upload an image to `POST /colorize`; "
+        "every error is JSON `{\"error\": code, \"detail\": message}`.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.colorizer = colorizer
+    app.state.model_name = name
+    app.state.device = device_name
+    app.state.config = config
+    app.state.queue = queue
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body=config.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        upload_limit=config.max_upload_bytes,
+    )
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(
+            _error_body(exc.code, exc.detail, **exc.extra), status_code=exc.status, headers=exc.headers
+        )
+
+    @app.exception_handler(_BodyTooLarge)
+    async def _too_large(_request: Request, exc: _BodyTooLarge) -> JSONResponse:
+        return JSONResponse(
+            _error_body(
+                "upload_too_large",
+                f"upload exceeds the {_mb(config.max_upload_bytes)} limit",
+                limit_bytes=config.max_upload_bytes,
+            ),
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = re.sub(r"[^a-z0-9]+", "_", str(_status_phrase(exc.status_code)).lower()).strip("_")
+        return JSONResponse(
+            _error_body(code or "error", str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg"), "type": err.get("type")}
+            for err in exc.errors()
+        ]
+        return JSONResponse(_error_body("invalid_request", _validation_message(exc), errors=errors), status_code=422)
+
+    @app.get("/health", summary="Service status, model, device and queue depth")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": name,
+            "device": device_name,
+            "version": __version__,
+            "queue": queue.snapshot(),
+            "limits": {
+                **config.to_dict(),
+                "size_range": list(SIZE_RANGE),
+                "saturation_range": list(SATURATION_RANGE),
+                "formats": [*OUTPUT_FORMATS, _INPUT_FORMAT],
+            },
+        }
+
+    @app.post(
+        "/colorize",
+        summary="Colorize an uploaded photo",
+        description=(
+            "Multipart form upload. Returns the colorized image, same width and height as the "
+            "upload, as PNG (default), JPEG or WebP; format=input keeps the upload's format when "
+            "it is PNG, JPEG or WebP and uses PNG otherwise. Metadata (EXIF) is not copied; the "
+            "EXIF orientation is applied before colorizing."
+        ),
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The colorized image",
+                "content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
+            },
+            413: {
+                "description": "Upload larger than max_upload_bytes, or more pixels than max_pixels",
+                **_ERROR_RESPONSE,
+            },
+            415: {"description": "The upload is not an image", **_ERROR_RESPONSE},
+            422: {"description": "Corrupt or empty image, or an invalid size/saturation/format", **_ERROR_RESPONSE},
+            503: {"description": "Inference queue full; retry after Retry-After seconds", **_ERROR_RESPONSE},
+        },
+    )
+    async def colorize(
+        file: UploadFile = File(..., description="The photo (JPEG, PNG, WebP, TIFF, BMP, GIF; any mode)."),
+        size: int | None = Form(
+            None,
+            ge=SIZE_RANGE[0],
+            le=SIZE_RANGE[1],
+            description="Working resolution of the network in pixels (default: the model's own).",
+        ),
+        saturation: float = Form(
+            1.0,
+            ge=SATURATION_RANGE[0],
+            le=SATURATION_RANGE[1],
+            description="Chroma multiplier: 0 = grayscale, 1 = as predicted, 2 = doubled.",
+        ),
+        format: str = Form("png", description="Output format: png, jpeg (jpg), webp or input."),
+    ) -> Response:
+        fmt = format.strip().lower()
+        fmt = _FORMAT_ALIASES.get(fmt, fmt)
+        if fmt not in OUTPUT_FORMATS and fmt != _INPUT_FORMAT:
+            raise ServiceError(
+                422, "invalid_request",
+                f"format: {format!r} is not one of {', '.join([*OUTPUT_FORMATS, 'jpg', _INPUT_FORMAT])}",
+            )
+        if not math.isfinite(saturation):
+            raise ServiceError(422, "invalid_request", f"saturation: must be a finite number, got {saturation}")
+        filename = file.filename or "upload"
+        data = await file.read(config.max_upload_bytes + 1)
+        await file.close()
+        if len(data) > config.max_upload_bytes:
+            raise ServiceError(
+                413,
+                "upload_too_large",
+                f"{filename}: upload exceeds the {_mb(config.max_upload_bytes)} limit",
+                extra={"limit_bytes": config.max_upload_bytes},
+            )
+        if not data:
+            raise ServiceError(422, "empty_image", f"{filename}: the uploaded file is empty")
+        if not queue.try_admit():
+            retry = queue.retry_after()
+            raise ServiceError(
+                503, "queue_full",
+                f"the server is busy ({queue.capacity} requests in progress or queued); retry in {retry} s",
+                headers={"Retry-After": str(retry)},
+            )
+
+        def work() -> tuple[bytes, str, tuple[int, int]]:
+            from colorization import io as cio
+
+            try:
+                loaded = cio.open_image(data, max_pixels=config.max_pixels, name=filename)
+            except cio.ImageError as exc:
+                raise _map_image_error(exc, filename) from exc
+            out_fmt = fmt
+            if out_fmt == _INPUT_FORMAT:
+                out_fmt = _PIL_TO_OUTPUT.get((loaded.format or "").upper(), "png")
+            try:
+                result = colorizer(loaded.image, size=size, saturation=saturation)
+            except cio.ImageError as exc:  # e.g. the colorizer's own pixel limit
+                raise _map_image_error(exc, filename) from exc
+            if result.size != loaded.image.size:
+                raise RuntimeError(f"colorizer returned {result.size}, expected {loaded.image.size}")
+            return _encode(result.convert("RGB"), out_fmt), out_fmt, result.size
+
+        start = time.perf_counter()
+        try:
+            payload, out_fmt, (width, height) = await queue.run(work)
+        except ServiceError:
+            raise
+        except Exception:
+            logger.exception("colorizing %s failed", filename)
+            raise ServiceError(500, "internal_error", f"{filename}: colorizing failed (see the server log)") from None
+        _, media_type, ext = OUTPUT_FORMATS[out_fmt]
+        return Response(
+            content=payload,
+            media_type=media_type,
+            headers={
+                "Content-Disposition": f'inline; filename="{_safe_stem(filename)}_color{ext}"',
+                "X-Image-Size": f"{width}x{height}",
+                "X-Processing-Seconds": f"{time.perf_counter() - start:.3f}",
+                "Cache-Control": "no-store",
+            },
+        )
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(_render_docs(app.openapi()), headers={"Content-Security-Policy": _PAGE_CSP})
+
+    page_cache: dict[str, bytes] = {}
+
+    def serve_page_file(name: str) -> Response:
+        if name not in page_cache:
+            page_cache[name] = _page_file(name)
+        return Response(
+            page_cache[name],
+            media_type=_PAGE_FILES[name],
+            headers={"Content-Security-Policy": _PAGE_CSP, "X-Content-Type-Options": "nosniff"},
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        return serve_page_file("index.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        if name not in _PAGE_FILES:
+            raise ServiceError(404, "not_found", f"no static file {name!r}")
+        return serve_page_file(name)
+
+    return app
+
+
+def _status_phrase(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "error"

@@ -1,0 +1,217 @@
+// Browser page of `colorization serve`: upload a photo to POST /colorize and show the result.
+// Plain JavaScript, no external assets; everything talks to the same origin.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const fileInput = $("file-input");
+  const dropZone = $("drop-zone");
+  const saturation = $("saturation");
+  const saturationValue = $("saturation-value");
+  const sizeSelect = $("size");
+  const formatSelect = $("format");
+  const button = $("colorize-button");
+  const statusEl = $("status");
+  const errorEl = $("error");
+  const results = $("results");
+  const grayImage = $("gray-image");
+  const resultImage = $("result-image");
+  const compare = $("compare");
+  const compareBefore = $("compare-before");
+  const compareAfter = $("compare-after");
+  const compareSlider = $("compare-slider");
+  const download = $("download");
+  const resultInfo = $("result-info");
+
+  let currentFile = null;
+  let maxUploadBytes = null;
+  let controller = null;
+  let resultUrl = null;
+  let grayUrl = null;
+  let timer = null;
+
+  function setState(state) {
+    document.body.dataset.state = state;
+  }
+
+  function showError(message) {
+    errorEl.textContent = message;
+    errorEl.hidden = false;
+    statusEl.textContent = "";
+    setState("error");
+  }
+
+  function clearError() {
+    errorEl.hidden = true;
+    errorEl.textContent = "";
+  }
+
+  function formatBytes(n) {
+    return n >= 1048576 ? (n / 1048576).toFixed(1) + " MB" : Math.round(n / 1024) + " kB";
+  }
+
+  async function loadHealth() {
+    try {
+      const response = await fetch("/health");
+      if (!response.ok) return;
+      const health = await response.json();
+      maxUploadBytes = health.limits.max_upload_bytes;
+      $("model-info").textContent = "Model: " + health.model + " on " + health.device + ".";
+      $("limits-hint").textContent =
+        "Up to " + formatBytes(maxUploadBytes) + " and " +
+        (health.limits.max_pixels / 1e6).toFixed(0) + " megapixels.";
+    } catch (err) {
+      // The page still works without the limits hint.
+    }
+  }
+
+  // Grayscale preview of the chosen photo, computed locally (Rec. 601 luma).
+  async function makeGrayPreview(file) {
+    const bitmap = await createImageBitmap(file);
+    const canvas = document.createElement("canvas");
+    canvas.width = bitmap.width;
+    canvas.height = bitmap.height;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(bitmap, 0, 0);
+    bitmap.close();
+    const data = ctx.getImageData(0, 0, canvas.width, canvas.height);
+    const px = data.data;
+    for (let i = 0; i < px.length; i += 4) {
+      const y = Math.round(0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2]);
+      px[i] = px[i + 1] = px[i + 2] = y;
+    }
+    ctx.putImageData(data, 0, 0);
+    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+    if (grayUrl) URL.revokeObjectURL(grayUrl);
+    grayUrl = URL.createObjectURL(blob);
+    grayImage.src = grayUrl;
+    compareBefore.src = grayUrl;
+  }
+
+  async function errorMessage(response) {
+    let detail = "";
+    try {
+      const body = await response.json();
+      detail = body.detail || body.error || "";
+    } catch (err) {
+      detail = "";
+    }
+    if (response.status === 503) {
+      const retry = response.headers.get("Retry-After");
+      return "The server is busy. " + (detail || "") + (retry ? " (retry after " + retry + " s)" : "");
+    }
+    if (response.status === 413) return "Too large: " + (detail || "the upload exceeds the server's limit.");
+    if (response.status === 415) return "Not an image: " + (detail || "choose a JPEG, PNG or WebP photo.");
+    if (response.status === 422) return "Cannot colorize: " + (detail || "invalid image or settings.");
+    return "Error " + response.status + ": " + (detail || response.statusText);
+  }
+
+  async function colorize() {
+    if (!currentFile) return;
+    clearError();
+    if (maxUploadBytes !== null && currentFile.size > maxUploadBytes) {
+      showError("Too large: " + currentFile.name + " is " + formatBytes(currentFile.size) +
+                "; the limit is " + formatBytes(maxUploadBytes) + ".");
+      return;
+    }
+    if (controller) controller.abort();
+    controller = new AbortController();
+    const form = new FormData();
+    form.append("file", currentFile, currentFile.name);
+    form.append("saturation", saturation.value);
+    form.append("format", formatSelect.value);
+    if (sizeSelect.value) form.append("size", sizeSelect.value);
+    statusEl.textContent = "Colorizing " + currentFile.name + "…";
+    setState("busy");
+    button.disabled = true;
+    const started = performance.now();
+    let response;
+    try {
+      response = await fetch("/colorize", { method: "POST", body: form, signal: controller.signal });
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      button.disabled = false;
+      showError("Could not reach the server: " + err.message);
+      return;
+    }
+    button.disabled = false;
+    if (!response.ok) {
+      showError(await errorMessage(response));
+      return;
+    }
+    const blob = await response.blob();
+    if (resultUrl) URL.revokeObjectURL(resultUrl);
+    resultUrl = URL.createObjectURL(blob);
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const match = /filename="([^"]+)"/.exec(disposition);
+    download.href = resultUrl;
+    download.download = match ? match[1] : "colorized.png";
+    resultImage.src = resultUrl;
+    compareAfter.src = resultUrl;
+    try {
+      await resultImage.decode();
+    } catch (err) {
+      showError("The result could not be displayed.");
+      return;
+    }
+    results.hidden = false;
+    const seconds = ((performance.now() - started) / 1000).toFixed(2);
+    resultInfo.textContent = resultImage.naturalWidth + "×" + resultImage.naturalHeight + " px, " +
+      blob.type + ", " + formatBytes(blob.size) + ", " + seconds + " s";
+    statusEl.textContent = "Done: " + currentFile.name + " colorized.";
+    setState("done");
+  }
+
+  async function chooseFile(file) {
+    if (!file) return;
+    currentFile = file;
+    button.disabled = false;
+    clearError();
+    try {
+      await makeGrayPreview(file);
+    } catch (err) {
+      // The browser cannot decode it (e.g. TIFF); the server may still, so only the preview is lost.
+      grayImage.removeAttribute("src");
+      compareBefore.removeAttribute("src");
+    }
+    await colorize();
+  }
+
+  fileInput.addEventListener("change", () => chooseFile(fileInput.files[0]));
+  button.addEventListener("click", colorize);
+
+  ["dragenter", "dragover"].forEach((type) =>
+    dropZone.addEventListener(type, (event) => {
+      event.preventDefault();
+      dropZone.classList.add("dragging");
+    })
+  );
+  ["dragleave", "drop"].forEach((type) =>
+    dropZone.addEventListener(type, () => dropZone.classList.remove("dragging"))
+  );
+  dropZone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    const file = event.dataTransfer && event.dataTransfer.files[0];
+    if (file) chooseFile(file);
+  });
+
+  saturation.addEventListener("input", () => {
+    saturationValue.textContent = Number(saturation.value).toFixed(2);
+  });
+  // Re-colorize when a setting is committed (debounced so a dragged slider sends one request).
+  [saturation, sizeSelect, formatSelect].forEach((el) =>
+    el.addEventListener("change", () => {
+      clearTimeout(timer);
+      timer = setTimeout(colorize, 250);
+    })
+  );
+
+  function updateCompare() {
+    compare.style.setProperty("--position", compareSlider.value + "%");
+  }
+  compareSlider.addEventListener("input", updateCompare);
+  updateCompare();
+
+  setState("idle");
+  loadHealth();
+})();

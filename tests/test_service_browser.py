@@ -1,0 +1,180 @@
+"""The service's page in a real headless browser (Debian chromium driven by Playwright).
+
+Starts uvicorn on 127.0.0.1 (a free port) in a thread with a tiny real model, uploads a grayscale
+photo through the page's file input, and checks that a coloured result of the right size is shown
+and can be downloaded, that API errors are displayed, and that the page requests nothing outside
+the server.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.browser
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser tests",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+uvicorn = pytest.importorskip("uvicorn")
+
+from colorization import Colorizer, create_model  # noqa: E402
+from colorization.checkpoint import save_exported  # noqa: E402
+from colorization.service import create_app  # noqa: E402
+
+WIDTH, HEIGHT = 96, 64
+
+# Reads an <img> back through a canvas: natural size and mean/max channel spread (chroma, 0..255).
+PIXELS_JS = """(id) => {
+  const img = document.getElementById(id);
+  const c = document.createElement('canvas');
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const ctx = c.getContext('2d');
+  ctx.drawImage(img, 0, 0);
+  const d = ctx.getImageData(0, 0, c.width, c.height).data;
+  let sum = 0, max = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    const s = Math.max(d[i], d[i+1], d[i+2]) - Math.min(d[i], d[i+1], d[i+2]);
+    sum += s; if (s > max) max = s;
+  }
+  return {width: c.width, height: c.height, meanChroma: sum / (d.length / 4), maxChroma: max};
+}"""
+
+
+def tiny_colorizer(folder: Path) -> Colorizer:
+    """A real exported tiny ``baseline`` with a warm-biased head (visible chroma)."""
+    torch.manual_seed(0)
+    net = create_model("baseline", width=8, depth=2)
+    with torch.no_grad():
+        net.head.conv.bias.copy_(torch.tensor([0.25, 0.35]))
+    save_exported(net, folder, head="regression")
+    return Colorizer.from_pretrained(folder, device="cpu", size=32)
+
+
+def gray_photo(path: Path) -> Path:
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+    arr = (30 + 200 * x / (WIDTH - 1) * (0.4 + 0.6 * y / (HEIGHT - 1))).astype(np.uint8)
+    arr[16:40, 20:50] = 230
+    Image.fromarray(arr, mode="L").save(path)
+    return path
+
+
+def chroma(img: Image.Image) -> float:
+    a = np.asarray(img.convert("RGB")).astype(np.int16)
+    return float((a.max(axis=2) - a.min(axis=2)).mean())
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory: pytest.TempPathFactory):
+    app = create_app(tiny_colorizer(tmp_path_factory.mktemp("tiny_model")), max_upload_bytes=1_000_000)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture()
+def page(browser, server_url: str):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1100, "height": 900})
+    try:
+        pg = context.new_page()
+        pg.requested = []  # type: ignore[attr-defined]
+        pg.console_errors = []  # type: ignore[attr-defined]
+        pg.on("request", lambda req: pg.requested.append(req.url))
+        pg.on("console", lambda msg: msg.type == "error" and pg.console_errors.append(msg.text))
+        pg.on("pageerror", lambda exc: pg.console_errors.append(str(exc)))
+        pg.goto(server_url + "/")
+        yield pg
+    finally:
+        context.close()
+
+
+def test_upload_shows_colour_result_and_downloads(page, server_url: str, tmp_path: Path) -> None:
+    # (selectors, not wait_for_function: the page's CSP forbids the eval() that polling needs)
+    page.wait_for_selector("body[data-state=idle]")
+    page.wait_for_selector("#model-info:has-text('baseline')")
+    page.set_input_files("#file-input", str(gray_photo(tmp_path / "street.png")))
+    page.wait_for_selector("body[data-state=done], body[data-state=error]", state="attached", timeout=60_000)
+    assert page.evaluate("document.body.dataset.state") == "done", page.inner_text("#error")
+    assert page.is_visible("#results")
+    assert page.is_hidden("#error")
+    assert "street.png" in page.inner_text("#status")
+
+    result = page.evaluate(PIXELS_JS, "result-image")
+    gray = page.evaluate(PIXELS_JS, "gray-image")
+    assert (result["width"], result["height"]) == (WIDTH, HEIGHT)
+    assert (gray["width"], gray["height"]) == (WIDTH, HEIGHT)
+    assert result["meanChroma"] > 10.0, result  # the result shown is in colour
+    assert gray["maxChroma"] == 0, gray  # the input is shown in gray
+
+    # the before/after slider moves the divider
+    page.fill("#compare-slider", "20")
+    position = page.evaluate("getComputedStyle(document.getElementById('compare')).getPropertyValue('--position')")
+    assert position.strip() == "20%"
+
+    if os.environ.get("COLORIZATION_SCREENSHOT"):
+        page.screenshot(path=os.environ["COLORIZATION_SCREENSHOT"], full_page=True)
+
+    with page.expect_download() as info:
+        page.click("#download")
+    download = info.value
+    assert download.suggested_filename == "street_color.png"
+    saved = Path(download.path())
+    with Image.open(saved) as img:
+        assert img.format == "PNG" and img.size == (WIDTH, HEIGHT)
+        assert chroma(img) > 10.0
+
+    # the page only talked to this server (blob:/data: URLs are local)
+    external = [u for u in page.requested if not u.startswith((server_url, "blob:", "data:"))]
+    assert external == []
+    assert page.console_errors == []
+
+
+def test_api_errors_are_shown(page, tmp_path: Path) -> None:
+    page.wait_for_selector("body[data-state=idle]")
+    bad = tmp_path / "notes.txt"
+    bad.write_text("this is not a photo\n" * 10)
+    page.set_input_files("#file-input", str(bad))
+    page.wait_for_selector("body[data-state=error]", state="attached", timeout=30_000)
+    message = page.inner_text("#error")
+    assert page.is_visible("#error")
+    assert "Not an image" in message and "notes.txt" in message

@@ -1,0 +1,312 @@
+"""The trainer: config handling, staged schedules, exact resume, NaN stop, CLI, export."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from colorization import checkpoint, color
+from colorization.cli import app
+from colorization.objectives import RegressionObjective
+from colorization.train import (
+    ConfigError,
+    NonFiniteLossError,
+    TrainConfig,
+    _lr_factor,
+    _stage_table,
+    _StepBatchSampler,
+    load_config_file,
+    resolve_config,
+    train,
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """One thread (tiny CPU work on a shared machine) and a private filter-score cache."""
+    monkeypatch.setenv("COLORIZATION_CACHE_DIR", str(tmp_path / "cache"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_images(folder: Path, n: int, seed: int = 0, labels: tuple[str, ...] = ("cat", "dog")) -> Path:
+    """``n`` small colourful gradient PNGs named ``<label>_<i>.png``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        h, w = 36 + int(rng.integers(0, 12)), 40 + int(rng.integers(0, 12))
+        yy, xx = np.mgrid[0:h, 0:w] / 48.0
+        c = rng.random((3, 3))
+        img = np.stack([c[k, 0] * xx + c[k, 1] * yy + c[k, 2] * (1 - xx) for k in range(3)], -1)
+        img = (255 * img / img.max()).clip(0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"{labels[i % len(labels)]}_{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def image_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imgs")
+    return make_images(root / "train", 12), make_images(root / "val", 4, seed=1)
+
+
+def base_config(train_dir: Path, out: Path, **kw) -> TrainConfig:
+    values = {
+        "model": "baseline",
+        "model_config": {"width": 8, "depth": 2},
+        "data": [str(train_dir)],
+        "out": str(out),
+        "steps": 6,
+        "batch_size": 4,
+        "crop": 32,
+        "workers": 0,
+        "val_every": 1000,
+        "save_every": 1000,
+        "log_every": 1,
+        "lr": 2e-3,
+        "warmup_steps": 2,
+    }
+    values.update(kw)
+    return resolve_config(values)
+
+
+def read_log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def state_tensors(out: Path) -> dict[str, torch.Tensor]:
+    latest = json.loads((out / "state" / "latest.json").read_text())
+    d = out / "state" / latest["dir"]
+    tensors = {f"objective/{k}": v for k, v in load_file(d / "objective.safetensors").items()}
+    for f in sorted(d.glob("optimizer_*.safetensors")) + sorted(d.glob("ema.safetensors")):
+        tensors.update({f"{f.stem}/{k}": v for k, v in load_file(f).items()})
+    return tensors
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+
+
+def test_config_resolution_file_and_overrides(tmp_path):
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(
+        "model: baseline\nmodel_config: {width: 16}\ndata: [a, b]\nout: o\nsteps: 200\n"
+        "objective_options: {loss: l1_ssim}\nstages:\n  - {steps: 50, loss: l1}\n  - {loss: mse, lr_scale: 0.5}\n"
+    )
+    values = load_config_file(cfg_file)
+    cfg = resolve_config(values, {"steps": 400, "model_config": {"depth": 2}, "lr": None}, source=str(cfg_file))
+    assert cfg.steps == 400 and cfg.data == ("a", "b")
+    assert cfg.model_config == {"width": 16, "depth": 2, "out_channels": 2}
+    assert cfg.warmup_steps == 20 and cfg.val_crop == cfg.crop  # resolved automatic values
+    assert _stage_table(cfg) == [(0, 50, {"loss": "l1"}, 1.0), (50, 400, {"loss": "mse"}, 0.5)]
+    # JSON round trip of the resolved config
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    # classification fills in Q output channels
+    cls = resolve_config({"model": "baseline", "data": ["a"], "out": "o", "objective": "classification"})
+    assert cls.model_config["out_channels"] == color.num_ab_bins()
+    with pytest.raises(ConfigError, match="unknown field.*'stpes'"):
+        resolve_config({"model": "baseline", "data": ["a"], "out": "o", "stpes": 3})
+    with pytest.raises(ConfigError, match="'batch_size'"):
+        resolve_config({"model": "baseline", "data": ["a"], "out": "o", "batch_size": 0})
+    with pytest.raises(ConfigError, match=r"'stages'\[0\] needs 'steps'"):
+        resolve_config({"model": "baseline", "data": ["a"], "out": "o", "stages": [{"loss": "l1"}, {"loss": "mse"}]})
+    with pytest.raises(ConfigError, match="unknown key"):
+        resolve_config({"model": "baseline", "data": ["a"], "out": "o", "stages": [{"gan_loss": "lsgan"}]})
+    with pytest.raises(ConfigError, match="regresses ab"):
+        resolve_config({"model": "baseline", "data": ["a"], "out": "o", "model_config": {"out_channels": 3}})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("x")
+    with pytest.raises(ConfigError, match="unsupported extension"):
+        load_config_file(bad)
+
+
+def test_lr_schedule_warmup_cosine_and_stage_scale():
+    cfg = resolve_config({"model": "baseline", "data": ["a"], "out": "o", "steps": 100, "warmup_steps": 10,
+                          "min_lr_ratio": 0.1, "stages": [{"steps": 50}, {"lr_scale": 0.5}]})
+    table = _stage_table(cfg)
+    assert _lr_factor(cfg, table, 0) == pytest.approx(0.1)
+    assert _lr_factor(cfg, table, 9) == pytest.approx(1.0)
+    assert _lr_factor(cfg, table, 10) == pytest.approx(1.0)
+    mid = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 40 / 90))
+    assert _lr_factor(cfg, table, 50) == pytest.approx(0.5 * mid)
+    assert _lr_factor(cfg, table, 100) == pytest.approx(0.5 * 0.1)
+
+
+def test_step_sampler_is_a_function_of_seed_and_step():
+    full = _StepBatchSampler(n=20, batch_size=3, rank=0, world=1, seed=7, start_step=0)
+    it = iter(full)
+    batches = [next(it) for _ in range(14)]  # crosses three epochs (6 steps per epoch)
+    later = iter(_StepBatchSampler(n=20, batch_size=3, rank=0, world=1, seed=7, start_step=9))
+    assert [next(later) for _ in range(5)] == batches[9:]
+    epoch0 = [i for b in batches[:6] for i, _ in b]
+    assert len(set(epoch0)) == 18  # no repeats within an epoch
+    r0 = iter(_StepBatchSampler(n=20, batch_size=3, rank=0, world=2, seed=7, start_step=0))
+    r1 = iter(_StepBatchSampler(n=20, batch_size=3, rank=1, world=2, seed=7, start_step=0))
+    b0, b1 = next(r0), next(r1)
+    assert not {i for i, _ in b0} & {i for i, _ in b1}  # ranks see different images
+    assert len({s for _, s in b0 + b1}) == 6  # and different augmentation seeds
+    with pytest.raises(ConfigError, match="fewer than one global batch"):
+        _StepBatchSampler(n=5, batch_size=3, rank=0, world=2, seed=0, start_step=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training runs
+# ---------------------------------------------------------------------------------------------
+
+
+def test_staged_schedule_switches_loss_at_the_right_step(image_dirs, tmp_path):
+    train_dir, _ = image_dirs
+    cfg = base_config(
+        train_dir, tmp_path / "out", steps=5, objective_options={"loss": "l1_ssim"},
+        stages=[{"steps": 2, "loss": "l1"}, {"loss": "mse", "lr_scale": 0.5}],
+    )
+    result = train(cfg, progress=False)
+    assert result.finished and result.step == 5
+    log = read_log(tmp_path / "out")
+    train_lines = {r["step"]: r for r in log if r["kind"] == "train"}
+    table = _stage_table(cfg)
+    for step, rec in train_lines.items():  # record at `step` covers optimisation step `step - 1`
+        expected = rec["l1"] if step <= 2 else rec["mse"]
+        assert rec["loss"] == pytest.approx(expected, rel=1e-6), step
+        assert rec["stage"] == (0 if step <= 2 else 1)
+        assert rec["lr"] == pytest.approx(cfg.lr * _lr_factor(cfg, table, step), rel=1e-6)
+    assert [r["step"] for r in log if r["kind"] == "stage"] == [2]
+    assert result.objective.loss == "mse"
+    # the exported recipe records the stages
+    exported = json.loads((tmp_path / "out" / "model" / "config.json").read_text())
+    assert exported["training"]["recipe"]["stages"][1] == {"loss": "mse", "lr_scale": 0.5}
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param({"ema": True, "stages": [{"steps": 3, "loss": "l1"}, {"loss": "mse"}]}, id="regression-staged-ema"),
+        pytest.param(
+            {"objective": "gan", "discriminator_config": {"width": 8, "n_layers": 2},
+             "stages": [{"steps": 2, "adversarial": False}, {"adversarial": True}]},
+            id="gan-with-l1-pretraining",
+        ),
+    ],
+)
+def test_resume_reproduces_uninterrupted_run(image_dirs, tmp_path, kind):
+    train_dir, _ = image_dirs
+    full = train(base_config(train_dir, tmp_path / "full", **kind), progress=False)
+    assert full.finished
+    cfg = base_config(train_dir, tmp_path / "split", **kind)
+    part = train(cfg, progress=False, stop_after=4)
+    assert not part.finished and part.step == 4 and not (tmp_path / "split" / "model").exists()
+    with pytest.raises(ConfigError, match="--resume"):
+        train(cfg, progress=False)  # refuses to overwrite a run
+    with pytest.raises(ConfigError, match="differs from the saved run.*lr"):
+        train(base_config(train_dir, tmp_path / "split", lr=1e-3, **kind), progress=False, resume=True)
+    rest = train(cfg, progress=False, resume=True)
+    assert rest.finished and rest.step == 6 and rest.images_seen == full.images_seen
+    a, b = state_tensors(tmp_path / "full"), state_tensors(tmp_path / "split")
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    wa = load_file(tmp_path / "full" / "model" / "model.safetensors")
+    wb = load_file(tmp_path / "split" / "model" / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # the log of the resumed run continues without duplicated steps
+    steps = [r["step"] for r in read_log(tmp_path / "split") if r["kind"] == "train"]
+    assert steps == list(range(1, 7))
+
+
+def test_nan_loss_stops_with_error_and_keeps_last_checkpoint(image_dirs, tmp_path, monkeypatch):
+    train_dir, _ = image_dirs
+    original = RegressionObjective.forward
+    calls = {"n": 0}
+
+    def poisoned(self, batch, phase="main"):
+        out = original(self, batch, phase)
+        calls["n"] += 1
+        if calls["n"] == 5:  # optimisation step index 4 -> reported as step 5
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(RegressionObjective, "forward", poisoned)
+    out = tmp_path / "out"
+    cfg = base_config(train_dir, out, steps=8, save_every=2, log_every=3)
+    with pytest.raises(NonFiniteLossError, match="step 5") as err:
+        train(cfg, progress=False)
+    assert err.value.step == 5
+    latest = json.loads((out / "state" / "latest.json").read_text())
+    assert latest["step"] == 4  # saved at step 4; the NaN step never reached a save
+    assert all(torch.isfinite(v).all() for v in state_tensors(out).values())
+    assert not (out / "model").exists()
+    # the same through the CLI: exit code 3 and a message naming the step
+    calls["n"] = 0
+    res = CliRunner().invoke(app, ["train", "--model", "baseline", "--model-config", "width=8", "--model-config",
+                                   "depth=2", "--data", str(train_dir), "--out", str(tmp_path / "cli"), "--steps", "8",
+                                   "--batch-size", "4", "--crop", "32", "--workers", "0", "--save-every", "2",
+                                   "--no-progress"])
+    assert res.exit_code == 3, res.output
+    assert "non-finite loss at step 5" in res.output
+    assert json.loads((tmp_path / "cli" / "state" / "latest.json").read_text())["step"] == 4
+
+
+def test_cli_smoke_classification_with_config_file(image_dirs, tmp_path):
+    train_dir, val_dir = image_dirs
+    out = tmp_path / "run"
+    cfg_file = tmp_path / "cls.json"
+    cfg_file.write_text(json.dumps({
+        "model": "baseline", "model_config": {"width": 8, "depth": 2}, "objective": "classification",
+        "objective_options": {"temperature": 0.5}, "steps": 50, "batch_size": 2, "crop": 32, "workers": 0,
+    }))
+    args = ["train", "--config", str(cfg_file), "--data", str(train_dir), "--val", str(val_dir), "--out", str(out),
+            "--steps", "3", "--batch-size", "4", "--val-every", "2", "--val-images", "3", "--ema", "--no-progress"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "trained baseline for 3 steps" in res.output
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["steps"] == 3 and saved["batch_size"] == 4 and saved["ema"] is True  # flags beat the file
+    assert saved["model_config"]["out_channels"] == color.num_ab_bins()
+    model = checkpoint.load_exported(out / "model")
+    assert model.head == "classification" and model.temperature == pytest.approx(0.5)
+    ab = model(torch.zeros(1, 1, 32, 32))
+    assert ab.shape == (1, 2, 32, 32) and torch.isfinite(ab).all()
+    conf = model.config
+    assert conf["training"]["steps"] == 3 and conf["training"]["images_seen"] == 12
+    assert conf["training"]["data"] == [str(train_dir)] and conf["training"]["device"] == "cpu"
+    assert conf["training"]["wall_time_s"] > 0
+    assert set(conf["metrics"]["val"]) >= {"psnr", "ssim"} and conf["metrics"]["val"]["images"] == 3
+    # EMA weights are what got exported
+    ema = load_file(sorted((out / "state").glob("step_*"))[0] / "ema.safetensors")
+    exported = load_file(out / "model" / "model.safetensors")
+    assert all(torch.equal(ema[k], exported[k]) for k in exported)
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_000002.png", "step_000003.png"]
+    grid = Image.open(out / "samples" / "step_000003.png")
+    assert grid.size == (3 * 32, 3 * 32)  # 3 columns (gt | gray | prediction), 3 val images
+    vals = [r for r in read_log(out) if r["kind"] == "val"]
+    assert [r["step"] for r in vals] == [2, 3] and all(0 < r["ssim"] <= 1 for r in vals)
+    # errors: existing run without --resume, unknown model
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "--resume" in res.output
+    res = CliRunner().invoke(app, ["train", "--model", "nope", "--data", str(train_dir), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "not a registered generator" in res.output
+
+
+def test_auxiliary_labels_fill_num_classes(image_dirs, tmp_path):
+    train_dir, _ = image_dirs
+    cfg = base_config(train_dir, tmp_path / "aux", model="fusion", steps=2,
+                      model_config={"width": 8, "global_size": 32}, objective_options={"aux_weight": 0.1})
+    result = train(cfg, progress=False)
+    assert result.finished
+    saved = json.loads((tmp_path / "aux" / "train_config.json").read_text())
+    assert saved["model_config"]["num_classes"] == 2  # cat, dog
+    assert all("aux" in r for r in read_log(tmp_path / "aux") if r["kind"] == "train")
+    conf = json.loads((tmp_path / "aux" / "model" / "config.json").read_text())
+    assert conf["training"]["class_names"] == ["cat", "dog"]
+    with pytest.raises(ConfigError, match="no auxiliary class head"):
+        train(base_config(train_dir, tmp_path / "aux2", objective_options={"aux_weight": 0.1}), progress=False)

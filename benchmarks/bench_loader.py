@@ -45,7 +45,9 @@ def bench(ds: data.ImageFolderDataset, workers: int, batch_size: int, batches: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("data_dir", nargs="+", help="folders of images")
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--crop", type=int, default=128)

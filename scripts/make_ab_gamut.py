@@ -32,7 +32,7 @@ from tqdm import tqdm
 from colorization import color
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
-# ab grid: cell (i, j) has centre (i * 10 - OFFSET, j * 10 - OFFSET); sRGB ab lies within +-110
+# ab grid: cell (i, j) has centre ((i - HALF_CELLS) * 10, (j - HALF_CELLS) * 10); sRGB ab fits in it
 HALF_CELLS = 12
 GRID = 2 * HALF_CELLS + 1
 
@@ -147,7 +147,9 @@ def compute_gamut(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("data_dir", type=Path, help="folder of training photos (searched recursively)")
     parser.add_argument("output", type=Path, help="output JSON path")
     parser.add_argument("--subset", type=int, default=None, help="use a random subset of this many images")

@@ -118,6 +118,16 @@ def test_16bit_array_precision_is_kept(colorizer):
     assert len(torch.unique(prep.l_full[0])) == 61
 
 
+def test_full_resolution_lightness_matches_scikit_image(colorizer):
+    """Every input path (8-bit gray table, RGB conversion) gives the L of scikit-image."""
+    rgb = gradient_rgb(23, 31, seed=9)
+    gray = rgb[:, :, 1]
+    expected_gray = rgb2lab(np.repeat(gray[:, :, None], 3, 2) / 255.0)[..., 0]
+    for image in (Image.fromarray(gray, "L"), np.repeat(gray[:, :, None], 3, 2), gray.astype(np.float32) / 255):
+        assert np.abs(colorizer.prepare(image).l_full.numpy() - expected_gray).max() < 1e-3
+    assert np.abs(colorizer.prepare(rgb).l_full.numpy() - lab_of(rgb)[..., 0]).max() < 1e-3
+
+
 # --------------------------------------------------------------------------------------------
 # lightness preserved at full resolution, colour replaced
 # --------------------------------------------------------------------------------------------

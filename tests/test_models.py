@@ -17,7 +17,6 @@ from colorization.models import (
     model_info,
     register_model,
 )
-from colorization.models import registry
 from colorization.models.blocks import AttentionGate, UNetDecoder
 
 ALL = list_models()
@@ -355,3 +354,27 @@ def test_one_batch_overfit_resnet_unet():
         opt.step()
         first = loss.item() if first is None else first
     assert loss.item() < first / 3
+
+
+@pytest.mark.parametrize("name, kwargs", [("resnet_unet", {"width": 8}), ("fusion", {"width": 8, "global_size": 64})])
+def test_onnx_export_keeps_input_size_dynamic(name, kwargs, tmp_path):
+    # Skip resizing must follow the runtime sizes, not sizes frozen at export time.
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import warnings
+
+    model = create_model(name, **kwargs).eval()
+    path = tmp_path / f"{name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (torch.zeros(1, 1, 64, 64),), str(path), input_names=["l"], output_names=["out"],
+            dynamic_axes={"l": {0: "b", 2: "h", 3: "w"}}, dynamo=False, opset_version=17,
+        )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.rand(2, 1, 96, 64) * 2 - 1
+    got = session.run(None, {"l": x.numpy()})[0]
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert got.shape == (2, 2, 96, 64)
+    assert abs(got - expected).max() < 1e-4

@@ -161,7 +161,7 @@ def test_regression_one_batch_overfit(loss):
     batch = make_batch()
     obj = build_objective("regression", tiny("baseline"), loss=loss, ssim_weight=1.0)
     assert obj.phases == ("main",) and obj.head == "regression"
-    first, last = overfit(obj, batch, steps=40)
+    first, last = overfit(obj, batch, steps=30)
     assert last["main"]["loss"] < 0.5 * first["main"]["loss"], (first, last)
     pred = obj.predict(batch["l"])
     assert pred.shape == batch["ab"].shape and pred.dtype == torch.float32
@@ -268,7 +268,7 @@ def test_gan_phases_losses_and_overfit(gan_loss):
     disc.zero_grad()
     out = obj(batch, "generator")
     assert out["loss"].item() == pytest.approx(out["g_adv"].item() + 100.0 * out["l1"].item(), rel=1e-5)
-    first, last = overfit(obj, batch, steps=40, lr=2e-3)
+    first, last = overfit(obj, batch, steps=25, lr=2e-3)
     assert last["generator"]["l1"] < 0.5 * first["generator"]["l1"], (first, last)
     assert np.isfinite(last["discriminator"]["loss"])
 

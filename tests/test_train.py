@@ -179,7 +179,7 @@ def test_staged_schedule_switches_loss_at_the_right_step(image_dirs, tmp_path):
         expected = rec["l1"] if step <= 2 else rec["mse"]
         assert rec["loss"] == pytest.approx(expected, rel=1e-6), step
         assert rec["stage"] == (0 if step <= 2 else 1)
-        assert rec["lr"] == pytest.approx(cfg.lr * _lr_factor(cfg, table, step), rel=1e-6)
+        assert rec["lr"] == pytest.approx(cfg.lr * _lr_factor(cfg, table, step - 1), rel=1e-6)
     assert [r["step"] for r in log if r["kind"] == "stage"] == [2]
     assert result.objective.loss == "mse"
     # the exported recipe records the stages
@@ -266,9 +266,13 @@ def test_cli_smoke_classification_with_config_file(image_dirs, tmp_path):
     }))
     args = ["train", "--config", str(cfg_file), "--data", str(train_dir), "--val", str(val_dir), "--out", str(out),
             "--steps", "3", "--batch-size", "4", "--val-every", "2", "--val-images", "3", "--ema", "--no-progress"]
-    res = CliRunner().invoke(app, args)
+    res = CliRunner().invoke(app, args + ["--stop-after", "2"])
     assert res.exit_code == 0, res.output
-    assert "trained baseline for 3 steps" in res.output
+    assert "stopped at step 2/3" in res.output and not (out / "model").exists()
+    # `--out DIR --resume` alone continues from the saved train_config.json
+    res = CliRunner().invoke(app, ["train", "--out", str(out), "--resume", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "resumed from" in res.output and "trained baseline for 3 steps" in res.output
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["steps"] == 3 and saved["batch_size"] == 4 and saved["ema"] is True  # flags beat the file
     assert saved["model_config"]["out_channels"] == color.num_ab_bins()
@@ -310,3 +314,24 @@ def test_auxiliary_labels_fill_num_classes(image_dirs, tmp_path):
     assert conf["training"]["class_names"] == ["cat", "dog"]
     with pytest.raises(ConfigError, match="no auxiliary class head"):
         train(base_config(train_dir, tmp_path / "aux2", objective_options={"aux_weight": 0.1}), progress=False)
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.*")), ids=lambda p: p.name)
+def test_example_configs_resolve_and_build(path):
+    from colorization.models import create_model
+    from colorization.objectives import build_objective
+
+    cfg = resolve_config(load_config_file(path), source=str(path))
+    with torch.device("meta"):  # shapes only: cheap even for the paper-sized networks
+        model_config = dict(cfg.model_config)
+        if cfg.objective_options.get("aux_weight", 0) > 0:
+            model_config.setdefault("num_classes", 10)  # filled in from the data by the trainer
+        gen = create_model(cfg.model, **model_config)
+        disc = create_model(cfg.discriminator, **cfg.discriminator_config) if cfg.objective == "gan" else None
+        obj = build_objective(cfg.objective, gen, disc, **cfg.objective_options)
+    assert cfg.crop % gen.stride == 0
+    for _, _, options, _ in _stage_table(cfg):
+        obj.configure(**options)

@@ -21,6 +21,8 @@ app = typer.Typer(
 # (subcommand name, module under colorization.commands, one-line help)
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("colorize", "colorize", "Colorize image files, folders and globs."),
+    ("export", "export", "Export a model to ONNX (dynamic batch/height/width)."),
+    ("colorize-many", "colorize_many", "Colorize millions of images across processes/GPUs/nodes (torchrun)."),
     ("serve", "serve", "REST service and browser page for colorizing photos."),
     ("train", "train", "Train a colorization network (single process or torchrun)."),
     ("evaluate", "evaluate", "Compare models on folders of photos (metrics, tables, figures)."),

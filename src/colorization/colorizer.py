@@ -55,6 +55,8 @@ __all__ = [
     "working_shape",
     "bilinear_upsample",
     "guided_filter_coefficients",
+    "recombine",
+    "max_chroma_table",
 ]
 
 ImageInput = Union[Image.Image, str, os.PathLike, bytes, np.ndarray]
@@ -64,10 +66,10 @@ DEFAULT_SIZE = 256
 """Working resolution (short side, px) when neither the caller nor the model says otherwise."""
 MAX_ASPECT = 4
 """The working image's long side is at most ``MAX_ASPECT * size`` (panoramas get a shorter short side)."""
-STRIP_PIXELS = 1 << 20
+STRIP_PIXELS = 1 << 19
 """Pixels per strip for the full-resolution steps (bounds peak memory on large photos)."""
-_GAMUT_BISECT_STEPS = 6
-"""Chroma of out-of-gamut colours is found to within 2^-6 (1.6 %)."""
+_GAMUT_BISECT_STEPS = 8
+"""Bisection steps for the colours the chroma table leaves out of gamut (rare)."""
 _GAMUT_TOL = 1.0 / 255.0
 """sRGB overshoot left to the final clip (changes L by well under one unit)."""
 _PENDING_PIXELS = 64_000_000
@@ -334,13 +336,22 @@ def _full_res_l(rgb: np.ndarray) -> Tensor:
         )
     else:
         gray = False
+    if gray:
+        return _gray_to_l(rgb[:, :, 0])
     l_full = torch.empty(H, W, dtype=torch.float32)
     for y in range(0, H, rows):
-        if gray:
-            levels = torch.from_numpy(np.ascontiguousarray(rgb[y : y + rows, :, 0])).long()
-            l_full[y : y + rows] = _gray_l_lut()[levels]
-        else:
-            l_full[y : y + rows] = _rgb_strip_to_l(rgb[y : y + rows])
+        l_full[y : y + rows] = _rgb_strip_to_l(rgb[y : y + rows])
+    return l_full
+
+
+def _gray_to_l(gray: np.ndarray) -> Tensor:
+    """(H,W) uint8 neutral gray levels -> (H,W) float32 Lab L via the 256-entry table, in strips."""
+    H, W = gray.shape
+    rows = max(1, STRIP_PIXELS // W)
+    lut = _gray_l_lut()
+    l_full = torch.empty(H, W, dtype=torch.float32)
+    for y in range(0, H, rows):
+        l_full[y : y + rows] = lut[torch.tensor(gray[y : y + rows], dtype=torch.long)]
     return l_full
 
 
@@ -378,10 +389,18 @@ def prepare_image(
         size: working short side in pixels. stride: network stride (pad multiple).
         max_pixels: pixel limit (None: unlimited).
     """
-    rgb = image_to_rgb_array(image, max_pixels)
-    H, W = rgb.shape[:2]
-    l_full = _full_res_l(rgb)
-    del rgb
+    if isinstance(image, Image.Image) and image.mode == "L" and "transparency" not in image.info:
+        # the common case, an 8-bit grayscale image: no RGB copy
+        _check_pixels(image.height, image.width, max_pixels, "PIL image (L)")
+        gray = np.asarray(image)
+        H, W = gray.shape
+        l_full = _gray_to_l(gray)
+        del gray
+    else:
+        rgb = image_to_rgb_array(image, max_pixels)
+        H, W = rgb.shape[:2]
+        l_full = _full_res_l(rgb)
+        del rgb
     h, w = working_shape(H, W, size)
     l_small = F.interpolate(
         l_full[None, None], size=(h, w), mode="bilinear", align_corners=False, antialias=(h < H or w < W)
@@ -395,25 +414,96 @@ def prepare_image(
 # --------------------------------------------------------------------------------------------
 
 
-def _lab_to_rgb_in_gamut(lab: Tensor) -> Tensor:
-    """Lab (3,n,W) -> sRGB (3,n,W) in [0,1], mapping out-of-gamut colours into the gamut by
-    reducing chroma at constant L and hue (bisection), so L is preserved."""
-    rgb = color.lab_to_rgb(lab, clip=False)
-    oob = ((rgb < -_GAMUT_TOL) | (rgb > 1 + _GAMUT_TOL)).any(dim=0)
-    if bool(oob.any()):
-        L = lab[0][oob]  # (N,)
-        ab = lab[1:, oob]  # (2,N)
-        lo = torch.zeros_like(L)  # a=b=0 is always inside the gamut
-        hi = torch.ones_like(L)
-        for _ in range(_GAMUT_BISECT_STEPS):
+_CHROMA_LUT_L = 201  # lightness samples over [0, L_RANGE] (0.5 L apart)
+_CHROMA_LUT_HUES = 360  # hue samples (1 degree apart)
+_CHROMA_LUT: dict[torch.device, Tensor] = {}
+
+
+def _in_gamut(rgb: Tensor, tol: float) -> Tensor:
+    """(3, ...) sRGB -> bool (...): every channel within [-tol, 1 + tol]."""
+    return ((rgb >= -tol) & (rgb <= 1 + tol)).all(dim=0)
+
+
+def max_chroma_table(device: torch.device | str = "cpu") -> Tensor:
+    """Largest in-gamut sRGB chroma for each (L, hue): float32 ``(201, 360)`` in Lab units.
+
+    Row ``i`` is ``L = i * L_RANGE / 200``, column ``j`` is the hue angle ``j`` degrees
+    (``atan2(b, a)``). Computed once by bisection with :func:`colorization.color.lab_to_rgb` and
+    cached per device.
+    """
+    dev = torch.device(device)
+    if dev not in _CHROMA_LUT:
+        L = torch.linspace(0.0, color.L_RANGE, _CHROMA_LUT_L, dtype=torch.float32)
+        hue = torch.arange(_CHROMA_LUT_HUES, dtype=torch.float32) * (2 * math.pi / _CHROMA_LUT_HUES)
+        LL, HH = torch.meshgrid(L, hue, indexing="ij")
+        lo = torch.zeros_like(LL)
+        hi = torch.full_like(LL, 2.0 * color.AB_SCALE)  # beyond any sRGB chroma
+        for _ in range(16):  # 220 / 2^16: 0.003 Lab units
             mid = (lo + hi) / 2
-            trial = torch.cat((L[None], ab * mid), dim=0)[:, None, :]
-            c = color.lab_to_rgb(trial, clip=False)[:, 0, :]
-            ok = ((c >= -_GAMUT_TOL) & (c <= 1 + _GAMUT_TOL)).all(dim=0)
+            ok = _in_gamut(color.lab_to_rgb(torch.stack((LL, mid * HH.cos(), mid * HH.sin())), clip=False), 0.0)
             lo = torch.where(ok, mid, lo)
             hi = torch.where(ok, hi, mid)
-        fixed = color.lab_to_rgb(torch.cat((L[None], ab * lo), dim=0)[:, None, :], clip=False)[:, 0, :]
-        rgb[:, oob] = fixed
+        _CHROMA_LUT[dev] = lo.to(device=dev, dtype=torch.float32)
+    return _CHROMA_LUT[dev]
+
+
+def _lookup_max_chroma(L: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Bilinear lookup of :func:`max_chroma_table` for (N,) L, a, b."""
+    table = max_chroma_table(L.device)
+    li = (L / color.L_RANGE * (_CHROMA_LUT_L - 1)).clamp(0, _CHROMA_LUT_L - 1)
+    l0 = li.floor().long().clamp(max=_CHROMA_LUT_L - 2)
+    wl = li - l0
+    hj = torch.atan2(b, a).remainder(2 * math.pi) * (_CHROMA_LUT_HUES / (2 * math.pi))
+    h0 = hj.floor().long().clamp(max=_CHROMA_LUT_HUES - 1)
+    wh = hj - h0
+    h1 = (h0 + 1) % _CHROMA_LUT_HUES
+    top = table[l0, h0] * (1 - wh) + table[l0, h1] * wh
+    bottom = table[l0 + 1, h0] * (1 - wh) + table[l0 + 1, h1] * wh
+    return top * (1 - wl) + bottom * wl
+
+
+def _bisect_chroma(L: Tensor, ab: Tensor, hi: Tensor) -> Tensor:
+    """sRGB (3,N) of the largest chroma scale in ``[0, hi]`` that is in gamut, for (N,) L and
+    (2,N) ab (``a = b = 0`` is always inside)."""
+    lo = torch.zeros_like(L)
+    for _ in range(_GAMUT_BISECT_STEPS):
+        mid = (lo + hi) / 2
+        rgb = color.lab_to_rgb(torch.cat((L[None], ab * mid), dim=0)[:, None, :], clip=False)[:, 0, :]
+        ok = _in_gamut(rgb, _GAMUT_TOL)
+        lo = torch.where(ok, mid, lo)
+        hi = torch.where(ok, hi, mid)
+    return color.lab_to_rgb(torch.cat((L[None], ab * lo), dim=0)[:, None, :], clip=False)[:, 0, :]
+
+
+def _lab_to_rgb_in_gamut(lab: Tensor) -> Tensor:
+    """Lab (3,n,W) -> sRGB (3,n,W) in [0,1]; out-of-gamut colours are brought into the gamut by
+    reducing their chroma at constant L and hue, so L is preserved.
+
+    The chroma limit comes from :func:`max_chroma_table`; the few colours its interpolation leaves
+    outside are finished by bisection on the chroma scale. In-gamut colours are not changed.
+    """
+    rgb = color.lab_to_rgb(lab, clip=False)
+    oob = ~_in_gamut(rgb, _GAMUT_TOL)
+    n_oob = int(oob.sum())
+    if n_oob == 0:
+        return rgb.clamp_(0.0, 1.0)
+    if n_oob > oob.numel() // 8:  # many: work on the whole strip (cheaper than gathering)
+        L, a, b = lab.unbind(0)
+        limit = _lookup_max_chroma(L, a, b) / torch.hypot(a, b).clamp_min(1e-6)
+        scale = torch.where(oob, limit.clamp_(max=1.0), torch.ones_like(limit))
+        rgb = color.lab_to_rgb(torch.cat((L[None], lab[1:] * scale), dim=0), clip=False)
+        rest = ~_in_gamut(rgb, _GAMUT_TOL)
+        if bool(rest.any()):
+            rgb[:, rest] = _bisect_chroma(L[rest], lab[1:, rest], scale[rest])
+        return rgb.clamp_(0.0, 1.0)
+    L = lab[0][oob]  # (N,)
+    ab = lab[1:, oob]  # (2,N)
+    scale = (_lookup_max_chroma(L, ab[0], ab[1]) / torch.hypot(ab[0], ab[1]).clamp_min(1e-6)).clamp_(max=1.0)
+    fixed = color.lab_to_rgb(torch.cat((L[None], ab * scale), dim=0)[:, None, :], clip=False)[:, 0, :]
+    rest = ~_in_gamut(fixed, _GAMUT_TOL)
+    if bool(rest.any()):
+        fixed[:, rest] = _bisect_chroma(L[rest], ab[:, rest], scale[rest])
+    rgb[:, oob] = fixed
     return rgb.clamp_(0.0, 1.0)
 
 
@@ -426,8 +516,8 @@ class RefineConfig:
         eps: regulariser in normalised-L units squared (larger: closer to plain bilinear).
     """
 
-    radius: int = 2
-    eps: float = 1e-3
+    radius: int = 1
+    eps: float = 1e-4
 
     def __post_init__(self) -> None:
         if self.radius < 1:
@@ -436,14 +526,25 @@ class RefineConfig:
             raise ValueError(f"RefineConfig.eps must be > 0, got {self.eps}")
 
 
-def _finish(
+def recombine(
     prep: PreparedImage,
     ab_norm: Tensor,
     saturation: float,
     refine: RefineConfig | None,
     device: torch.device,
 ) -> Image.Image:
-    """Upsample the predicted ab (2,h,w) and recombine it with the full-resolution L -> RGB PIL."""
+    """Upsample predicted ab and recombine it with the full-resolution L (steps 4-5).
+
+    Args:
+        prep: the prepared image (its ``l_full`` is the lightness kept in the output).
+        ab_norm: (2, h, w) normalised ab at the working size ``prep.work_hw`` (padding cropped).
+        saturation: chroma multiplier >= 0.
+        refine: guided-filter settings, or None for plain bilinear upsampling.
+        device: where to compute.
+
+    Returns:
+        RGB PIL image of the original size; its Lab L equals ``prep.l_full`` up to 8-bit rounding.
+    """
     H, W = prep.l_full.shape
     h, w = prep.work_hw
     ab = color.denormalize_ab(ab_norm.to(device=device, dtype=torch.float32)) * saturation
@@ -616,7 +717,7 @@ class Colorizer:
         """Steps 4-5: upsample ``ab_norm`` (2,h,w) and recombine with the full-resolution L."""
         saturation = _check_saturation(saturation)
         use_refine = self.refine if refine is None else refine
-        return _finish(prepared, ab_norm, saturation, self.refine_config if use_refine else None, self.device)
+        return recombine(prepared, ab_norm, saturation, self.refine_config if use_refine else None, self.device)
 
     def __call__(
         self,

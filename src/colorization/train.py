@@ -80,7 +80,8 @@ class NonFiniteLossError(RuntimeError):
 
 #: fields that may differ between a run and its resumption (they do not change the maths)
 RUNTIME_FIELDS = frozenset(
-    {"out", "device", "workers", "compile", "val_every", "save_every", "log_every", "val_images", "sample_images"}
+    {"out", "device", "workers", "threads", "compile", "val_every", "save_every", "log_every", "val_images",
+     "sample_images", "working_size"}
 )
 
 _AMP_MODES = ("auto", "bf16", "off")
@@ -124,6 +125,7 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"
     workers: int = 2
+    threads: int | None = None
     seed: int = 0
     val_every: int = 500
     val_images: int = 64
@@ -136,6 +138,9 @@ class TrainConfig:
     drop_grayscale: bool = True
     scale_jitter: tuple[float, float] = (0.75, 1.0)
     hflip: bool = True
+    #: working resolution recorded in the exported model (the side the Colorizer resizes to);
+    #: None keeps the checkpoint default. Ship a model at the scale it was trained for.
+    working_size: int | None = None
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -162,6 +167,8 @@ class TrainConfig:
                 raise bad(name, "must be a non-negative integer")
         if self.warmup_steps is not None and (not isinstance(self.warmup_steps, int) or self.warmup_steps < 0):
             raise bad("warmup_steps", "must be a non-negative integer or null")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
+            raise bad("threads", "must be a positive integer or null (torch's default)")
         if self.val_crop is not None and (not isinstance(self.val_crop, int) or self.val_crop < 1):
             raise bad("val_crop", "must be a positive integer or null")
         if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
@@ -657,6 +664,8 @@ class TrainResult:
     objective: Objective
     ema_generator: nn.Module | None = None
     model_dir: Path | None = None
+    world_size: int = 1
+    backend: str | None = None  # torch.distributed backend of a multi-process run
 
 
 class _Trainer:
@@ -668,6 +677,8 @@ class _Trainer:
         self.state_dir = self.out / "state"
         self.dist = _init_distributed(cfg.device)
         self.device = self.dist.device
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
 
     # --- setup -----------------------------------------------------------------------------------
     def _check_out_dir(self) -> dict[str, Any] | None:
@@ -732,7 +743,12 @@ class _Trainer:
                 raise ConfigError(
                     "aux_weight > 0 but no training file name carries a class label ('<label>_<name>')"
                 )
-            if "num_classes" not in cfg.model_config:
+            from colorization.models import get_config_class, list_models
+
+            has_head_field = cfg.model in list_models() and "num_classes" in {
+                f.name for f in dataclasses.fields(get_config_class(cfg.model))
+            }
+            if has_head_field and "num_classes" not in cfg.model_config:
                 # fill in the auxiliary head size from the data (recorded in train_config.json)
                 self.cfg = cfg = dataclasses.replace(cfg, model_config={**cfg.model_config, "num_classes": n_classes})
         self.val_ds = None
@@ -809,7 +825,6 @@ class _Trainer:
         self.ema = _EMA(objective.generator, cfg.ema_decay) if cfg.ema else None
 
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
         for phase in objective.all_phases:
             params = objective.phase_parameters(phase)
             decay = [p for p in params if p.ndim > 1]
@@ -820,11 +835,9 @@ class _Trainer:
                 lr=lr,
                 betas=tuple(cfg.betas),
             )
+            for group in opt.param_groups:
+                group["initial_lr"] = lr  # the step-based schedule multiplies this
             self.optimizers[phase] = opt
-            table = self.table
-            self.schedulers[phase] = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s, _c=cfg, _t=table: _lr_factor(_c, _t, s)
-            )
 
         model: nn.Module = objective
         if self.dist.enabled:
@@ -864,7 +877,6 @@ class _Trainer:
                 "wall_time_s": wall,
                 "world_size": self.dist.world,
                 "optimizers": opt_meta,
-                "schedulers": {p: s.state_dict() for p, s in self.schedulers.items()},
                 "last_val": last_val,
                 "config": self.cfg.to_dict(),
             }
@@ -891,8 +903,6 @@ class _Trainer:
         for phase, opt in self.optimizers.items():
             tensors = load_file(step_dir / f"optimizer_{phase}.safetensors")
             opt.load_state_dict(_unflatten_optimizer(tensors, meta["optimizers"][phase]))
-        for phase, sched in self.schedulers.items():
-            sched.load_state_dict(meta["schedulers"][phase])
         rng_path = step_dir / f"rng_rank{self.dist.rank}.safetensors"
         if rng_path.is_file():
             rng_meta = json.loads((step_dir / f"rng_rank{self.dist.rank}.json").read_text(encoding="utf-8"))
@@ -977,7 +987,6 @@ class _Trainer:
 
     # --- main loop -----------------------------------------------------------------------------------
     def run(self, stop_after: int | None, time_limit: float | None) -> TrainResult:
-        cfg = self.cfg
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         self.dist.barrier()
@@ -986,6 +995,7 @@ class _Trainer:
         if saved_meta is not None:
             self._check_resume_config(saved_meta["config"])
         self._build_objective()
+        cfg = self.cfg  # as completed by _build_data (e.g. num_classes of an auxiliary head)
 
         step, images_seen, wall_before, last_val = 0, 0, 0.0, {}
         if saved_meta is not None:
@@ -1115,6 +1125,10 @@ class _Trainer:
                 if self.with_labels:
                     batch["label"] = torch.as_tensor(batch_cpu["label"]).to(device, non_blocking=True).long()
 
+                factor = _lr_factor(cfg, self.table, step)  # a function of the step: nothing to save
+                for opt in self.optimizers.values():
+                    for group in opt.param_groups:
+                        group["lr"] = group["initial_lr"] * factor
                 record: dict[str, Tensor] = {}
                 for phase in objective.phases:
                     opt = self.optimizers[phase]
@@ -1129,8 +1143,6 @@ class _Trainer:
                     prefix = f"{phase}/" if multi_phase else ""
                     for k, v in out.items():
                         record[prefix + k] = v.detach()
-                for sched in self.schedulers.values():
-                    sched.step()
                 step += 1
                 if self.ema is not None:
                     self.ema.update(objective.generator, step)
@@ -1149,9 +1161,7 @@ class _Trainer:
                 do_save = step % cfg.save_every == 0 or final or stop_now
                 if do_log or do_val or do_save:
                     means = sync()
-                    now = time.perf_counter()
-                    images_per_s = window_images / max(now - window_t, 1e-9)
-                    window_t, window_images = now, 0
+                    images_per_s = window_images / max(time.perf_counter() - window_t, 1e-9)
                     if do_log:
                         lr = self.optimizers[objective.all_phases[-1]].param_groups[0]["lr"]
                         self._log({"kind": "train", "step": step, **means, "lr": lr, "stage": stage_idx,
@@ -1166,6 +1176,8 @@ class _Trainer:
                         self.dist.barrier()
                     if do_save:
                         self._save_state(step, images_seen, wall_before + elapsed, last_val)
+                    # the next throughput window starts after validation and saving
+                    window_t, window_images = time.perf_counter(), 0
                 if stop_now and not final:
                     stopped_early = True
                     break
@@ -1173,7 +1185,7 @@ class _Trainer:
             bar.close()
 
         wall = wall_before + (time.perf_counter() - t_start)
-        total_rate = (images_seen - start_step * cfg.batch_size * self.dist.world) / max(time.perf_counter() - t_start, 1e-9)
+        total_rate = (step - start_step) * cfg.batch_size * self.dist.world / max(time.perf_counter() - t_start, 1e-9)
         result = TrainResult(
             step=step,
             finished=not stopped_early and step >= cfg.steps,
@@ -1184,6 +1196,8 @@ class _Trainer:
             images_per_s=total_rate,
             objective=objective,
             ema_generator=self.ema.module if self.ema is not None else None,
+            world_size=self.dist.world,
+            backend=dist.get_backend() if self.dist.enabled else None,
         )
         if result.finished:
             result.model_dir = self._export(result)
@@ -1224,6 +1238,8 @@ class _Trainer:
                 "train_config": cfg.to_dict(),
             }
             extra: dict[str, Any] = {"training": training, "metrics": {"val": dict(result.metrics)}}
+            if cfg.working_size is not None:
+                extra["working_size"] = int(cfg.working_size)
             if self.objective.head == "classification":
                 extra["temperature"] = getattr(self.objective, "temperature", 0.38)
             was_training = generator.training

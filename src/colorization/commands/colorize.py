@@ -150,7 +150,9 @@ def main(
     from colorization.colorizer import Colorizer
 
     def report(kind: str, name: object, reason: str) -> None:
-        tqdm.write(f"{kind}: {name}: {reason}", file=sys.stderr)
+        # our typed errors already start with the file name
+        text = reason if reason.startswith(str(name)) else f"{name}: {reason}"
+        tqdm.write(f"{kind}: {text}", file=sys.stderr)
 
     fmt_name = fmt.value if fmt else None
     inputs, problems = find_inputs(paths)

@@ -77,7 +77,5 @@ def main(
             rows, text = study_report(folder)
             typer.echo(json.dumps([r.to_dict() for r in rows], indent=2) if as_json else text)
     except (StudyError, FileExistsError, FileNotFoundError, ValueError) as err:
-        if isinstance(err, typer.BadParameter):
-            raise
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

@@ -45,7 +45,7 @@ def parse_mapping(items: list[str] | None, option: str) -> dict[str, Any] | None
 
 
 def main(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered generator name (see `colorization models`)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered generator name (colorization.list_models(\"generator\"))."),
     data: Optional[list[Path]] = typer.Option(None, "--data", "-d", help="Training image folder (repeatable)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Validation image folder (centre crops)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (state/, samples/, log.jsonl, model/)."),
@@ -65,6 +65,9 @@ def main(
     ),
     workers: Optional[int] = typer.Option(None, "--workers", help="Data loader worker processes (per process)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="torch CPU threads of the training process (1 is fastest on a busy CPU)."
+    ),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the training step."),
     ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Keep an EMA of the weights (exported when on)."),
     ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="EMA decay (default 0.999)."),
@@ -77,6 +80,9 @@ def main(
     max_images: Optional[int] = typer.Option(None, "--max-images", help="Use at most N training images."),
     min_colorfulness_quantile: Optional[float] = typer.Option(
         None, "--min-colorfulness-quantile", help="Drop the least colourful fraction of training images (0-1)."
+    ),
+    working_size: Optional[int] = typer.Option(
+        None, "--working-size", help="Working resolution recorded in the exported model (default 256)."
     ),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear warm-up steps (default min(1000, steps/20))."),
     grad_clip: Optional[float] = typer.Option(None, "--grad-clip", help="Gradient-norm clip (0 = off)."),
@@ -107,6 +113,7 @@ def main(
         "objective_options": parse_mapping(option, "--option"),
         "workers": workers,
         "device": device,
+        "threads": threads,
         "compile": compile,
         "ema": ema,
         "ema_decay": ema_decay,
@@ -119,6 +126,7 @@ def main(
         "max_images": max_images,
         "min_colorfulness_quantile": min_colorfulness_quantile,
         "warmup_steps": warmup_steps,
+        "working_size": working_size,
         "grad_clip": grad_clip,
         "weight_decay": weight_decay,
     }
@@ -126,6 +134,10 @@ def main(
         overrides["objective_options"] = {**(overrides["objective_options"] or {}), "loss": loss}
     try:
         file_values = load_config_file(config) if config is not None else None
+        saved = Path(out) / "train_config.json" if out is not None else None
+        if resume and saved is not None and saved.is_file():
+            # `train --out DIR --resume` alone continues a run: its saved config is the base
+            file_values = {**load_config_file(saved), **(file_values or {})}
         cfg = resolve_config(file_values, overrides, source=str(config) if config else "command line")
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -1,8 +1,9 @@
 """``baseline``: a plain convolutional encoder-decoder without skip connections.
 
 The "simple CNN" of course reports on colorization: a stack of 3x3 conv + BatchNorm + ReLU layers
-that halves the resolution ``depth`` times (strided convs, doubling the channels), then brings it
-back with bilinear upsampling + conv, and predicts ab with a 1x1 conv. Regression output uses
+that halves the resolution ``depth`` times (each stage a stride-2 conv doubling the channels and a
+conv), then mirrors it (each stage a x2 bilinear upsampling and two convs halving the channels)
+and predicts ab with a 1x1 conv. Regression output uses
 ``tanh`` by default, so normalised ab lies in ``(-1, 1)``.
 """
 
@@ -16,7 +17,6 @@ from colorization.models.blocks import (
     NORMS,
     ConvNormAct,
     OutputHead,
-    UpBlock,
     check_choice,
     check_input,
     check_positive,
@@ -33,14 +33,14 @@ class BaselineConfig:
     """Hyper-parameters of :class:`Baseline`.
 
     out_channels: 2 (normalised ab regression) or Q (bin logits).
-    width: channels of the first layer (doubled at every downsampling).
+    width: channels of the first layer (doubled at every downsampling; 32 -> 256 at stride 8).
     depth: number of stride-2 downsamplings (the model's stride is ``2 ** depth``).
     norm: "batch", "instance" or "none".
     out_activation: "auto" (= "tanh" for regression, "none" for logits), "tanh" or "none".
     """
 
     out_channels: int = 2
-    width: int = 64
+    width: int = 32
     depth: int = 3
     norm: str = "batch"
     out_activation: str = "auto"
@@ -79,17 +79,19 @@ class Baseline(nn.Module):
             enc += [ConvNormAct(ch, ch * 2, stride=2, norm=norm), ConvNormAct(ch * 2, ch * 2, norm=norm)]
             ch *= 2
         self.encoder = nn.Sequential(*enc)
-        self.decoder = nn.ModuleList()
+        dec: list[nn.Module] = []
         for _ in range(config.depth):
-            self.decoder.append(UpBlock(ch, 0, ch // 2, norm=norm))
+            dec += [
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                ConvNormAct(ch, ch // 2, norm=norm),
+                ConvNormAct(ch // 2, ch // 2, norm=norm),
+            ]
             ch //= 2
+        self.decoder = nn.Sequential(*dec)
         act = resolve_out_activation("BaselineConfig", config.out_activation, config.out_channels, "tanh")
         self.head = OutputHead(ch, config.out_channels, act)
         init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, 1, self.stride, self.model_name)
-        x = self.encoder(x)
-        for stage in self.decoder:
-            x = stage(x)
-        return self.head(x)
+        return self.head(self.decoder(self.encoder(x)))

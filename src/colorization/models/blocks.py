@@ -43,6 +43,7 @@ __all__ = [
     "is_tracing",
     "init_weights",
     "upsample_to",
+    "upsample2x",
 ]
 
 NORMS: tuple[str, ...] = ("batch", "instance", "none")
@@ -241,8 +242,17 @@ class AttentionGate(nn.Module):
 
 
 def upsample_to(x: Tensor, size: Sequence[int]) -> Tensor:
-    """Bilinear resize of ``(B, C, h, w)`` to ``(B, C, *size)`` (``align_corners=False``)."""
-    return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=False)
+    """Bilinear resize of ``(B, C, h, w)`` to ``(B, C, *size)`` (``align_corners=False``).
+
+    Pass ``size`` straight from another tensor's ``.shape[-2:]`` (no ``int()``), so that ONNX
+    export keeps the sizes dynamic.
+    """
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def upsample2x(x: Tensor) -> Tensor:
+    """Bilinear x2 upsampling ``(B, C, h, w) -> (B, C, 2h, 2w)`` (``align_corners=False``)."""
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
 class UpBlock(nn.Module):
@@ -271,11 +281,7 @@ class UpBlock(nn.Module):
     def forward(self, x: Tensor, skip: Tensor | None = None) -> Tensor:
         if (skip is None) != (self.skip_ch == 0):
             raise ValueError(f"UpBlock expects {'a' if self.skip_ch else 'no'} skip tensor")
-        if skip is None:
-            size = (x.shape[-2] * 2, x.shape[-1] * 2)
-        else:
-            size = skip.shape[-2:]
-        up = self.up_conv(upsample_to(x, size))
+        up = self.up_conv(upsample2x(x) if skip is None else upsample_to(x, skip.shape[-2:]))
         if skip is None:
             return self.conv(up)
         if self.gate is not None:

@@ -34,6 +34,7 @@ from colorization.models.blocks import (
     check_positive,
     init_weights,
     resolve_out_activation,
+    upsample2x,
     upsample_to,
 )
 from colorization.models.registry import register_model
@@ -145,8 +146,8 @@ class Fusion(nn.Module):
         vec_map = vec[:, :, None, None].expand(-1, -1, mid.shape[-2], mid.shape[-1])
         y = self.fuse(torch.cat([mid, vec_map], dim=1))
         y = self.color1(y)
-        y = self.color2(upsample_to(y, (y.shape[-2] * 2, y.shape[-1] * 2)))
-        y = self.color3(upsample_to(y, (y.shape[-2] * 2, y.shape[-1] * 2)))
+        y = self.color2(upsample2x(y))
+        y = self.color3(upsample2x(y))
         return upsample_to(self.head(y), size), glob
 
     def forward(self, x: Tensor) -> Tensor:

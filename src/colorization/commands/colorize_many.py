@@ -1,0 +1,111 @@
+"""``colorization colorize-many --list FILE | --input DIR -o OUTDIR``: colorize very many images
+across processes, GPUs and nodes (launch with torchrun), resumably.
+
+Single process::
+
+    colorization colorize-many --input photos/ -o colorized/
+
+Four GPUs on one node (one process each), with torchrun or by spawning locally::
+
+    torchrun --nproc_per_node 4 -m colorization.cli colorize-many --list files.txt -o out/ --device cuda
+    colorization colorize-many --list files.txt -o out/ --device cuda --nproc 4
+
+Several nodes: ``torchrun --nnodes N --node_rank R --master_addr HOST --nproc_per_node G ...``.
+
+Each rank takes the entries ``i`` with ``i % world_size == rank``; existing outputs are skipped, so
+rerunning the same command after a crash finishes the job. Images that fail are reported by name
+and listed in ``OUTDIR/.colorize-many/summary.json``; the exit status is 0 when the job ran to the
+end (``--fail-on-error``: 1 when anything failed). See :mod:`colorization.distributed`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from colorization.commands.colorize import BackendName, Device, OutputFormat
+
+__all__ = ["main"]
+
+
+def main(
+    list_file: Optional[Path] = typer.Option(
+        None, "--list", help="Text file with one image path per line (relative to --root)."
+    ),
+    input_dir: Optional[Path] = typer.Option(None, "--input", help="Folder of images (walked recursively)."),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder; input paths are mirrored under it."),
+    root: Optional[Path] = typer.Option(
+        None, "--root", help="Folder relative list entries refer to and outputs mirror (default: the list's folder)."
+    ),
+    model: Optional[str] = typer.Option(None, "--model", help="Exported model folder (default: the shipped model)."),
+    backend: BackendName = typer.Option(BackendName.torch, "--backend", help="torch or onnx."),
+    device: Optional[Device] = typer.Option(
+        None, "--device", help="cpu or cuda (rank r uses cuda:LOCAL_RANK). Default: cuda when available."
+    ),
+    size: Optional[int] = typer.Option(None, "--size", min=16, help="Working resolution (short side, px)."),
+    saturation: float = typer.Option(1.0, "--saturation", min=0.0, help="Chroma multiplier (0 = gray)."),
+    refine: bool = typer.Option(False, "--refine", help="Edge-aware (guided filter) colour upsampling."),
+    fmt: Optional[OutputFormat] = typer.Option(None, "--format", help="Output format (default: keep each input's)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per network call."),
+    workers: int = typer.Option(2, "--workers", min=0, help="Decode processes per rank (DataLoader workers)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs instead of skipping them."),
+    nproc: int = typer.Option(
+        1, "--nproc", min=1, help="Processes to spawn on this machine (without torchrun); one per GPU with --device cuda."
+    ),
+    fail_on_error: bool = typer.Option(
+        False, "--fail-on-error", help="Exit with status 1 (on every rank) when any image failed."
+    ),
+) -> None:
+    """Colorize a file list or folder across torchrun ranks; resumable (finished files are skipped)."""
+    from colorization.distributed import STATE_DIR, DistContext, ManyConfig, colorize_many, launch_local
+
+    if (list_file is None) == (input_dir is None):
+        raise typer.BadParameter("give exactly one of --list FILE and --input DIR")
+    if list_file is not None and not list_file.is_file():
+        raise typer.BadParameter(f"{list_file}: no such file", param_hint="--list")
+    if input_dir is not None and not input_dir.is_dir():
+        raise typer.BadParameter(f"{input_dir}: no such folder", param_hint="--input")
+    config = ManyConfig(
+        out_dir=str(out_dir),
+        list_file=str(list_file) if list_file else None,
+        input_dir=str(input_dir) if input_dir else None,
+        root=str(root) if root else None,
+        model=model,
+        backend=backend.value,
+        device=device.value if device else None,
+        size=size,
+        saturation=saturation,
+        refine=refine,
+        fmt=fmt.value if fmt else None,
+        batch_size=batch_size,
+        workers=workers,
+        force=force,
+    )
+    from colorization.checkpoint import CheckpointError
+
+    ctx = DistContext.from_env()
+    if nproc > 1 and ctx.world_size > 1:
+        raise typer.BadParameter("--nproc cannot be combined with torchrun (WORLD_SIZE is set)", param_hint="--nproc")
+    try:
+        if nproc > 1:
+            from colorization.checkpoint import load_exported, DEFAULT_MODEL_DIR
+
+            if backend.value == "torch":  # fail fast, before spawning, on a model that cannot load
+                load_exported(model or DEFAULT_MODEL_DIR, device="cpu")
+            result = launch_local(config, nproc)
+        else:
+            result = colorize_many(config, ctx)
+    except (CheckpointError, FileNotFoundError) as exc:
+        typer.echo(f"error: cannot load the model: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if ctx.rank == 0:
+        if result["failed"]:
+            typer.echo(f"the failures are listed in {out_dir / STATE_DIR / 'summary.json'}", err=True)
+        typer.echo(json.dumps({k: result[k] for k in ("done", "failed", "skipped", "world_size")}))
+        typer.echo(f"{result['done']} colorized, {result['skipped']} skipped, {result['failed']} failed")
+    # every rank holds the merged counts, so all exit with the same status
+    if fail_on_error and result["failed"]:
+        raise typer.Exit(1)

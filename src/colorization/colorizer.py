@@ -14,7 +14,8 @@ How an image is colorized
 4. ab is scaled by ``saturation`` and upsampled to full resolution (bilinear), or, with
    ``refine=True``, by a fast guided filter (He & Sun 2015) guided by the full-resolution ``L``.
 5. The ORIGINAL full-resolution ``L`` is recombined with the ab; colours outside the sRGB gamut are
-   brought inside by reducing their chroma at constant L and hue (bisection), then the result is
+   brought inside by reducing their chroma at constant L and hue (a max-chroma table per L and
+   hue, finished by bisection), then the result is
    clipped to ``[0, 1]`` and quantised to 8 bits. The output's lightness therefore equals the
    input's up to 8-bit rounding; no detail is lost to the working resolution.
 
@@ -50,6 +51,7 @@ __all__ = [
     "ImageInput",
     "DEFAULT_SIZE",
     "MAX_ASPECT",
+    "MAX_WORKING_SIZE",
     "prepare_image",
     "image_to_rgb_array",
     "working_shape",
@@ -65,6 +67,8 @@ ImageInput = Union[Image.Image, str, os.PathLike, bytes, np.ndarray]
 DEFAULT_SIZE = 256
 """Working resolution (short side, px) when neither the caller nor the model says otherwise."""
 MAX_ASPECT = 4
+MAX_WORKING_SIZE = 2048
+"""Largest accepted working size (short side, px); bounds the network's input."""
 """The working image's long side is at most ``MAX_ASPECT * size`` (panoramas get a shorter short side)."""
 STRIP_PIXELS = 1 << 19
 """Pixels per strip for the full-resolution steps (bounds peak memory on large photos)."""
@@ -140,8 +144,8 @@ def working_shape(height: int, width: int, size: int) -> tuple[int, int]:
     The short side becomes ``size`` (up- or down-scaling), the aspect ratio is kept and the long
     side is capped at ``MAX_ASPECT * size``. Both sides are at least 1.
     """
-    if size < 1:
-        raise ValueError(f"size must be a positive number of pixels, got {size}")
+    if not 1 <= size <= MAX_WORKING_SIZE:
+        raise ValueError(f"size (working resolution) must be between 1 and {MAX_WORKING_SIZE} px, got {size}")
     scale = size / min(height, width)
     if max(height, width) * scale > MAX_ASPECT * size:
         scale = MAX_ASPECT * size / max(height, width)
@@ -605,8 +609,7 @@ class Colorizer:
     ) -> None:
         self.backend = backend
         self.size = int(size or backend.working_size or DEFAULT_SIZE)
-        if self.size < 1:
-            raise ValueError(f"size must be positive, got {size}")
+        working_shape(self.size, self.size, self.size)  # validates the range
         if max_pixels is not None and max_pixels < 1:
             raise ValueError(f"max_pixels must be positive or None, got {max_pixels}")
         self.max_pixels = max_pixels

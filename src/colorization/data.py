@@ -21,7 +21,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,16 +94,9 @@ def _file_list_key(files: Sequence[Path]) -> str:
 
 
 def _write_json_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from colorization.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj))
 
 
 def compute_image_scores(

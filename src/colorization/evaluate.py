@@ -27,7 +27,6 @@ import math
 import os
 import random
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -404,15 +403,9 @@ def _gray_of(img: Image.Image) -> Image.Image:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from colorization.io import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
 
 
 def _fmt(v: Any, spec: str) -> str:

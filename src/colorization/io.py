@@ -11,6 +11,7 @@ target folder and renames it into place, so readers never see a half-written fil
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import io as _io
@@ -18,7 +19,7 @@ import os
 import struct
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,6 +28,9 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
     "ImageError",
     "NotAnImageError",
     "CorruptImageError",
@@ -560,3 +564,49 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
         raise TypeError(f"expected a float or uint8 tensor, got {t.dtype}")
     return Image.fromarray(arr.permute(1, 2, 0).contiguous().numpy())
 
+
+# ------------------------------------------------------------------------------------------------
+# Atomic files (used by every writer in the package: checkpoints, training state, reports)
+# ------------------------------------------------------------------------------------------------
+
+
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    Whatever the body writes to the temporary path appears at ``path`` all at once (``os.replace``)
+    with the usual permissions (``0o666`` less the umask), or not at all if the body raises, so a
+    crash never leaves a half-written file behind. The parent folder is created if needed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, _default_file_mode())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (flushed and fsynced before the rename)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -84,11 +83,9 @@ def export_onnx(
     side = _example_side(stride)
     example = torch.zeros(1, 1, side, side + stride)
     dyn = {0: "batch", 2: "height", 3: "width"}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".onnx.tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    from colorization.io import atomic_path
+
+    with atomic_path(out) as tmp:
         with warnings.catch_warnings():
             # the TorchScript-based exporter is deprecated in favour of the dynamo one, which
             # needs the optional onnxscript package; the graphs are equivalent for these CNNs
@@ -117,10 +114,6 @@ def export_onnx(
         proto.producer_name = "colorization"
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 
@@ -136,7 +129,9 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, device: str | torch.device = "cpu", threads: int | None = None
+    ) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -184,7 +179,13 @@ class OnnxBackend:
         return f"OnnxBackend({self.path}, providers={self.session.get_providers()})"
 
 
-def onnx_parity(model: torch.nn.Module, onnx_path: str | os.PathLike, sizes: tuple[tuple[int, int], ...] = ((64, 96), (96, 64)), batch: int = 2, seed: int = 0) -> float:
+def onnx_parity(
+    model: torch.nn.Module,
+    onnx_path: str | os.PathLike,
+    sizes: tuple[tuple[int, int], ...] = ((64, 96), (96, 64)),
+    batch: int = 2,
+    seed: int = 0,
+) -> float:
     """Largest absolute difference between the PyTorch model and its ONNX export on random
     normalised-L inputs of the given (H, W) sizes (multiples of the stride are used)."""
     backend = OnnxBackend(onnx_path)

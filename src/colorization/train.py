@@ -24,7 +24,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -337,30 +336,17 @@ def resolve_config(
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from colorization.io import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def _atomic_save_tensors(path: Path, tensors: Mapping[str, Tensor]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    from colorization.io import atomic_path
+
+    with atomic_path(path) as tmp:
         # clone: safetensors refuses tensors that share storage
-        save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, str(tmp))
 
 
 def _json_dumps(obj: Any) -> str:
@@ -986,7 +972,7 @@ class _Trainer:
         return metrics
 
     # --- main loop -----------------------------------------------------------------------------------
-    def run(self, stop_after: int | None, time_limit: float | None) -> TrainResult:
+    def run(self, stop_after: int | None, time_limit: float | None, export_now: bool = False) -> TrainResult:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         self.dist.barrier()
@@ -1017,6 +1003,9 @@ class _Trainer:
             if step == 0:
                 self._log({"kind": "start", "step": 0, "world_size": self.dist.world, "device": str(self.device),
                            "train_images": len(self.train_ds), "val_images": len(self.val_ds) if self.val_ds else 0})
+
+        if export_now:
+            return self._export_saved(step, images_seen, wall_before, last_val)
 
         sampler = _StepBatchSampler(len(self.train_ds), cfg.batch_size, self.dist.rank, self.dist.world, cfg.seed, step)
         loader = DataLoader(
@@ -1205,6 +1194,27 @@ class _Trainer:
             print(f"[train] stopped at step {step}/{cfg.steps}; continue with --resume", flush=True)
         return result
 
+    def _export_saved(self, step: int, images_seen: int, wall: float, last_val: dict[str, float]) -> TrainResult:
+        """Export the model of the saved state as it is (e.g. after a time-limited run), validating first."""
+        if step == 0:
+            raise ConfigError(f"export: no saved training state in {self.state_dir}")
+        metrics = self._validate(step) if self.val_ds is not None else dict(last_val)
+        result = TrainResult(
+            step=step,
+            finished=step >= self.cfg.steps,
+            out=self.out,
+            metrics=metrics,
+            images_seen=images_seen,
+            wall_time_s=wall,
+            images_per_s=0.0,
+            objective=self.objective,
+            ema_generator=self.ema.module if self.ema is not None else None,
+            world_size=self.dist.world,
+            backend=dist.get_backend() if self.dist.enabled else None,
+        )
+        result.model_dir = self._export(result)
+        return result
+
     def _export(self, result: TrainResult) -> Path:
         from colorization import checkpoint
 
@@ -1232,6 +1242,8 @@ class _Trainer:
                 "train_images": len(self.train_ds),
                 "class_names": list(getattr(self.train_ds, "class_names", []) or []) if self.with_labels else None,
                 "steps": result.step,
+                "planned_steps": cfg.steps,
+                "stopped_early": result.step < cfg.steps,
                 "images_seen": result.images_seen,
                 "wall_time_s": round(result.wall_time_s, 2),
                 "device": str(self.device) if self.device.type != "cuda" else torch.cuda.get_device_name(self.device),
@@ -1264,6 +1276,7 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
     time_limit: float | None = None,
+    export_now: bool = False,
 ) -> TrainResult:
     """Train a model as described by ``config`` (see the module docstring for the outputs).
 
@@ -1274,6 +1287,8 @@ def train(
         progress: show the tqdm bar (rank 0 only).
         stop_after: stop (saving state) after this many steps in this invocation.
         time_limit: stop (saving state) once this many seconds have passed in this invocation.
+        export_now: with ``resume``, export ``OUT/model/`` from the saved state without training
+            further (the exported config records ``steps`` < ``planned_steps``).
 
     Returns:
         :class:`TrainResult`; ``finished`` is True and ``model_dir`` set when all steps are done.
@@ -1284,6 +1299,6 @@ def train(
     """
     trainer = _Trainer(config, resume=resume, progress=progress)
     try:
-        return trainer.run(stop_after, time_limit)
+        return trainer.run(stop_after, time_limit, export_now)
     finally:
         trainer.close()

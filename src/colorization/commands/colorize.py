@@ -183,7 +183,7 @@ def main(
             ready = []
             for job in chunk:
                 try:
-                    loaded = cio.open_image(job.src, max_pixels=colorizer.max_pixels or cio.DEFAULT_MAX_PIXELS)
+                    loaded = cio.open_image(job.src, max_pixels=colorizer.max_pixels)
                     prep = colorizer.prepare(loaded.image)
                     ready.append((job, loaded, prep))
                 except (cio.ImageError, OSError) as exc:
@@ -196,13 +196,14 @@ def main(
                     try:
                         result = colorizer.finish(prep, ab, saturation)
                         exif = loaded.exif
-                        if compare:
+                        if compare and (force or not compare_path(job.out).exists()):
                             gray = colorizer.finish(prep, ab, 0.0)
                             cio.save_image(
                                 side_by_side(gray, result), compare_path(job.out),
                                 overwrite=force, format=fmt_name, exif=exif,
                             )
-                        cio.save_image(result, job.out, overwrite=force, format=fmt_name, exif=exif)
+                        if force or not job.out.exists():  # (--compare added to an earlier run)
+                            cio.save_image(result, job.out, overwrite=force, format=fmt_name, exif=exif)
                         done += 1
                     except (cio.ImageError, OSError, ValueError) as exc:
                         failed.append((job.src, str(exc)))

@@ -53,7 +53,7 @@ def main(
     workers: int = typer.Option(2, "--workers", min=0, help="Decode processes per rank (DataLoader workers)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs instead of skipping them."),
     nproc: int = typer.Option(
-        1, "--nproc", min=1, help="Processes to spawn on this machine (without torchrun); one per GPU with --device cuda."
+        1, "--nproc", min=1, help="Processes to spawn here (instead of torchrun); one per GPU with --device cuda."
     ),
     fail_on_error: bool = typer.Option(
         False, "--fail-on-error", help="Exit with status 1 (on every rank) when any image failed."
@@ -91,10 +91,10 @@ def main(
         raise typer.BadParameter("--nproc cannot be combined with torchrun (WORLD_SIZE is set)", param_hint="--nproc")
     try:
         if nproc > 1:
-            from colorization.checkpoint import load_exported, DEFAULT_MODEL_DIR
+            from colorization.checkpoint import DEFAULT_MODEL_DIR, load_exported
 
             if backend.value == "torch":  # fail fast, before spawning, on a model that cannot load
-                load_exported(model or DEFAULT_MODEL_DIR, device="cpu")
+                load_exported(DEFAULT_MODEL_DIR if model in (None, "default") else model, device="cpu")
             result = launch_local(config, nproc)
         else:
             result = colorize_many(config, ctx)

@@ -93,6 +93,9 @@ def main(
     time_limit: Optional[float] = typer.Option(
         None, "--time-limit", help="Stop after this many seconds in this invocation (state saved)."
     ),
+    export_now: bool = typer.Option(
+        False, "--export-now", help="With --resume: export OUT/model/ from the saved state without training further."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
 ) -> None:
@@ -146,7 +149,8 @@ def main(
         typer.echo(json.dumps(cfg.to_dict(), indent=2))
         return
     try:
-        result = train(cfg, resume=resume, progress=progress, stop_after=stop_after, time_limit=time_limit)
+        result = train(cfg, resume=resume, progress=progress, stop_after=stop_after, time_limit=time_limit,
+                       export_now=export_now)
     except NonFiniteLossError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=3) from None

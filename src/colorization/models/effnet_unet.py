@@ -15,7 +15,7 @@ input ``l_norm = color.normalize_l(L)`` (``[-1, 1]``) unchanged as that ``x``, i
 ``L / 100`` as a stand-in for the gamma-encoded grey level of the same lightness. The two curves
 agree at black and white and differ by at most 0.034 (at L ~ 53; mean 0.021 over L in [0, 100]),
 because CIE L* and the sRGB transfer curve are both near-perceptual. Measured on the 970 ImageNet
-photos of ``/work/shared/data/val`` (converted Lite0 classifier, grayscale versions, 224 px
+photos of ``../shared/data/val`` (converted Lite0 classifier, grayscale versions, 224 px
 centre crops, weights unchanged): 72.9% top-1 feeding ``l_norm`` vs 73.0% feeding the exact grey
 sRGB level (the two disagree on 3 photos; the same classifier scores 87.2% on the colour photos).
 So the exact Lab -> sRGB conversion is not worth its cost or its extra ONNX ops; the stem

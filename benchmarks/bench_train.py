@@ -1,0 +1,424 @@
+#!/usr/bin/env python
+"""Training throughput per model, and whether the data loader keeps the device busy.
+
+Sections (``--sections``, all by default):
+
+``models``
+    For every registered generator (default configs; plus the shipped default model's network) at
+    each ``--crops`` size: training steps exactly as the trainer does them (``data.batch_to_lab``,
+    the objective's forward, backward, gradient clipping, AdamW step) on a synthetic uint8 batch;
+    images/s from the median step time after one warm-up step; peak memory (CPU: RSS growth of
+    the forked measurement process; CUDA: ``max_memory_allocated``). ``eccv16`` trains with the
+    classification objective (its default head), the others with L1 regression. CPU cells whose
+    estimated cost (3 x forward FLOPs x batch x (warm-up + steps)) exceeds ``--budget-gflop`` are
+    left out; ``--budget-gflop 0`` runs everything. On CUDA: bf16 autocast + channels_last as in
+    the trainer, optionally ``--compile``.
+``loader``
+    The default model trained on a real :class:`colorization.data.ImageFolderDataset` (default
+    ``/work/shared/data/train``, ``--max-images`` 2000, grayscale filter off unless ``--filters``)
+    through :func:`colorization.data.build_loader`: per step, the time blocked waiting for the next
+    batch vs the compute time; plus the loader alone and compute alone.
+``trainer``
+    :func:`colorization.train.train` itself for a few steps on the same data (its own
+    ``images_per_s`` log), as a cross-check of the hand-written loop.
+
+Usage:
+    python benchmarks/bench_train.py                                   # short CPU run (~2-3 min on 2 busy cores)
+    python benchmarks/bench_train.py --sections models --models resnet_unet --crops 128 256 --batch-size 8
+    python benchmarks/bench_train.py --device cuda --batch-size 64 --steps 30 --budget-gflop 0 --compile --workers 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402  (common sets OMP_WAIT_POLICY before torch loads)
+    IsolatedError,
+    LoadWindow,
+    add_omp_arg,
+    cuda_peak_mb,
+    fmt,
+    machine_info,
+    machine_lines,
+    markdown_table,
+    plan_reps,
+    run_isolated,
+    sync,
+)
+
+import torch  # noqa: E402
+
+from bench_models import Spec, count, registry_specs  # noqa: E402
+
+DEFAULT_DATA = Path("/work/shared/data/train")
+
+
+def _device(args: argparse.Namespace) -> torch.device:
+    if args.device:
+        return torch.device(args.device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _objective(spec: Spec) -> Any:
+    from colorization.models import create_model
+    from colorization.objectives import build_objective
+
+    gen = create_model(spec.name, **spec.config)
+    kind = "regression" if getattr(gen.config, "out_channels", 2) == 2 else "classification"
+    return build_objective(kind, gen), kind
+
+
+class Stepper:
+    """One training step as ``colorization.train`` does it (single phase objectives)."""
+
+    def __init__(self, objective: Any, device: torch.device, amp: bool, channels_last: bool, compile_: bool) -> None:
+        self.objective = objective.to(device).train()
+        if channels_last:
+            self.objective.to(memory_format=torch.channels_last)
+        self.model = torch.compile(self.objective) if compile_ else self.objective
+        params = self.objective.phase_parameters("main")
+        self.opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4)
+        self.params = params
+        self.device = device
+        self.amp = amp
+        self.channels_last = channels_last
+
+    def __call__(self, rgb_u8: torch.Tensor) -> float:
+        from colorization import data as cdata
+
+        l_norm, ab_norm = cdata.batch_to_lab(rgb_u8.to(self.device, non_blocking=True), self.device)
+        if self.channels_last:
+            l_norm = l_norm.contiguous(memory_format=torch.channels_last)
+            ab_norm = ab_norm.contiguous(memory_format=torch.channels_last)
+        self.opt.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.model({"l": l_norm, "ab": ab_norm}, "main")
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        return 0.0
+
+
+def _synthetic_batch(batch: int, crop: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    low = torch.randint(0, 256, (batch, 3, max(2, crop // 16), max(2, crop // 16)), generator=g).float()
+    img = torch.nn.functional.interpolate(low, size=(crop, crop), mode="bilinear", align_corners=False)
+    return img.round().clamp(0, 255).to(torch.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------------
+
+
+def model_cell(args: argparse.Namespace, spec: Spec, crop: int, steps: int) -> dict[str, Any]:
+    dev = _device(args)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    objective, kind = _objective(spec)
+    cuda = dev.type == "cuda"
+    step = Stepper(objective, dev, amp=cuda and not args.no_amp, channels_last=cuda, compile_=args.compile)
+    rgb = _synthetic_batch(args.batch_size, crop)
+    if cuda:
+        rgb = rgb.pin_memory()
+        torch.cuda.reset_peak_memory_stats(dev)
+    times = []
+    first = float("nan")
+    for i in range(args.warmup + steps):
+        sync(dev)
+        t0 = time.perf_counter()
+        step(rgb)
+        sync(dev)
+        dt = time.perf_counter() - t0
+        if i == 0:
+            first = dt
+        if i >= args.warmup:
+            times.append(dt)
+    med = statistics.median(times)
+    return {"kind": kind, "median_s": med, "first_s": first, "steps": steps, "img_s": args.batch_size / med,
+            "mem_mib": cuda_peak_mb(dev) if cuda else None}
+
+
+def section_models(args: argparse.Namespace) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    specs = registry_specs(args.models)
+    counts, _ = run_isolated(count, specs, args.crops)
+    dev = _device(args)
+    cells: dict[str, dict[int, dict[str, Any]]] = {}
+    jobs = [(s, c) for s in specs for c in args.crops]
+    for spec, crop in tqdm(jobs, desc="training steps", unit="cell", file=sys.stderr):
+        gflop_step = 3 * counts[spec.label]["gflop"][crop] * args.batch_size
+        steps = args.steps if dev.type == "cuda" else plan_reps(gflop_step, args.budget_gflop, args.steps, args.warmup)
+        if crop % counts[spec.label]["stride"]:
+            cells.setdefault(spec.label, {})[crop] = {"note": f"crop not a multiple of stride {counts[spec.label]['stride']}"}
+            continue
+        if steps == 0:
+            cells.setdefault(spec.label, {})[crop] = {"note": f"skipped (~{gflop_step:.0f} GFLOP/step)"}
+            continue
+        with LoadWindow() as lw:
+            try:
+                # CUDA cells run in this process (a forked child cannot use CUDA after the parent did)
+                res, rss = run_isolated(model_cell, args, spec, crop, steps, isolate=dev.type != "cuda")
+            except (IsolatedError, RuntimeError) as exc:
+                print(f"{spec.label} @ {crop}: failed: {str(exc).strip().splitlines()[-1]}", file=sys.stderr)
+                cells.setdefault(spec.label, {})[crop] = {"note": "failed"}
+                continue
+        res.update(load=str(lw), rss_mib=rss, gflop_step=gflop_step)
+        res["gflops"] = gflop_step / res["median_s"]
+        cells.setdefault(spec.label, {})[crop] = res
+    return {"specs": [s.label for s in specs], "counts": counts, "cells": cells, "device": str(dev)}
+
+
+def print_models(res: dict[str, Any], args: argparse.Namespace) -> None:
+    print()
+    dev = res["device"]
+    how = "bf16 autocast, channels_last" if dev.startswith("cuda") and not args.no_amp else "float32"
+    print(f"## Training throughput per model ({dev}, {how}, batch {args.batch_size}"
+          f"{', torch.compile' if args.compile else ''}; {args.threads} CPU threads)")
+    print()
+    headers = ["model", "objective", "crop", "steps", "median s/step", "first step s", "images/s",
+               "GFLOP/s (3x fwd)", "peak memory (MiB)", "load 1-min"]
+    rows = []
+    for label in res["specs"]:
+        for crop in args.crops:
+            cell = res["cells"].get(label, {}).get(crop)
+            if cell is None:
+                continue
+            if "note" in cell:
+                rows.append([label, "-", crop, "-", cell["note"], "-", "-", "-", "-", "-"])
+                continue
+            mem = cell["mem_mib"] if cell["mem_mib"] is not None else cell["rss_mib"]
+            rows.append([label, cell["kind"], crop, cell["steps"], fmt(cell["median_s"], 3), fmt(cell["first_s"], 2),
+                         fmt(cell["img_s"], 2), fmt(cell["gflops"], 1), fmt(mem, 0), cell["load"]])
+    print(markdown_table(headers, rows, "llrrrrrrrr"))
+    if not dev.startswith("cuda"):
+        print()
+        print("CPU peak memory = RSS growth of the measurement process (weights, gradients, AdamW state, "
+              "activations, allocator caches).")
+
+
+# --------------------------------------------------------------------------------------------
+# loader vs compute
+# --------------------------------------------------------------------------------------------
+
+
+def _dataset(args: argparse.Namespace) -> Any:
+    from colorization import data as cdata
+
+    return cdata.ImageFolderDataset(
+        [str(d) for d in args.data], crop=args.loader_crop, train=True, max_images=args.max_images,
+        drop_grayscale=args.filters, min_colorfulness_quantile=0.26 if args.filters else None,
+        progress=False,
+    )
+
+
+def loader_child(args: argparse.Namespace) -> dict[str, Any]:
+    from colorization import data as cdata
+
+    dev = _device(args)
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    ds = _dataset(args)
+    index_s = time.perf_counter() - t0
+    bs = args.loader_batch
+    cuda = dev.type == "cuda"
+
+    # 1) loader alone
+    loader = cdata.build_loader(ds, bs, workers=args.workers, shuffle=True, seed=0, pin_memory=cuda)
+    it = iter(loader)
+    t0 = time.perf_counter()
+    next(it)
+    startup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(args.loader_steps):
+        n += next(it)["rgb"].shape[0]
+    loader_rate = n / (time.perf_counter() - t0)
+    del it, loader
+
+    # 2) training on the loader: wait vs compute per step (loader created before the model, as in the trainer)
+    loader = cdata.build_loader(ds, bs, workers=args.workers, shuffle=True, seed=1, pin_memory=cuda)
+    it = iter(loader)
+    spec = next(s for s in registry_specs(["default"]))
+    torch.manual_seed(0)
+    objective, _ = _objective(spec)
+    step = Stepper(objective, dev, amp=cuda and not args.no_amp, channels_last=cuda, compile_=args.compile)
+    step(next(it)["rgb"])  # warm-up (and worker start-up)
+    sync(dev)
+    waits, computes = [], []
+    for _ in range(args.loader_steps):
+        t0 = time.perf_counter()
+        batch = next(it)
+        t1 = time.perf_counter()
+        step(batch["rgb"])
+        sync(dev)
+        t2 = time.perf_counter()
+        waits.append(t1 - t0)
+        computes.append(t2 - t1)
+    del it, loader
+    # 3) compute alone on one fixed batch
+    fixed = _synthetic_batch(bs, args.loader_crop)
+    alone = []
+    for _ in range(max(2, args.loader_steps // 2)):
+        sync(dev)
+        t0 = time.perf_counter()
+        step(fixed)
+        sync(dev)
+        alone.append(time.perf_counter() - t0)
+    return {
+        "images": len(ds), "index_s": index_s, "startup_s": startup, "loader_img_s": loader_rate,
+        "wait_ms": 1e3 * statistics.mean(waits), "compute_ms": 1e3 * statistics.mean(computes),
+        "wait_max_ms": 1e3 * max(waits), "step_img_s": bs * len(waits) / (sum(waits) + sum(computes)),
+        "compute_alone_img_s": bs / statistics.median(alone), "model": spec.label,
+        "mem_mib": cuda_peak_mb(dev) if cuda else None,
+    }
+
+
+def section_loader(args: argparse.Namespace) -> dict[str, Any]:
+    with LoadWindow() as lw:
+        res, rss = run_isolated(loader_child, args, isolate=_device(args).type != "cuda")
+    res.update(load=str(lw), rss_mib=rss)
+    return res
+
+
+def print_loader(res: dict[str, Any], args: argparse.Namespace) -> None:
+    print()
+    print(f"## Does the data loader keep the device busy? ({res['model']}, {res['images']} images of "
+          f"{', '.join(map(str, args.data))}, crop {args.loader_crop}, batch {args.loader_batch}, "
+          f"{args.workers} worker(s), {args.threads} threads)")
+    print()
+    total = res["wait_ms"] + res["compute_ms"]
+    rows = [
+        ["dataset indexing (find files, subset)", fmt(res["index_s"], 1) + " s", "-"],
+        ["loader start-up (first batch)", fmt(res["startup_s"], 2) + " s", "-"],
+        ["loader alone", "-", fmt(res["loader_img_s"], 1)],
+        ["compute alone (fixed batch)", "-", fmt(res["compute_alone_img_s"], 2)],
+        ["training on the loader", f"{fmt(total, 0)} ms/step", fmt(res["step_img_s"], 2)],
+        ["  of which waiting for data", f"{fmt(res['wait_ms'], 1)} ms/step ({100 * res['wait_ms'] / total:.1f} %; "
+         f"max {fmt(res['wait_max_ms'], 0)} ms)", "-"],
+        ["  of which compute", f"{fmt(res['compute_ms'], 0)} ms/step", "-"],
+    ]
+    print(markdown_table(["what", "time", "images/s"], rows, "lrr"))
+    mem = res["mem_mib"] if res["mem_mib"] is not None else res["rss_mib"]
+    print()
+    print(f"load {res['load']}; peak memory {mem:.0f} MiB"
+          f"{' (RSS growth of the measurement process, workers not included)' if res['mem_mib'] is None else ''}")
+
+
+# --------------------------------------------------------------------------------------------
+# the trainer itself
+# --------------------------------------------------------------------------------------------
+
+
+def trainer_child(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    from colorization import checkpoint
+    from colorization.train import resolve_config, train
+
+    cfg = checkpoint.read_config(checkpoint.DEFAULT_MODEL_DIR)
+    mc = dict(cfg.get("model_config") or {})
+    steps = args.trainer_steps
+    log_every = max(1, steps // 3)
+    raw = dict(model=cfg["model"], model_config=mc, data=[str(d) for d in args.data], out=str(out),
+               steps=steps, batch_size=args.loader_batch, crop=args.loader_crop, workers=args.workers,
+               threads=args.threads, max_images=args.max_images, drop_grayscale=args.filters,
+               log_every=log_every, save_every=10**6, val_every=10**6, device=args.device or "auto",
+               warmup_steps=0, compile=args.compile)
+    config = resolve_config(raw)
+    t0 = time.perf_counter()
+    result = train(config, progress=False)
+    wall = time.perf_counter() - t0
+    windows = []
+    for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "train":
+            windows.append(rec["images_per_s"])
+    return {"wall": wall, "windows": windows, "overall": result.images_per_s, "steps": steps, "log_every": log_every}
+
+
+def section_trainer(args: argparse.Namespace) -> dict[str, Any]:
+    out = Path(tempfile.mkdtemp(prefix="bench_train_")) / "run"
+    with LoadWindow() as lw:
+        res, rss = run_isolated(trainer_child, args, out, isolate=_device(args).type != "cuda")
+    res.update(load=str(lw), rss_mib=rss)
+    import shutil
+
+    shutil.rmtree(out.parent, ignore_errors=True)
+    return res
+
+
+def print_trainer(res: dict[str, Any], args: argparse.Namespace) -> None:
+    print()
+    print(f"## colorization.train.train() itself (default model's network, {res['steps']} steps, batch "
+          f"{args.loader_batch}, crop {args.loader_crop}, {args.workers} worker(s), {args.threads} threads)")
+    print()
+    w = res["windows"]
+    steady = w[1:] if len(w) > 1 else w
+    rows = [["images/s per logging window (every %d steps)" % res["log_every"], ", ".join(fmt(x, 2) for x in w)],
+            ["steady state (windows after the first)", fmt(statistics.median(steady), 2) if steady else "-"],
+            ["whole call, wall clock (data indexing, start-up, export)", f"{res['wall']:.1f} s"]]
+    print(markdown_table(["what", "value"], rows, "lr"))
+    print()
+    print(f"load {res['load']}; peak RSS growth {res['rss_mib']:.0f} MiB")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", nargs="+", default=["models", "loader", "trainer"],
+                        choices=["models", "loader", "trainer"])
+    parser.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--models", nargs="+", default=None, help="registry names and/or 'default'")
+    parser.add_argument("--crops", nargs="+", type=int, default=[128, 256])
+    parser.add_argument("--batch-size", type=int, default=2, help="batch of the per-model measurement")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per model cell (after --warmup)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--budget-gflop", type=float, default=150.0,
+                        help="CPU budget per model cell (estimated training GFLOP incl. warm-up); 0 = no limit")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the objective")
+    parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA (default: bf16 autocast)")
+    parser.add_argument("--data", nargs="+", type=Path, default=[DEFAULT_DATA], help="training folders (loader, trainer)")
+    parser.add_argument("--max-images", type=int, default=2000)
+    parser.add_argument("--filters", action="store_true",
+                        help="grayscale + colourfulness filters (scores every image once; cached)")
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers")
+    parser.add_argument("--loader-batch", type=int, default=8)
+    parser.add_argument("--loader-crop", type=int, default=128)
+    parser.add_argument("--loader-steps", type=int, default=8)
+    parser.add_argument("--trainer-steps", type=int, default=12)
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    add_omp_arg(parser)
+    args = parser.parse_args()
+
+    for line in machine_lines(machine_info()):
+        print(line)
+    results: dict[str, Any] = {}
+    if "models" in args.sections:
+        results["models"] = section_models(args)
+        print_models(results["models"], args)
+    have_data = all(d.is_dir() for d in args.data)
+    if not have_data and ({"loader", "trainer"} & set(args.sections)):
+        print(f"\n(no data folder {', '.join(map(str, args.data))}: loader and trainer sections skipped)")
+    if have_data and "loader" in args.sections:
+        results["loader"] = section_loader(args)
+        print_loader(results["loader"], args)
+    if have_data and "trainer" in args.sections:
+        results["trainer"] = section_trainer(args)
+        print_trainer(results["trainer"], args)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

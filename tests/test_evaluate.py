@@ -184,3 +184,15 @@ def test_cli_with_fid(tmp_path):
     (row,) = json.loads((out / "results.json").read_text())
     assert row["fid"] is not None and row["fid"] > 0
     assert any("< 2048" in n for n in row["notes"])
+
+
+def test_models_run_at_their_own_working_size_unless_told(tmp_path, tiny_model):
+    """The default protocol runs each model at its config.json working size (what `colorize`
+    does); --working-size overrides it for every model."""
+    own = ev.resolve_model(str(tiny_model), torch.device("cpu"), None)
+    forced = ev.resolve_model(str(tiny_model), torch.device("cpu"), 64)
+    assert own.colorizer.size == 32 and forced.colorizer.size == 64
+    assert "each model's own working size" in ev.EvaluationConfig().protocol()
+    assert "working short side 64" in ev.EvaluationConfig(working_size=64).protocol()
+    with pytest.raises(ValueError, match="working_size"):
+        ev.EvaluationConfig(working_size=8)

@@ -327,6 +327,8 @@ def test_example_configs_resolve_and_build(path):
     cfg = resolve_config(load_config_file(path), source=str(path))
     with torch.device("meta"):  # shapes only: cheap even for the paper-sized networks
         model_config = dict(cfg.model_config)
+        if "pretrained" in model_config:
+            model_config["pretrained"] = False  # weights can't load into meta tensors; shapes only
         if cfg.objective_options.get("aux_weight", 0) > 0:
             model_config.setdefault("num_classes", 10)  # filled in from the data by the trainer
         gen = create_model(cfg.model, **model_config)

@@ -7,11 +7,11 @@ Protocol (see docs/evaluation.md):
   centre ``size x size`` square is cropped (no aspect distortion). ``native=True`` keeps the photo
   at its native resolution.
 * Every model colorizes that GT image through :class:`colorization.colorizer.Colorizer` — the same
-  pipeline users run — which only reads the image's lightness L. With the default protocol the
-  working size equals the image size, so the network sees the L of the ``size x size`` photo
-  unchanged; with ``native=True`` the Colorizer resizes L to its working short side ``size`` and
-  upsamples the predicted ab back onto the full-resolution L. The ``gray`` baseline runs the same
-  pipeline with ab = 0.
+  pipeline users run — which only reads the image's lightness L. The network sees L resized to the
+  model's own working size (its config.json ``working_size``, as ``colorize`` uses it; or
+  ``working_size`` for every model), and the predicted ab is upsampled onto the L of the evaluated
+  image (``size x size``, or native resolution with ``native=True``). The ``gray`` baseline runs
+  the same pipeline with ab = 0.
 * Outputs are 8-bit sRGB images (as saved); metrics compare them with the 8-bit GT
   (:class:`colorization.metrics.MetricSuite`).
 * With ``limit``, a random subset of ``limit`` photos per group is drawn with ``seed`` (the same
@@ -83,8 +83,10 @@ class EvaluationConfig:
     """Options of :func:`evaluate` (JSON-serialisable with :meth:`to_dict`).
 
     Attributes:
-        size: default protocol: GT side length (short-side resize + centre crop); with ``native``:
-            the Colorizer's working short side.
+        size: default protocol: GT side length (short-side resize + centre crop).
+        working_size: the Colorizer's working short side (the network's input resolution); None
+            uses each model's own ``working_size`` from its config.json, i.e. exactly what users
+            get from ``colorize``. The predicted ab is upsampled onto the full-resolution L.
         native: evaluate at native resolution.
         limit: at most this many photos per group (seeded random subset), None = all.
         batch_size: images per network / metric batch.
@@ -96,6 +98,7 @@ class EvaluationConfig:
     """
 
     size: int = 256
+    working_size: int | None = None
     native: bool = False
     limit: int | None = None
     batch_size: int = 8
@@ -110,6 +113,8 @@ class EvaluationConfig:
     def __post_init__(self) -> None:
         if self.size < 32:
             raise ValueError(f"size must be >= 32 (ST-LPIPS and SSIM need it), got {self.size}")
+        if self.working_size is not None and self.working_size < 32:
+            raise ValueError(f"working_size must be >= 32, got {self.working_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if self.batch_size < 1:
@@ -126,14 +131,16 @@ class EvaluationConfig:
         return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     def protocol(self) -> str:
+        working = (
+            f"Colorizer working short side {self.working_size}"
+            if self.working_size is not None
+            else "Colorizer at each model's own working size (config.json)"
+        )
         if self.native:
-            return (
-                f"native resolution; Colorizer working short side {self.size}, ab upsampled onto "
-                "full-resolution L; 8-bit outputs"
-            )
+            return f"native resolution; {working}, ab upsampled onto full-resolution L; 8-bit outputs"
         return (
             f"short side resized to {self.size} (PIL bicubic) + centre crop {self.size}x{self.size}; "
-            "colorized from its L by the Colorizer at that size; 8-bit outputs"
+            f"colorized from its L by the {working}, ab upsampled onto the {self.size}px L; 8-bit outputs"
         )
 
 
@@ -189,7 +196,7 @@ def parse_named(text: str, what: str) -> tuple[str | None, str]:
     return None, text
 
 
-def resolve_model(spec: str, device: torch.device, size: int) -> EvalModel:
+def resolve_model(spec: str, device: torch.device, size: int | None) -> EvalModel:
     """Build the :class:`EvalModel` for ``spec``: ``gray``, ``default`` (the shipped model), or an
     exported model folder, optionally prefixed ``NAME=``.
 
@@ -201,7 +208,7 @@ def resolve_model(spec: str, device: torch.device, size: int) -> EvalModel:
 
     name, target = parse_named(spec, "--model")
     if target == GRAY:
-        col = Colorizer(GrayBackend(device), size=size, max_pixels=cio.DEFAULT_MAX_PIXELS)
+        col = Colorizer(GrayBackend(device), size=size or 256, max_pixels=cio.DEFAULT_MAX_PIXELS)
         return EvalModel(name or GRAY, spec, col, {"source": "ab = 0 (gray baseline)"}, GRAY)
     kind: Literal["default", "folder"] = "folder"
     if target == DEFAULT:
@@ -320,7 +327,7 @@ def evaluate(
         raise ValueError("no data groups to evaluate")
     torch.manual_seed(config.seed)
     device = config.resolved_device()
-    evals = [resolve_model(s, device, config.size) for s in models]
+    evals = [resolve_model(s, device, config.working_size) for s in models]
     _unique_names(evals)
     outcome = _run(evals, data, config, device, progress)
     if out_dir is not None:

@@ -35,8 +35,13 @@ def main(
     size: int = typer.Option(
         256,
         "--size",
-        help="Ground-truth side: short side resized (bicubic) + centre crop to SIZE x SIZE. With "
-        "--native: the Colorizer's working short side.",
+        help="Ground-truth side: short side resized (bicubic) + centre crop to SIZE x SIZE.",
+    ),
+    working_size: Optional[int] = typer.Option(
+        None,
+        "--working-size",
+        help="Network input short side for every model (default: each model's own working size, "
+        "as `colorize` uses it).",
     ),
     limit: Optional[int] = typer.Option(
         None, "--limit", help="At most N photos per group (a seeded random subset)."
@@ -74,6 +79,7 @@ def main(
             groups[name] = folder
         config = ev.EvaluationConfig(
             size=size,
+            working_size=working_size,
             native=native,
             limit=limit,
             batch_size=batch_size,

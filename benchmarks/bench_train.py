@@ -279,6 +279,7 @@ def loader_child(args: argparse.Namespace) -> dict[str, Any]:
         "wait_ms": 1e3 * statistics.mean(waits), "compute_ms": 1e3 * statistics.mean(computes),
         "wait_max_ms": 1e3 * max(waits), "step_img_s": bs * len(waits) / (sum(waits) + sum(computes)),
         "compute_alone_img_s": bs / statistics.median(alone), "model": spec.label,
+        "computes_ms": [round(1e3 * c) for c in computes], "alone_ms": [round(1e3 * a) for a in alone],
         "mem_mib": cuda_peak_mb(dev) if cuda else None,
     }
 
@@ -384,7 +385,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2, help="batch of the per-model measurement")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per model cell (after --warmup)")
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--budget-gflop", type=float, default=150.0,
+    parser.add_argument("--budget-gflop", type=float, default=300.0,
                         help="CPU budget per model cell (estimated training GFLOP incl. warm-up); 0 = no limit")
     parser.add_argument("--compile", action="store_true", help="torch.compile the objective")
     parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA (default: bf16 autocast)")

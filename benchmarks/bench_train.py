@@ -363,7 +363,7 @@ def print_trainer(res: dict[str, Any], args: argparse.Namespace) -> None:
     print()
     w = res["windows"]
     steady = w[1:] if len(w) > 1 else w
-    rows = [["images/s per logging window (every %d steps)" % res["log_every"], ", ".join(fmt(x, 2) for x in w)],
+    rows = [[f"images/s per logging window (every {res['log_every']} steps)", ", ".join(fmt(x, 2) for x in w)],
             ["steady state (windows after the first)", fmt(statistics.median(steady), 2) if steady else "-"],
             ["whole call, wall clock (data indexing, start-up, export)", f"{res['wall']:.1f} s"]]
     print(markdown_table(["what", "value"], rows, "lr"))

@@ -285,7 +285,7 @@ class LoadWindow:
 
 def _cpu_model() -> str:
     try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
         for line in out.splitlines():
             if line.strip().lower().startswith("model name"):
                 return line.split(":", 1)[1].strip()
@@ -336,7 +336,7 @@ def _gpu_names() -> list[str]:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True, text=True, timeout=30, check=False,
         ).stdout
         names = [line.strip() for line in out.splitlines() if line.strip()]
         if names:

@@ -8,6 +8,12 @@
 from __future__ import annotations
 
 import importlib
+import os
+
+# PyTorch's OpenMP threads spin while they wait by default; on a shared or small CPU that makes
+# small convolutions many times slower (docs/benchmarks.md). Passive waiting costs nothing
+# measurable on large work. Must be set before torch is imported; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 

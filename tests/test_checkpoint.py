@@ -353,3 +353,19 @@ def test_overwrite_replaces_both_files(tmp_path):
     loaded = load_exported(tmp_path / "m")
     assert loaded.network.config.width == 16
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
+
+
+def test_chroma_gain_is_saved_applied_and_validated(tmp_path):
+    net = tiny("baseline").eval()
+    plain = checkpoint.save_exported(net, tmp_path / "plain", head="regression")
+    gained = checkpoint.save_exported(net, tmp_path / "gained", head="regression", extra={"chroma_gain": 1.5})
+    assert json.loads((plain / "config.json").read_text())["chroma_gain"] == 1.0
+    assert json.loads((gained / "config.json").read_text())["chroma_gain"] == 1.5
+    x = l_input()
+    with torch.no_grad():
+        a = load_exported(plain)(x)
+        b = load_exported(gained)(x)
+    torch.testing.assert_close(b, 1.5 * a)
+    for bad in (0, -1.0, float("nan"), 10.0, True):
+        with pytest.raises(ValueError, match="chroma_gain"):
+            checkpoint.save_exported(net, tmp_path / "bad", head="regression", extra={"chroma_gain": bad})

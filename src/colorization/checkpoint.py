@@ -7,6 +7,7 @@
   (Q ab-bin logits, decoded by the annealed mean),
 * ``temperature``: annealed-mean temperature (classification; ``null`` for regression),
 * ``working_size``: the side the Colorizer resizes the L channel to (multiple of the stride),
+* ``chroma_gain``: factor on the decoded ab, chosen on validation photos (default 1.0),
 * ``training`` (recipe, data, budget) and ``metrics``: free-form JSON dicts,
 * ``weights_dtype``: ``"float32"`` or ``"float16"`` (storage only; loading restores float32),
 * ``package_version``: the ``colorization`` version that wrote it.
@@ -79,6 +80,9 @@ class ColorModel(nn.Module):
         config: the config.json dict (empty dict when built in memory without one).
         stride: input H and W must be multiples of it.
         working_size: side length the Colorizer resizes inputs to.
+        chroma_gain: factor applied to the decoded ab (1.0 = as the network predicts). Regression
+            towards the conditional mean under-saturates; a gain chosen on validation photos and
+            recorded in config.json ships with the model so every backend applies the same one.
 
     ``forward(l_norm (B, 1, H, W) float in [-1, 1]) -> ab_norm (B, 2, H, W) float32``, normalised ab
     (``color.normalize_ab``) roughly in [-1, 1]. Classification logits are decoded with
@@ -92,8 +96,13 @@ class ColorModel(nn.Module):
         temperature: float | None = None,
         config: Mapping[str, Any] | None = None,
         working_size: int = DEFAULT_WORKING_SIZE,
+        chroma_gain: float = 1.0,
     ) -> None:
         super().__init__()
+        if isinstance(chroma_gain, bool) or not isinstance(chroma_gain, (int, float)) or not (
+            math.isfinite(chroma_gain) and 0 < chroma_gain <= 4
+        ):
+            raise ValueError(f"chroma_gain must be a number in (0, 4], got {chroma_gain!r}")
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
         out_channels = _out_channels(network)
@@ -126,6 +135,7 @@ class ColorModel(nn.Module):
         self.config: dict[str, Any] = dict(config or {})
         self.stride = stride
         self.working_size = working_size
+        self.chroma_gain = float(chroma_gain)
 
     @property
     def model_name(self) -> str:
@@ -133,15 +143,15 @@ class ColorModel(nn.Module):
 
     def forward(self, l_norm: Tensor) -> Tensor:
         out = self.network(l_norm)
-        if self.head == "regression":
-            return out
-        from colorization import color
+        if self.head == "classification":
+            from colorization import color
 
-        assert self.temperature is not None
-        return color.normalize_ab(color.annealed_mean(out, self.temperature))
+            assert self.temperature is not None
+            out = color.normalize_ab(color.annealed_mean(out, self.temperature))
+        return out * self.chroma_gain if self.chroma_gain != 1.0 else out
 
     def extra_repr(self) -> str:
-        return f"model={self.model_name!r}, head={self.head!r}, temperature={self.temperature}, working_size={self.working_size}"
+        return f"model={self.model_name!r}, head={self.head!r}, temperature={self.temperature}, working_size={self.working_size}, chroma_gain={self.chroma_gain}"
 
 
 def _out_channels(network: nn.Module) -> int:
@@ -242,8 +252,9 @@ def save_exported(
         raise ValueError(f"extra must not set reserved config.json key(s): {', '.join(reserved)}")
     temperature = extra.pop("temperature", None)
     working_size = extra.pop("working_size", DEFAULT_WORKING_SIZE)
-    # Validates head/out_channels/temperature/working_size together.
-    checked = ColorModel(net, head, temperature=temperature, working_size=working_size)
+    chroma_gain = extra.pop("chroma_gain", 1.0)
+    # Validates head/out_channels/temperature/working_size/chroma_gain together.
+    checked = ColorModel(net, head, temperature=temperature, working_size=working_size, chroma_gain=chroma_gain)
 
     # Same keys and shapes as a fresh build of the saved config (cheap: built on the meta device).
     pretrained = {"pretrained": False} if "pretrained" in model_config else {}
@@ -268,6 +279,7 @@ def save_exported(
         "head": head,
         "temperature": checked.temperature,
         "working_size": checked.working_size,
+        "chroma_gain": checked.chroma_gain,
         "training": extra.pop("training", {}),
         "metrics": extra.pop("metrics", {}),
         "weights_dtype": "float16" if half else "float32",
@@ -407,7 +419,14 @@ def load_exported(
     working_size = config.get("working_size", DEFAULT_WORKING_SIZE)
     temperature = config.get("temperature")
     try:
-        model = ColorModel(network, config["head"], temperature=temperature, config=config, working_size=working_size)
+        model = ColorModel(
+            network,
+            config["head"],
+            temperature=temperature,
+            config=config,
+            working_size=working_size,
+            chroma_gain=config.get("chroma_gain", 1.0),
+        )
     except ValueError as exc:
         raise CheckpointError(f"{cfg_path}: {exc}") from None
     return model.to(device).eval()

@@ -149,3 +149,18 @@ def test_readme_first_command(tmp_path, monkeypatch):
     out = tmp_path / "colorized" / "astronaut_gray.jpg"
     with Image.open(out) as im, Image.open(example) as src:
         assert im.size == src.size and im.mode == "RGB" and im.format == "JPEG"
+
+
+def test_precision_option(photos, tmp_path, model_dir):
+    """``--precision bf16`` runs (bf16 autocast on CPU); an unknown precision is rejected by name."""
+    src = photos / "a" / "gray.png"
+    ok = run(str(src), "-o", str(tmp_path / "out"), "--model", str(model_dir), "--device", "cpu",
+             "--precision", "bf16", "--no-compile")
+    assert ok.exit_code == 0, ok.output
+    with Image.open(tmp_path / "out" / "gray.png") as im, Image.open(src) as orig:
+        assert im.size == orig.size and im.mode == "RGB"
+    bad = run(str(src), "-o", str(tmp_path / "out2"), "--model", str(model_dir), "--precision", "fp64")
+    assert bad.exit_code == 2 and "precision" in bad.output
+    onnx = run(str(src), "-o", str(tmp_path / "out3"), "--model", str(model_dir), "--backend", "onnx",
+               "--precision", "bf16")
+    assert onnx.exit_code == 2 and "torch backend only" in onnx.output

@@ -379,3 +379,74 @@ def test_large_photo_on_cpu():
     assert elapsed < 120
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     assert peak_gib < 4.0
+
+
+# --------------------------------------------------------------------------------------------
+# precision / channels_last / compile options of the torch backend (CPU only here)
+# --------------------------------------------------------------------------------------------
+
+
+def test_bf16_autocast_on_cpu_is_close_to_fp32(model_dir):
+    fp32 = Colorizer.from_pretrained(model_dir, device="cpu", size=32, precision="fp32")
+    bf16 = Colorizer.from_pretrained(model_dir, device="cpu", size=32, precision="bf16")
+    assert fp32.backend.precision == "fp32" and bf16.backend.precision == "bf16"
+    # the network ran in bf16 (outputs differ) but comes back as float32
+    prep = fp32.prepare(gradient_rgb(40, 56, seed=3))
+    batch = prep.l_work[None]
+    ab32, ab16 = fp32.backend(batch), bf16.backend(batch)
+    assert ab16.dtype == torch.float32 and ab16.shape == ab32.shape
+    assert not torch.equal(ab16, ab32)
+    assert (ab16 - ab32).abs().max().item() < 0.05
+    image = Image.fromarray(gradient_rgb(40, 56, seed=3))
+    out32, out16 = fp32(image), bf16(image)
+    assert out16.size == out32.size == image.size and out16.mode == out32.mode == "RGB"
+    diff = np.abs(np.asarray(out16, dtype=np.int16) - np.asarray(out32, dtype=np.int16))
+    assert diff.mean() < 3.0
+
+
+def test_auto_precision_is_fp32_on_cpu(model_dir):
+    colorizer = Colorizer.from_pretrained(model_dir, device="cpu", size=32)
+    assert colorizer.backend.precision == "fp32"
+    assert colorizer.backend.channels_last is False and colorizer.backend.compiled is False
+
+
+def test_invalid_precision_names_the_option(model_dir):
+    with pytest.raises(ValueError, match="precision"):
+        Colorizer.from_pretrained(model_dir, device="cpu", precision="fp64")
+    with pytest.raises(ValueError, match="precision"):
+        TorchBackend(torch.nn.Conv2d(1, 2, 1), "cpu", precision="half")
+    with pytest.raises(ValueError, match="precision='bf16'.*torch backend only"):
+        Colorizer.from_pretrained(model_dir, backend="onnx", precision="bf16")
+
+
+def test_channels_last_on_cpu_matches_contiguous(model_dir):
+    from colorization.checkpoint import load_exported
+
+    plain = TorchBackend(load_exported(model_dir), "cpu", precision="fp32", channels_last=False)
+    nhwc = TorchBackend(load_exported(model_dir), "cpu", precision="fp32", channels_last=True)
+    conv = next(m for m in nhwc.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(2, 1, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    a, b = plain(x), nhwc(x)
+    assert b.shape == a.shape == (2, 2, 32, 48) and b.is_contiguous()
+    assert (a - b).abs().max().item() < 1e-5
+
+
+def test_compile_fails_clearly_without_torch_compile(monkeypatch, model_dir):
+    from colorization.checkpoint import load_exported
+
+    net = load_exported(model_dir)
+    monkeypatch.delattr(torch, "compile")
+    with pytest.raises(RuntimeError, match=r"compile=True.*torch\.compile"):
+        TorchBackend(net, "cpu", compile=True)
+
+
+def test_compile_error_is_reraised_with_the_option(monkeypatch, model_dir):
+    from colorization.checkpoint import load_exported
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Dynamo is not supported on this Python")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.raises(RuntimeError, match=r"compile=True.*Dynamo is not supported"):
+        TorchBackend(load_exported(model_dir), "cpu", compile=True)

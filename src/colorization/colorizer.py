@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Union
@@ -48,6 +49,7 @@ __all__ = [
     "RefineConfig",
     "PreparedImage",
     "TorchBackend",
+    "PRECISIONS",
     "ImageInput",
     "DEFAULT_SIZE",
     "MAX_ASPECT",
@@ -106,14 +108,63 @@ class Backend(Protocol):
         ...
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""Accepted ``precision`` values of :class:`TorchBackend` (``auto``: bf16 on CUDA when supported, else fp32)."""
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _resolve_precision(precision: str, device: torch.device) -> str:
+    """``precision`` option -> ``"fp32"``, ``"bf16"`` or ``"fp16"`` for ``device``.
+
+    Raises:
+        ValueError: an unknown value, or bf16 asked for on a CUDA device without bf16 support.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if precision == "auto":
+        return "bf16" if cuda_bf16 else "fp32"
+    if precision == "bf16" and device.type == "cuda" and not cuda_bf16:
+        raise ValueError(f"precision='bf16': {device} does not support bfloat16; use precision='fp16' or 'fp32'")
+    return precision
+
+
 class TorchBackend:
-    """Runs a :class:`colorization.checkpoint.ColorModel` with PyTorch on CPU or CUDA."""
+    """Runs a :class:`colorization.checkpoint.ColorModel` with PyTorch on CPU or CUDA.
+
+    Args:
+        model: the network, mapping normalised L ``(B,1,h,w)`` to normalised ab ``(B,2,h,w)``.
+        device: where it runs.
+        precision: ``"auto"`` (bf16 autocast on CUDA when the GPU supports it, else fp32),
+            ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast around the network call only; the
+            output is cast back to float32 before any Lab maths).
+        channels_last: NHWC memory format for the network and its input; None: on for CUDA.
+        compile: wrap the network in ``torch.compile`` (dynamic shapes, since working sizes vary;
+            mode ``max-autotune-no-cudagraphs`` on CUDA, the default mode elsewhere). The first
+            call of each new shape pays the compilation.
+
+    Raises:
+        ValueError: an unknown ``precision`` (see :func:`_resolve_precision`).
+        RuntimeError: ``compile=True`` where ``torch.compile`` is unavailable.
+    """
 
     name = "torch"
 
-    def __init__(self, model: ColorModel | torch.nn.Module, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        model: ColorModel | torch.nn.Module,
+        device: str | torch.device = "cpu",
+        *,
+        precision: str = "auto",
+        channels_last: bool | None = None,
+        compile: bool = False,
+    ) -> None:
         self.device = torch.device(device)
+        self.precision = _resolve_precision(precision, self.device)
+        self.channels_last = (self.device.type == "cuda") if channels_last is None else bool(channels_last)
         self.model = model.to(self.device).eval()
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.stride = int(getattr(model, "stride", 1) or 1)
         ws = getattr(model, "working_size", None)
         self.working_size = int(ws) if ws else None
@@ -122,15 +173,49 @@ class TorchBackend:
             self._dtype = next(model.parameters()).dtype
         except StopIteration:
             self._dtype = torch.float32
+        self.compiled = bool(compile)
+        self._forward: Any = self.model
+        if self.compiled:
+            self._forward = _compile(self.model, self.device)
 
     @torch.inference_mode()
     def __call__(self, l_norm: Tensor) -> Tensor:
-        out = self.model(l_norm.to(device=self.device, dtype=self._dtype))
-        return out.to(torch.float32)
+        """``l_norm`` float32 ``(B,1,h,w)`` in ``[-1,1]`` -> float32 ab_norm ``(B,2,h,w)`` on ``device``."""
+        x = l_norm.to(dtype=self._dtype)
+        if self.device.type == "cuda" and x.device.type == "cpu":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        else:
+            x = x.to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        amp = _AUTOCAST_DTYPES.get(self.precision)
+        ctx = torch.autocast(device_type=self.device.type, dtype=amp) if amp is not None else nullcontext()
+        with ctx:
+            out = self._forward(x)
+        return out.to(torch.float32).contiguous()
 
     def __repr__(self) -> str:
         name = self.config.get("model", type(self.model).__name__)
-        return f"TorchBackend({name}, device={self.device})"
+        extra = f", precision={self.precision}"
+        if self.channels_last:
+            extra += ", channels_last"
+        if self.compiled:
+            extra += ", compiled"
+        return f"TorchBackend({name}, device={self.device}{extra})"
+
+
+def _compile(model: torch.nn.Module, device: torch.device) -> Any:
+    """``torch.compile(model)`` with dynamic shapes, or a RuntimeError saying why it cannot be."""
+    fn = getattr(torch, "compile", None)
+    if fn is None:
+        raise RuntimeError(
+            f"compile=True needs torch.compile, which this PyTorch ({torch.__version__}) lacks; use compile=False"
+        )
+    mode = "max-autotune-no-cudagraphs" if device.type == "cuda" else None
+    try:
+        return fn(model, mode=mode, dynamic=True)
+    except Exception as exc:  # re-raised with the option named
+        raise RuntimeError(f"compile=True: torch.compile is unavailable here ({exc}); use compile=False") from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -627,6 +712,10 @@ class Colorizer:
         size: int | None = None,
         max_pixels: int | None = cio.DEFAULT_MAX_PIXELS,
         refine: bool = False,
+        *,
+        precision: str = "auto",
+        channels_last: bool | None = None,
+        compile: bool = False,
     ) -> Colorizer:
         """Load an exported model.
 
@@ -642,15 +731,33 @@ class Colorizer:
                 else 256.
             max_pixels: pixel limit for inputs (None: unlimited).
             refine: use the guided-filter ab upsampling by default.
+            precision: torch backend: ``"auto"`` (bf16 autocast on CUDA when supported, fp32 on
+                CPU), ``"fp32"``, ``"bf16"`` or ``"fp16"``. The onnx backend runs fp32 only.
+            channels_last: torch backend: NHWC network and input; None: on for CUDA.
+            compile: torch backend: ``torch.compile`` the network (dynamic shapes).
+
+        Raises:
+            ValueError: an unknown ``backend`` or ``precision``, or a torch-only option
+                (bf16/fp16, ``channels_last=True``, ``compile=True``) with ``backend="onnx"``.
         """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
         if backend == "torch":
             from colorization import checkpoint
 
             folder = _resolve_model_dir(path)
             dev = torch.device(device or _default_device())
             model = checkpoint.load_exported(folder, device=dev, strict=True)
-            be: Backend = TorchBackend(model, dev)
+            be: Backend = TorchBackend(model, dev, precision=precision, channels_last=channels_last, compile=compile)
         elif backend == "onnx":
+            torch_only = {
+                "precision": precision if precision in ("bf16", "fp16") else None,
+                "channels_last": True if channels_last else None,
+                "compile": True if compile else None,
+            }
+            for option, value in torch_only.items():
+                if value is not None:
+                    raise ValueError(f"{option}={value!r} applies to the torch backend only, not backend='onnx'")
             from colorization.onnx_export import OnnxBackend
 
             be = OnnxBackend(_resolve_onnx_file(path), device=device or "cpu")

@@ -214,7 +214,7 @@ def resolve_model(spec: str, device: torch.device, size: int | None) -> EvalMode
     if target == DEFAULT:
         from colorization import checkpoint
 
-        col = Colorizer.from_pretrained(DEFAULT, device=device, size=size)
+        col = Colorizer.from_pretrained(DEFAULT, device=device, size=size, precision="fp32")
         src = str(checkpoint.DEFAULT_MODEL_DIR)
         label = name or DEFAULT
         kind = "default"
@@ -222,7 +222,7 @@ def resolve_model(spec: str, device: torch.device, size: int | None) -> EvalMode
         folder = Path(target)
         if not folder.is_dir():
             raise FileNotFoundError(f"--model {spec!r}: {folder} is not an exported model folder")
-        col = Colorizer.from_pretrained(folder, device=device, size=size)
+        col = Colorizer.from_pretrained(folder, device=device, size=size, precision="fp32")
         src = str(folder)
         label = name or (folder.resolve().name or str(folder))
     cfg = dict(getattr(col.backend, "config", {}) or {})

@@ -37,6 +37,13 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
 class BackendName(str, Enum):
     torch = "torch"
     onnx = "onnx"
@@ -142,6 +149,10 @@ def main(
     fmt: Optional[OutputFormat] = typer.Option(None, "--format", help="Output format (default: keep the input's)."),
     refine: bool = typer.Option(False, "--refine", help="Edge-aware (guided filter) upsampling of the colour."),
     backend: BackendName = typer.Option(BackendName.torch, "--backend", help="torch or onnx (ONNX Runtime)."),
+    precision: Precision = typer.Option(
+        Precision.auto, "--precision", help="Network precision (torch): auto = bf16 on CUDA when supported, else fp32."
+    ),
+    compile: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the network (torch backend)."),
 ) -> None:
     """Colorize image files, folders and globs into OUTDIR."""
     from tqdm import tqdm
@@ -171,7 +182,8 @@ def main(
     if jobs:
         try:
             colorizer = Colorizer.from_pretrained(
-                model, device=device.value if device else None, backend=backend.value, size=size, refine=refine
+                model, device=device.value if device else None, backend=backend.value, size=size, refine=refine,
+                precision=precision.value, compile=compile,
             )
         except Exception as exc:  # noqa: BLE001 - any load problem ends the command with its message
             typer.echo(f"error: cannot load the model: {exc}", err=True)

@@ -160,12 +160,14 @@ def main(
     except ValueError as exc:  # data / image errors name the offending file
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
-    if result.finished and result.model_dir is not None and _is_main_process():
+    if result.model_dir is not None and _is_main_process():
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
-        typer.echo(
-            f"trained {cfg.model} for {result.step} steps ({result.images_seen} images, "
-            f"{result.images_per_s:.1f} images/s); model: {result.model_dir}" + (f"; val: {metrics}" if metrics else "")
-        )
+        if export_now:
+            head = f"exported {cfg.model} from the saved state at step {result.step}/{cfg.steps}"
+        else:
+            head = (f"trained {cfg.model} for {result.step} steps ({result.images_seen} images, "
+                    f"{result.images_per_s:.1f} images/s)")
+        typer.echo(f"{head}; model: {result.model_dir}" + (f"; val: {metrics}" if metrics else ""))
 
 
 def _is_main_process() -> bool:

@@ -307,3 +307,29 @@ def test_make_ab_gamut_script(tmp_path: Path) -> None:
     red_bin = tuple(float(v) for v in np.floor(lab[0, 1:] / 10 + 0.5) * 10)
     assert got[red_bin] == pytest.approx(16 / 24)
     assert data["computed"]["bins_in_srgb_gamut"] >= color.num_ab_bins()
+
+
+def test_cached_gamut_tensors_work_in_autograd_after_a_first_call_in_inference_mode():
+    color._gamut_tensors.cache_clear()
+    color._bins_on.cache_clear()
+    try:
+        with torch.inference_mode():
+            color.annealed_mean(torch.randn(1, color.num_ab_bins(), 2, 2))
+        logits = torch.randn(1, color.num_ab_bins(), 2, 2, requires_grad=True)
+        color.annealed_mean(logits).sum().backward()
+        assert logits.grad is not None and torch.isfinite(logits.grad).all()
+    finally:
+        color._gamut_tensors.cache_clear()
+        color._bins_on.cache_clear()
+
+
+def test_ssim_loss_works_in_autograd_after_a_first_call_in_inference_mode():
+    from colorization import losses
+
+    losses._window_values.cache_clear()
+    x = torch.rand(1, 3, 16, 16)
+    with torch.inference_mode():
+        losses.ssim(x, x)
+    y = torch.rand(1, 3, 16, 16, requires_grad=True)
+    losses.ssim(y, x).backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all()

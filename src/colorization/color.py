@@ -319,18 +319,22 @@ def load_ab_gamut(path: str | Path | None = None) -> dict[str, Any]:
     return data
 
 
+# The cached tensors are built with inference mode switched off, so that a first call made under
+# torch.inference_mode() (evaluation) cannot cache inference tensors that autograd later refuses.
 @functools.lru_cache(maxsize=1)
 def _gamut_tensors() -> tuple[Tensor, Tensor]:
     data = load_ab_gamut()
-    bins = torch.tensor(data["bins"], dtype=torch.float32)
-    prior = torch.tensor(data["prior"], dtype=torch.float64)
-    prior = (prior / prior.sum()).to(torch.float32)
+    with torch.inference_mode(False):
+        bins = torch.tensor(data["bins"], dtype=torch.float32)
+        prior = torch.tensor(data["prior"], dtype=torch.float64)
+        prior = (prior / prior.sum()).to(torch.float32)
     return bins, prior
 
 
 @functools.lru_cache(maxsize=16)
 def _bins_on(device: torch.device, dtype: torch.dtype) -> Tensor:
-    return _gamut_tensors()[0].to(device=device, dtype=dtype)
+    with torch.inference_mode(False):
+        return _gamut_tensors()[0].to(device=device, dtype=dtype)
 
 
 def ab_gamut_info() -> dict[str, Any]:

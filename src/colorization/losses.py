@@ -34,10 +34,18 @@ SSIM_K2 = 0.03
 
 
 @functools.lru_cache(maxsize=8)
-def _window_1d(size: int, sigma: float) -> Tensor:
+def _window_values(size: int, sigma: float) -> tuple[float, ...]:
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
     g = torch.exp(-(coords**2) / (2.0 * sigma**2))
-    return (g / g.sum()).to(torch.float32)
+    return tuple((g / g.sum()).tolist())
+
+
+def _window_1d(
+    size: int, sigma: float, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> Tensor:
+    """Normalised 1-D Gaussian, a fresh tensor per call (only the numbers are cached, so a window
+    first built under ``torch.inference_mode`` never leaks into autograd)."""
+    return torch.tensor(_window_values(size, sigma), dtype=dtype, device=device)
 
 
 def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
@@ -98,7 +106,7 @@ def ssim_map(
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     x = x.to(dtype)
     y = y.to(dtype)
-    win = _window_1d(window_size, float(sigma)).to(device=x.device, dtype=dtype)
+    win = _window_1d(window_size, float(sigma), dtype, x.device)
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
     # One batched filtering pass over the five statistics.

@@ -6,6 +6,48 @@ runs beside other processes on 2 cores), so torch is pinned to one thread here.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 torch.set_num_threads(1)
+
+
+# --- shared fixtures ---------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+
+from colorization.checkpoint import save_exported  # noqa: E402
+from colorization.models import create_model  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny exported regression model (baseline, width 8) with working size 32."""
+    torch.manual_seed(0)
+    net = create_model("baseline", width=8, depth=2)
+    return save_exported(net, tmp_path_factory.mktemp("tiny"), head="regression", extra={"working_size": 32})
+
+
+@pytest.fixture(scope="module")
+def chromium_browser():
+    """Debian's chromium driven by Playwright (headless); skips when either is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser tests")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

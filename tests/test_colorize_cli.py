@@ -7,24 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage.color import rgb2lab
 from typer.testing import CliRunner
 
 from colorization import cli
-from colorization.checkpoint import save_exported
-from colorization.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    net = create_model("baseline", width=8, depth=2)
-    return save_exported(net, tmp_path_factory.mktemp("tiny"), head="regression", extra={"working_size": 32})
 
 
 def _gray(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -10,23 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from colorization import cli
-from colorization.checkpoint import save_exported
 from colorization.distributed import STATE_DIR, DistContext, ManyConfig, ShardDataset, colorize_many, iter_entries
-from colorization.models import create_model
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    net = create_model("baseline", width=8, depth=2)
-    return save_exported(net, tmp_path_factory.mktemp("tiny"), head="regression", extra={"working_size": 32})
 
 
 @pytest.fixture()

@@ -18,24 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
 pytestmark = pytest.mark.browser
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser tests",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 uvicorn = pytest.importorskip("uvicorn")
 
 from colorization import Colorizer, create_model  # noqa: E402
@@ -102,19 +86,9 @@ def server_url(tmp_path_factory: pytest.TempPathFactory):
     thread.join(15)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 @pytest.fixture()
-def page(browser, server_url: str):
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1100, "height": 900})
+def page(chromium_browser, server_url: str):
+    context = chromium_browser.new_context(accept_downloads=True, viewport={"width": 1100, "height": 900})
     try:
         pg = context.new_page()
         pg.requested = []  # type: ignore[attr-defined]

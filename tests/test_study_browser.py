@@ -11,33 +11,14 @@ import socket
 import sqlite3
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
 pytestmark = pytest.mark.browser
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the "
-        "browser tests",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 uvicorn = pytest.importorskip("uvicorn")
 
 from colorization import checkpoint, create_model  # noqa: E402
@@ -86,47 +67,46 @@ def server(tmp_path):
         thread.join(timeout=10)
 
 
-def test_rate_photos_in_browser(server):
+def test_rate_photos_in_browser(server, chromium_browser):
     study, base = server
     requested: list[str] = []
     bodies: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.on("request", lambda req: requested.append(req.url))
+    context = chromium_browser.new_context()
+    try:
+        page = context.new_page()
+        page.on("request", lambda req: requested.append(req.url))
 
-            def keep(resp):
-                if "/img/" not in resp.url:
-                    try:
-                        bodies.append(resp.text())
-                    except Exception:  # noqa: BLE001 - redirects etc. have no body
-                        pass
+        def keep(resp):
+            if "/img/" not in resp.url:
+                try:
+                    bodies.append(resp.text())
+                except Exception:  # noqa: BLE001 - redirects etc. have no body
+                    pass
 
-            page.on("response", keep)
-            page.goto(f"{base}/?rater=tester")
-            assert page.input_value("#rater") == "tester"
-            page.click("#begin")
+        page.on("response", keep)
+        page.goto(f"{base}/?rater=tester")
+        assert page.input_value("#rater") == "tester"
+        page.click("#begin")
+        page.wait_for_selector("body[data-state=ready]")
+        shown = []
+        for k, value in enumerate((4, 2, 5)):
+            assert page.inner_text("#progress") == f"{k + 1} / 9"
+            src = page.get_attribute("#photo", "src")
+            assert src.startswith("/img/") and len(src) == len("/img/") + 32
+            shown.append(src[5:])
+            page.click(f".rating[data-value='{value}']")
+            page.wait_for_function(f"document.getElementById('progress').textContent === '{k + 2} / 9'")
             page.wait_for_selector("body[data-state=ready]")
-            shown = []
-            for k, value in enumerate((4, 2, 5)):
-                assert page.inner_text("#progress") == f"{k + 1} / 9"
-                src = page.get_attribute("#photo", "src")
-                assert src.startswith("/img/") and len(src) == len("/img/") + 32
-                shown.append(src[5:])
-                page.click(f".rating[data-value='{value}']")
-                page.wait_for_function(f"document.getElementById('progress').textContent === '{k + 2} / 9'")
-                page.wait_for_selector("body[data-state=ready]")
-            # keyboard shortcut rates the 4th photo
-            shown.append(page.get_attribute("#photo", "src")[5:])
-            page.keyboard.press("1")
-            page.wait_for_function("document.getElementById('progress').textContent === '5 / 9'")
-            page.wait_for_selector("body[data-state=ready]")
-            # the photo is really displayed
-            assert page.evaluate("document.getElementById('photo').naturalWidth") == 32
-            html = page.content()
-        finally:
-            browser.close()
+        # keyboard shortcut rates the 4th photo
+        shown.append(page.get_attribute("#photo", "src")[5:])
+        page.keyboard.press("1")
+        page.wait_for_function("document.getElementById('progress').textContent === '5 / 9'")
+        page.wait_for_selector("body[data-state=ready]")
+        # the photo is really displayed
+        assert page.evaluate("document.getElementById('photo').naturalWidth") == 32
+        html = page.content()
+    finally:
+        context.close()
 
     with sqlite3.connect(study / DB_NAME) as con:
         rows = con.execute("SELECT rater, item, rating FROM ratings ORDER BY id").fetchall()

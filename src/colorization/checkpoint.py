@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from colorization.io import atomic_write_bytes
+
 __all__ = [
     "FORMAT_VERSION",
     "WEIGHTS_NAME",
@@ -197,12 +199,6 @@ def _strip_key(key: str) -> str:
     return key.replace("._orig_mod.", ".")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    from colorization.io import atomic_write_bytes
-
-    atomic_write_bytes(path, data)
-
-
 def _model_config_dict(net: nn.Module) -> dict[str, Any]:
     cfg = getattr(net, "config", None)
     if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
@@ -296,8 +292,8 @@ def save_exported(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights = st_save(tensors, metadata={"format": "pt", "model": name})
-    _atomic_write_bytes(out / WEIGHTS_NAME, weights)
-    _atomic_write_bytes(out / CONFIG_NAME, config_text.encode("utf-8"))
+    atomic_write_bytes(out / WEIGHTS_NAME, weights)
+    atomic_write_bytes(out / CONFIG_NAME, config_text.encode("utf-8"))
     return out
 
 

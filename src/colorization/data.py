@@ -93,12 +93,6 @@ def _file_list_key(files: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
-def _write_json_atomic(obj: dict, path: Path) -> None:
-    from colorization.io import atomic_write_text
-
-    atomic_write_text(path, json.dumps(obj))
-
-
 def compute_image_scores(
     files: Sequence[Path],
     *,
@@ -146,19 +140,17 @@ def compute_image_scores(
     bar.close()
     cf = np.array([r[0] for r in results], dtype=np.float64)
     spread = np.array([r[1] for r in results], dtype=np.float64)
-    _write_json_atomic(
-        {
-            "version": _SCORES_VERSION,
-            "key": key,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "thumbnail": THUMBNAIL_SIZE,
-            "colorfulness_variant": COLORFULNESS_VARIANT,
-            "files": paths,
-            "colorfulness": [round(float(v), 4) for v in cf],
-            "spread": [round(float(v), 4) for v in spread],
-        },
-        cache_file,
-    )
+    scores = {
+        "version": _SCORES_VERSION,
+        "key": key,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "thumbnail": THUMBNAIL_SIZE,
+        "colorfulness_variant": COLORFULNESS_VARIANT,
+        "files": paths,
+        "colorfulness": [round(float(v), 4) for v in cf],
+        "spread": [round(float(v), 4) for v in spread],
+    }
+    cio.atomic_write_text(cache_file, json.dumps(scores))
     return cf, spread
 
 

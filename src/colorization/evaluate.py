@@ -409,12 +409,6 @@ def _gray_of(img: Image.Image) -> Image.Image:
 # --------------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    from colorization.io import atomic_write_bytes
-
-    atomic_write_bytes(path, data)
-
-
 def _fmt(v: Any, spec: str) -> str:
     if v is None:
         return "–"
@@ -502,7 +496,7 @@ def results_markdown(
 def _savefig_atomic(fig: Any, path: Path) -> None:
     buf = _pyio.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _write_atomic(path, buf.getvalue())
+    cio.atomic_write_bytes(path, buf.getvalue())
 
 
 def plot_auc_curves(
@@ -574,9 +568,9 @@ def write_outputs(
         "results.md": out / "results.md",
         "run.json": out / "run.json",
     }
-    _write_atomic(paths["results.json"], (json.dumps(list(rows), indent=2, allow_nan=False) + "\n").encode())
-    _write_atomic(paths["results.csv"], results_csv(rows).encode())
-    _write_atomic(paths["results.md"], results_markdown(rows, config, evals).encode())
+    cio.atomic_write_bytes(paths["results.json"], (json.dumps(list(rows), indent=2, allow_nan=False) + "\n").encode())
+    cio.atomic_write_bytes(paths["results.csv"], results_csv(rows).encode())
+    cio.atomic_write_bytes(paths["results.md"], results_markdown(rows, config, evals).encode())
     run = {
         "config": config.to_dict(),
         "protocol": config.protocol(),
@@ -591,7 +585,7 @@ def write_outputs(
             "colorfulness": config.cf_variant,
         },
     }
-    _write_atomic(paths["run.json"], (json.dumps(run, indent=2) + "\n").encode())
+    cio.atomic_write_bytes(paths["run.json"], (json.dumps(run, indent=2) + "\n").encode())
     if outcome is not None:
         if outcome.curves:
             paths["auc_curves.json"] = out / "auc_curves.json"
@@ -599,7 +593,7 @@ def write_outputs(
                 {"model": m, "group": g, "raw": raw, "rebalanced": reb}
                 for (m, g), (raw, reb) in outcome.curves.items()
             ]
-            _write_atomic(paths["auc_curves.json"], json.dumps(payload).encode())
+            cio.atomic_write_bytes(paths["auc_curves.json"], json.dumps(payload).encode())
             paths["auc_curves.png"] = out / "auc_curves.png"
             plot_auc_curves(outcome.curves, paths["auc_curves.png"])
         if outcome.samples:

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from colorization import color
+from colorization import io as cio
 from colorization.objectives import OBJECTIVES, Objective, build_objective, objective_option_names
 
 __all__ = [
@@ -335,16 +336,8 @@ def resolve_config(
 # ------------------------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    from colorization.io import atomic_write_text
-
-    atomic_write_text(path, text)
-
-
 def _atomic_save_tensors(path: Path, tensors: Mapping[str, Tensor]) -> None:
-    from colorization.io import atomic_path
-
-    with atomic_path(path) as tmp:
+    with cio.atomic_path(path) as tmp:
         # clone: safetensors refuses tensors that share storage
         save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, str(tmp))
 
@@ -846,7 +839,7 @@ class _Trainer:
         step_dir.mkdir(parents=True, exist_ok=True)  # every rank: nodes may not share a filesystem
         rng_t, rng_meta = _rng_state()
         _atomic_save_tensors(step_dir / f"rng_rank{self.dist.rank}.safetensors", rng_t)
-        _atomic_write_text(step_dir / f"rng_rank{self.dist.rank}.json", _json_dumps(rng_meta))
+        cio.atomic_write_text(step_dir / f"rng_rank{self.dist.rank}.json", _json_dumps(rng_meta))
         if self.dist.is_main:
             _atomic_save_tensors(step_dir / "objective.safetensors", self.objective.state_dict())
             if self.ema is not None:
@@ -866,10 +859,10 @@ class _Trainer:
                 "last_val": last_val,
                 "config": self.cfg.to_dict(),
             }
-            _atomic_write_text(step_dir / "meta.json", _json_dumps(meta))
+            cio.atomic_write_text(step_dir / "meta.json", _json_dumps(meta))
         self.dist.barrier()
         if self.dist.is_main:
-            _atomic_write_text(self.state_dir / "latest.json", _json_dumps({"step": step, "dir": step_name}))
+            cio.atomic_write_text(self.state_dir / "latest.json", _json_dumps({"step": step, "dir": step_name}))
             for old in self.state_dir.glob("step_*"):
                 if old.name != step_name and old.is_dir():
                     shutil.rmtree(old, ignore_errors=True)
@@ -912,7 +905,7 @@ class _Trainer:
                     kept.append(line)
             except json.JSONDecodeError:
                 continue
-        _atomic_write_text(log, "".join(line + "\n" for line in kept))
+        cio.atomic_write_text(log, "".join(line + "\n" for line in kept))
 
     def _log(self, record: Mapping[str, Any]) -> None:
         if not self.dist.is_main:
@@ -999,7 +992,7 @@ class _Trainer:
             random.seed(_mix(cfg.seed, self.dist.rank, 4))
             np.random.seed(_mix(cfg.seed, self.dist.rank, 5) % (2**32))
         if self.dist.is_main:
-            _atomic_write_text(self.out / "train_config.json", _json_dumps(cfg.to_dict()))
+            cio.atomic_write_text(self.out / "train_config.json", _json_dumps(cfg.to_dict()))
             if step == 0:
                 self._log({"kind": "start", "step": 0, "world_size": self.dist.world, "device": str(self.device),
                            "train_images": len(self.train_ds), "val_images": len(self.val_ds) if self.val_ds else 0})

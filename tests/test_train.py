@@ -319,7 +319,7 @@ def test_auxiliary_labels_fill_num_classes(image_dirs, tmp_path):
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.*")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.rglob("*.*")), ids=lambda p: str(p.relative_to(CONFIG_DIR)))
 def test_example_configs_resolve_and_build(path):
     from colorization.models import create_model
     from colorization.objectives import build_objective
@@ -360,3 +360,30 @@ def test_export_now_exports_the_saved_state_with_its_working_size(image_dirs, tm
     model = load_exported(res.model_dir)
     for k, v in model.network.state_dict().items():
         assert torch.equal(saved[f"objective/generator.{k}"], v), k
+
+
+def test_init_from_starts_from_the_exported_weights(image_dirs, tmp_path, model_dir):
+    from colorization.checkpoint import load_exported
+
+    train_dir, _ = image_dirs
+    source = dict(load_exported(model_dir).network.named_parameters())
+    # lr ~ 0: the run's exported parameters are its initial ones, i.e. the source model's
+    # (batch-norm running statistics do move in the training step, so only parameters compare)
+    cfg = base_config(train_dir, tmp_path / "ft", steps=1, lr=1e-12, warmup_steps=0, init_from=str(model_dir))
+    res = train(cfg, progress=False)
+    tuned = dict(load_exported(res.model_dir).network.named_parameters())
+    assert tuned.keys() == source.keys()
+    for k in source:
+        torch.testing.assert_close(tuned[k], source[k], rtol=0, atol=1e-6)
+
+
+def test_init_from_rejects_other_models_and_shapes(image_dirs, tmp_path, model_dir):
+    train_dir, _ = image_dirs
+    with pytest.raises(ConfigError, match="init_from.*'baseline' model, not 'resnet_unet'"):
+        train(base_config(train_dir, tmp_path / "a", model="resnet_unet", model_config={"depth": 18, "width": 8},
+                          init_from=str(model_dir)), progress=False)
+    with pytest.raises(ConfigError, match="init_from"):
+        train(base_config(train_dir, tmp_path / "b", model_config={"width": 16, "depth": 2},
+                          init_from=str(model_dir)), progress=False)
+    with pytest.raises(ConfigError, match="init_from.*does not exist"):
+        train(base_config(train_dir, tmp_path / "c", init_from=str(tmp_path / "missing")), progress=False)

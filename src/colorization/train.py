@@ -141,6 +141,9 @@ class TrainConfig:
     #: working resolution recorded in the exported model (the side the Colorizer resizes to);
     #: None keeps the checkpoint default. Ship a model at the scale it was trained for.
     working_size: int | None = None
+    #: exported model folder (model.safetensors + config.json) whose weights initialise the
+    #: generator (fine-tuning, e.g. at a larger crop); its model and model_config must match.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -171,6 +174,8 @@ class TrainConfig:
             raise bad("threads", "must be a positive integer or null (torch's default)")
         if self.val_crop is not None and (not isinstance(self.val_crop, int) or self.val_crop < 1):
             raise bad("val_crop", "must be a positive integer or null")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise bad("init_from", "must be an exported model folder or null")
         if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
             raise bad("max_images", "must be a positive integer or null")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
@@ -401,6 +406,24 @@ def _init_distributed(device_name: str) -> _Dist:
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, rank=rank, world_size=world)
     return _Dist(rank, world, local_rank, device, True, True)
+
+
+def _init_generator(generator: nn.Module, cfg: TrainConfig) -> None:
+    """Copy the weights of the exported model ``cfg.init_from`` into ``generator`` (strictly)."""
+    from colorization import checkpoint
+
+    try:
+        saved = checkpoint.read_config(cfg.init_from)
+        if saved["model"] != cfg.model:
+            raise ConfigError(
+                f"config field 'init_from': {cfg.init_from} holds a {saved['model']!r} model, not {cfg.model!r}"
+            )
+        source = checkpoint.load_exported(cfg.init_from, device="cpu").network
+        generator.load_state_dict(source.state_dict(), strict=True)
+    except checkpoint.CheckpointError as exc:
+        raise ConfigError(f"config field 'init_from': {exc}") from None
+    except RuntimeError as exc:  # same model name, different architecture config
+        raise ConfigError(f"config field 'init_from': weights do not fit the configured network ({exc})") from None
 
 
 def _stage_table(cfg: TrainConfig) -> list[tuple[int, int, dict[str, Any], float]]:
@@ -756,6 +779,8 @@ class _Trainer:
             generator = create_model(cfg.model, **cfg.model_config)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"config field 'model_config': {exc}") from None
+        if cfg.init_from is not None:
+            _init_generator(generator, cfg)
         for size, name in ((cfg.crop, "crop"), (cfg.val_crop or cfg.crop, "val_crop")):
             if size % generator.stride:
                 raise ConfigError(

@@ -84,6 +84,9 @@ def main(
     working_size: Optional[int] = typer.Option(
         None, "--working-size", help="Working resolution recorded in the exported model (default 256)."
     ),
+    init_from: Optional[Path] = typer.Option(
+        None, "--init-from", help="Exported model folder whose weights initialise the network (fine-tuning)."
+    ),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear warm-up steps (default min(1000, steps/20))."),
     grad_clip: Optional[float] = typer.Option(None, "--grad-clip", help="Gradient-norm clip (0 = off)."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay."),
@@ -130,6 +133,7 @@ def main(
         "min_colorfulness_quantile": min_colorfulness_quantile,
         "warmup_steps": warmup_steps,
         "working_size": working_size,
+        "init_from": str(init_from) if init_from is not None else None,
         "grad_clip": grad_clip,
         "weight_decay": weight_decay,
     }

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402  (common sets OMP_WAIT_POLICY before torch loads)
     IsolatedError,
     LoadWindow,
@@ -215,7 +214,7 @@ def run_threads_table(args: argparse.Namespace, spec: Spec, side: int) -> list[d
     for policy in ("passive", "unset"):
         for threads in (1, 2):
             code = (
-                f"import sys; sys.path.insert(0, {here!r}); import bench_models; "
+                f"import bench_models; "
                 f"bench_models.threads_probe({spec.name!r}, {json.dumps(spec.config)!r}, {side}, {threads}, "
                 f"{args.threads_reps})"
             )
@@ -224,7 +223,7 @@ def run_threads_table(args: argparse.Namespace, spec: Spec, side: int) -> list[d
             with LoadWindow() as lw:
                 proc = subprocess.run(
                     [sys.executable, "-c", code, "--omp-wait-policy", policy],
-                    capture_output=True, text=True, env=env, timeout=600, check=False,
+                    capture_output=True, text=True, env=env, timeout=600, check=False, cwd=here,
                 )
             if proc.returncode != 0:
                 print(proc.stderr, file=sys.stderr)

@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402  (common sets OMP_WAIT_POLICY before torch loads)
     IsolatedError,
     LoadWindow,

@@ -38,8 +38,10 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from colorization import color
+from colorization import checkpoint, color
+from colorization import data as cdata
 from colorization import io as cio
+from colorization.models import create_model, list_models
 from colorization.objectives import OBJECTIVES, Objective, build_objective, objective_option_names
 
 __all__ = [
@@ -410,8 +412,6 @@ def _init_distributed(device_name: str) -> _Dist:
 
 def _init_generator(generator: nn.Module, cfg: TrainConfig) -> None:
     """Copy the weights of the exported model ``cfg.init_from`` into ``generator`` (strictly)."""
-    from colorization import checkpoint
-
     try:
         saved = checkpoint.read_config(cfg.init_from)
         if saved["model"] != cfg.model:
@@ -715,8 +715,6 @@ class _Trainer:
             )
 
     def _build_data(self) -> None:
-        from colorization import data as cdata
-
         cfg = self.cfg
         self.with_labels = float(cfg.objective_options.get("aux_weight", 0.0)) > 0 or any(
             float(s.get("aux_weight", 0.0)) > 0 for s in cfg.stages
@@ -769,8 +767,6 @@ class _Trainer:
             self.dist.barrier()
 
     def _build_objective(self) -> None:
-        from colorization.models import create_model, list_models
-
         cfg = self.cfg
         if cfg.model not in list_models("generator"):
             raise ConfigError(f"config field 'model': {cfg.model!r} is not a registered generator; valid: {list_models('generator')}")
@@ -946,9 +942,6 @@ class _Trainer:
 
     @torch.no_grad()
     def _validate(self, step: int) -> dict[str, float]:
-        from colorization import data as cdata
-        from colorization import io as cio
-
         assert self.val_ds is not None
         generator = self.ema.module if self.ema is not None else self.objective.generator
         was_training = self.objective.training
@@ -1048,8 +1041,6 @@ class _Trainer:
         time_limit: float | None,
     ) -> TrainResult:
         from tqdm.auto import tqdm
-
-        from colorization import data as cdata
 
         cfg, objective, device = self.cfg, self.objective, self.device
         multi_phase = len(objective.all_phases) > 1
@@ -1234,8 +1225,6 @@ class _Trainer:
         return result
 
     def _export(self, result: TrainResult) -> Path:
-        from colorization import checkpoint
-
         model_dir = self.out / "model"
         if self.dist.is_main:
             generator = self.ema.module if self.ema is not None else self.objective.generator

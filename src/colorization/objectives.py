@@ -158,11 +158,13 @@ class Objective(nn.Module):
             return out, _masked_class_ce(class_logits, labels)
         return self.generator(l_norm), None
 
-    def predict(self, l_norm: Tensor, generator: nn.Module | None = None) -> Tensor:  # pragma: no cover
-        """Normalised ab ``(B, 2, H, W)`` for normalised L ``(B, 1, H, W)``.
+    @torch.no_grad()
+    def predict(self, l_norm: Tensor, generator: nn.Module | None = None) -> Tensor:
+        """Normalised ab ``(B, 2, H, W)`` (float32) for normalised L ``(B, 1, H, W)``: the
+        generator's output (regression heads; classification overrides this to decode logits).
 
         ``generator`` replaces ``self.generator`` for this call (e.g. its EMA copy)."""
-        raise NotImplementedError
+        return (self.generator if generator is None else generator)(l_norm).float()
 
 
 class RegressionObjective(Objective):
@@ -250,12 +252,6 @@ class RegressionObjective(Objective):
             loss = loss + self.aux_weight * aux
         logs["loss"] = loss
         return logs
-
-    @torch.no_grad()
-    def predict(self, l_norm: Tensor, generator: nn.Module | None = None) -> Tensor:
-        """Normalised ab ``(B, 2, H, W)`` (float32) for normalised L ``(B, 1, H, W)``; ``generator``
-        overrides ``self.generator`` (e.g. an EMA copy)."""
-        return (self.generator if generator is None else generator)(l_norm).float()
 
 
 class ClassificationObjective(Objective):
@@ -444,11 +440,6 @@ class GANObjective(Objective):
             loss = loss + self.aux_weight * aux
         logs["loss"] = loss
         return logs
-
-    @torch.no_grad()
-    def predict(self, l_norm: Tensor, generator: nn.Module | None = None) -> Tensor:
-        """Normalised ab ``(B, 2, H, W)`` (float32) from the generator (or ``generator``)."""
-        return (self.generator if generator is None else generator)(l_norm).float()
 
 
 _OPTION_NAMES: dict[str, tuple[str, ...]] = {

@@ -450,3 +450,16 @@ def test_compile_error_is_reraised_with_the_option(monkeypatch, model_dir):
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.raises(RuntimeError, match=r"compile=True.*Dynamo is not supported"):
         TorchBackend(load_exported(model_dir), "cpu", compile=True)
+
+
+def test_torch_backend_takes_a_raw_registry_network(model_dir):
+    from colorization.checkpoint import load_exported
+    from colorization.models import create_model
+
+    net = load_exported(model_dir).network  # the bare network, not the ColorModel wrapper
+    backend = TorchBackend(net, "cpu", precision="fp32")
+    assert backend.config["width"] == 8 and backend.config["depth"] == 2
+    assert backend.working_size is None and backend.stride == net.stride
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert torch.equal(backend(x), net.eval()(x).float())
+    assert TorchBackend(create_model("baseline", width=8, depth=2), "cpu").config["width"] == 8

@@ -24,9 +24,10 @@ All Lab maths goes through :mod:`colorization.color`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,7 +169,10 @@ class TorchBackend:
         self.stride = int(getattr(model, "stride", 1) or 1)
         ws = getattr(model, "working_size", None)
         self.working_size = int(ws) if ws else None
-        self.config = dict(getattr(model, "config", {}) or {})
+        config = getattr(model, "config", None)
+        if dataclasses.is_dataclass(config) and not isinstance(config, type):
+            config = dataclasses.asdict(config)  # a raw registry network: its architecture config
+        self.config = dict(config) if isinstance(config, Mapping) else {}
         try:
             self._dtype = next(model.parameters()).dtype
         except StopIteration:

@@ -196,3 +196,31 @@ def test_models_run_at_their_own_working_size_unless_told(tmp_path, tiny_model):
     assert "working short side 64" in ev.EvaluationConfig(working_size=64).protocol()
     with pytest.raises(ValueError, match="working_size"):
         ev.EvaluationConfig(working_size=8)
+
+
+def test_merge_joins_runs_on_the_same_photos_and_refuses_other_protocols(tmp_path, tiny_model):
+    _photos(tmp_path / "in", 3, 4)
+    common = ["--data", f"in={tmp_path / 'in'}", "--size", "32", "--no-fid", "--no-st-lpips", "--device", "cpu",
+              "--samples", "0", "--quiet"]
+    runner = CliRunner()
+    for name, models in (("a", ["gray", f"tiny={tiny_model}"]), ("b", ["gray", f"other={tiny_model}"]),
+                         ("all", ["gray", f"tiny={tiny_model}", f"other={tiny_model}"])):
+        args = ["evaluate", *[x for m in models for x in ("--model", m)], *common, "--out", str(tmp_path / name)]
+        assert runner.invoke(app, args).exit_code == 0
+    res = runner.invoke(app, ["evaluate-merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    merged = json.loads((tmp_path / "m" / "results.json").read_text())
+    together = json.loads((tmp_path / "all" / "results.json").read_text())
+    assert merged == together  # rows of separate runs equal those of one run over all models
+    curves = json.loads((tmp_path / "m" / "auc_curves.json").read_text())
+    assert [c["model"] for c in curves] == ["gray", "tiny", "other"]
+    assert (tmp_path / "m" / "auc_curves.png").is_file() and "| other | in |" in (tmp_path / "m" / "results.md").read_text()
+    run = json.loads((tmp_path / "m" / "run.json").read_text())
+    assert run["merged_from"] == [str(tmp_path / "a"), str(tmp_path / "b")]
+    # another protocol (size) or a conflicting row is refused with the reason
+    args = ["evaluate", "--model", "gray", *common, "--size", "36", "--out", str(tmp_path / "c")]
+    assert runner.invoke(app, args).exit_code == 0
+    res = runner.invoke(app, ["evaluate-merge", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "'size': (32, 36)" in res.output
+    with pytest.raises(ValueError, match="not an evaluation output"):
+        ev.merge_outputs([tmp_path / "a", tmp_path / "in"], tmp_path / "y")

@@ -32,6 +32,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("serve", "serve", "REST service and browser page for colorizing photos."),
     ("train", "train", "Train a colorization network (single process or torchrun)."),
     ("evaluate", "evaluate", "Compare models on folders of photos (metrics, tables, figures)."),
+    ("evaluate-merge", "evaluate_merge", "Merge evaluation runs on the same photos into one table."),
     ("study", "study", "Blind human rating study: build, serve, report."),
 ]
 

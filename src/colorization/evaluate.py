@@ -29,6 +29,7 @@ import random
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
@@ -52,6 +53,7 @@ __all__ = [
     "load_ground_truth",
     "evaluate",
     "write_outputs",
+    "merge_outputs",
 ]
 
 GRAY = "gray"
@@ -600,4 +602,73 @@ def write_outputs(
             paths["samples.png"] = out / "samples.png"
             names = [e.name for e in evals if e.kind != GRAY]
             plot_samples(outcome.samples, ["ground truth", "gray input", *names], paths["samples.png"])
+    return paths
+
+
+#: options that must agree for rows of separate runs to be comparable
+MERGE_PROTOCOL_KEYS = ("size", "working_size", "native", "limit", "seed", "cf_variant")
+
+
+def merge_outputs(folders: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Merge the output folders of several :func:`evaluate` runs into one set of tables and plots.
+
+    For models of one comparison evaluated in separate runs (e.g. as each training finished) on
+    the same photos with the same protocol: every metric of a row depends only on that model's
+    outputs and the ground truth (FID's real statistics come from the same photos), so such rows
+    can share a table. Rows keep the order of ``folders``; a (model, group) row present in several
+    runs must be identical there. Writes results.json/.csv/.md, run.json (with ``merged_from``) and
+    auc_curves.json/.png into ``out_dir``; sample grids are not merged.
+
+    Raises:
+        ValueError: a folder is not an evaluation output, the runs' protocols differ
+            (:data:`MERGE_PROTOCOL_KEYS`), or two runs disagree on a shared row.
+    """
+    if not folders:
+        raise ValueError("no evaluation folders to merge")
+    runs = []
+    for folder in map(Path, folders):
+        try:
+            run = json.loads((folder / "run.json").read_text())
+            rows = json.loads((folder / "results.json").read_text())
+        except FileNotFoundError as exc:
+            raise ValueError(f"{folder} is not an evaluation output folder ({Path(exc.filename).name} missing)") from None
+        curves_path = folder / "auc_curves.json"
+        runs.append((folder, run, rows, json.loads(curves_path.read_text()) if curves_path.exists() else []))
+    first_folder, first = runs[0][0], runs[0][1]["config"]
+    for folder, run, _, _ in runs[1:]:
+        diff = {k: (first.get(k), run["config"].get(k)) for k in MERGE_PROTOCOL_KEYS if first.get(k) != run["config"].get(k)}
+        if diff:
+            raise ValueError(f"{folder} was evaluated with other options than {first_folder}: {diff}")
+    rows_by: dict[tuple[str, str], dict[str, Any]] = {}
+    curves: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    for folder, run, rows, run_curves in runs:
+        for row in rows:
+            key = (row["model"], row["group"])
+            if key in rows_by and rows_by[key] != row:
+                raise ValueError(f"{folder} disagrees with an earlier run on model {key[0]!r}, group {key[1]!r}")
+            rows_by.setdefault(key, row)
+        for c in run_curves:
+            curves.setdefault((c["model"], c["group"]), (c["raw"], c["rebalanced"]))
+        for m in run["models"]:
+            models.setdefault(m["name"], m)
+    groups = list(dict.fromkeys(g for _, g in rows_by))
+    keys = [(m, g) for g in groups for m in models if (m, g) in rows_by]
+    config = EvaluationConfig(**{k: v for k, v in first.items() if k in EvaluationConfig.__dataclass_fields__})
+    evals = [
+        SimpleNamespace(name=m["name"], spec=m["spec"], info={k: v for k, v in m.items() if k not in ("name", "spec")})
+        for m in models.values()
+    ]
+    paths = write_outputs(out_dir, [rows_by[k] for k in keys], config, evals)  # type: ignore[arg-type]
+    merged = json.loads(paths["run.json"].read_text())
+    merged["merged_from"] = [str(f) for f, _, _, _ in runs]
+    cio.atomic_write_text(paths["run.json"], json.dumps(merged, indent=2) + "\n")
+    ordered = {k: curves[k] for k in keys if k in curves}
+    if ordered:
+        out = Path(out_dir)
+        paths["auc_curves.json"] = out / "auc_curves.json"
+        payload = [{"model": m, "group": g, "raw": r, "rebalanced": b} for (m, g), (r, b) in ordered.items()]
+        cio.atomic_write_text(paths["auc_curves.json"], json.dumps(payload))
+        paths["auc_curves.png"] = out / "auc_curves.png"
+        plot_auc_curves(ordered, paths["auc_curves.png"])
     return paths

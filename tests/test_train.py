@@ -223,6 +223,20 @@ def test_resume_reproduces_uninterrupted_run(image_dirs, tmp_path, kind):
     assert steps == list(range(1, 7))
 
 
+def test_log_window_spanning_the_switch_to_adversarial_training(image_dirs, tmp_path):
+    """A log line averaging steps before (generator phase only) and after (generator and
+    discriminator) the switch of a GAN run: each key is averaged over the steps that have it."""
+    train_dir, _ = image_dirs
+    cfg = base_config(train_dir, tmp_path / "gan", objective="gan", log_every=4,
+                      discriminator_config={"width": 8, "n_layers": 2},
+                      stages=[{"steps": 2, "adversarial": False}, {"adversarial": True}])
+    assert train(cfg, progress=False).finished
+    rows = [r for r in read_log(tmp_path / "gan") if r["kind"] == "train"]
+    assert [r["step"] for r in rows] == [4, 6]
+    assert {"generator/l1", "generator/loss", "discriminator/loss"} <= set(rows[0])
+    assert all(math.isfinite(v) for r in rows for k, v in r.items() if k.endswith("loss"))
+
+
 def test_nan_loss_stops_with_error_and_keeps_last_checkpoint(image_dirs, tmp_path, monkeypatch):
     train_dir, _ = image_dirs
     original = RegressionObjective.forward

@@ -1072,7 +1072,7 @@ class _Trainer:
             counts = torch.zeros(len(keys), dtype=torch.float64, device=device)
             bad_steps = []
             for s, rec in pending:
-                vals = torch.stack([rec[k].double() if k in rec else rec["loss"].new_zeros((), dtype=torch.float64) for k in keys])
+                vals = torch.stack([rec[k].double() if k in rec else torch.zeros((), dtype=torch.float64, device=device) for k in keys])
                 present = torch.tensor([k in rec for k in keys], dtype=torch.float64, device=device)
                 sums[:-1] += vals * present
                 counts += present

@@ -286,3 +286,36 @@ def test_suite_equals_batch_functions(monkeypatch):
     assert res["delta_cf"] == pytest.approx((cf_g - cf_p).mean().item(), rel=1e-6)
     assert res["st_lpips"] == pytest.approx(M.st_lpips(y, x).mean().item(), rel=1e-5)
     assert res["fid"] is None
+
+
+def test_suites_sharing_a_ground_truth_cache_equal_independent_suites():
+    """Two models scored on the same ground-truth batches with one cache per batch give exactly
+    the numbers of suites that compute everything themselves (FID and ST-LPIPS included)."""
+    x, y = _pair(5, shape=(4, 3, 48, 48))
+    x, y = M.quantize_8bit(x.float()), M.quantize_8bit(y.float())
+    z = M.quantize_8bit((0.5 * x + 0.5 * y).float())
+    alone = [M.MetricSuite(device="cpu"), M.MetricSuite(device="cpu")]
+    shared = [M.MetricSuite(device="cpu"), M.MetricSuite(device="cpu")]
+    for sl in (slice(0, 2), slice(2, 4)):
+        cache: dict = {}
+        for pred, a, s in zip((y, z), alone, shared):
+            a.update(pred[sl], x[sl])
+            s.update(pred[sl], x[sl], cache=cache)
+        assert {"lab", "st_lpips", "fid_real"} <= set(cache)
+    for a, s in zip(alone, shared):
+        ra, rs = a.compute(), s.compute()
+        assert ra.keys() == rs.keys() and ra["fid"] is not None and ra["st_lpips"] is not None
+        for k in ra:
+            assert rs[k] == ra[k], k
+    with pytest.raises(ValueError, match="another ground-truth batch"):
+        shared[0].update(y[:2], x[:2], cache=cache)  # the cache holds the batch x[2:4]
+
+
+def test_st_lpips_features_and_distance_compose_to_forward():
+    x, y = _pair(6, shape=(2, 3, 40, 40))
+    model = M.load_st_lpips("cpu")
+    with torch.no_grad():
+        d = model.distance(model.features(x.float()), model.features(y.float()))
+        torch.testing.assert_close(d, model(x.float(), y.float()), rtol=0, atol=0)
+        with pytest.raises(ValueError, match="different sizes"):
+            model.distance(model.features(x.float()), model.features(y[:, :, :32, :32].float()))

@@ -356,31 +356,37 @@ def _run(
             sample_group = group
             picked = gts[: config.figure_samples]
             samples["ground truth"] = list(picked)
-        real_features: np.ndarray | None = None
-        for model in evals:
-            suite = M.MetricSuite(
+        # batches outside, models inside: each ground-truth batch's own metric work (Lab,
+        # rebalancing weights, ST-LPIPS and Inception features) is done once for all models
+        suites = {
+            model.name: M.MetricSuite(
                 device=device,
                 use_st_lpips=config.st_lpips,
                 use_fid=config.fid,
                 use_ciede2000=config.ciede2000,
                 cf_variant=config.cf_variant,
-                real_fid_features=real_features,
             )
-            bar = tqdm(total=len(gts), desc=f"{model.name} / {group}", unit="img", disable=not progress)
-            for start in range(0, len(gts), config.batch_size):
-                chunk = gts[start : start + config.batch_size]
+            for model in evals
+        }
+        bar = tqdm(total=len(gts) * len(evals), desc=f"{group} ({len(evals)} models)", unit="img", disable=not progress)
+        for start in range(0, len(gts), config.batch_size):
+            chunk = gts[start : start + config.batch_size]
+            target = None if config.native else _to_batch(chunk)
+            caches: list[dict[str, Any]] = [{} for _ in chunk] if config.native else [{}]
+            for model in evals:
                 outs = model.colorizer.colorize_batch(chunk, batch_size=config.batch_size)
                 if gi == 0 and start < config.figure_samples:
                     samples.setdefault(model.name, []).extend(outs[: config.figure_samples - start])
+                suite = suites[model.name]
                 if config.native:
-                    for o, g in zip(outs, chunk):
-                        suite.update(_to_batch([o]), _to_batch([g]))
+                    for o, g, cache in zip(outs, chunk, caches):
+                        suite.update(_to_batch([o]), _to_batch([g]), cache=cache)
                 else:
-                    suite.update(_to_batch(outs), _to_batch(chunk))
+                    suite.update(_to_batch(outs), target, cache=caches[0])
                 bar.update(len(chunk))
-            bar.close()
-            if suite.fid is not None and real_features is None:
-                real_features = suite.fid.real_features()
+        bar.close()
+        for model in evals:
+            suite = suites[model.name]
             res = suite.compute()
             c = suite.auc.curves()
             if c is not None:

@@ -513,14 +513,24 @@ class STLPIPS(nn.Module):
             float32 ``(B,)``, >= 0 (0 for identical images).
         """
         _check_rgb_pair(x, y)
+        return self.distance(self.features(x), self.features(y))
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """Unit-normalised VGG features of ``x`` (float ``(B, 3, H, W)`` sRGB in ``[0, 1]``, H, W
+        >= 32): five float32 maps; compute them once for a ground truth compared with many outputs."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected (B, 3, H, W) sRGB, got shape {tuple(x.shape)}")
         if min(x.shape[-2:]) < 32:
             raise ValueError(f"ST-LPIPS needs images of at least 32x32, got {tuple(x.shape[-2:])}")
-        fx = self.net(self.scaling_layer(2.0 * x.float() - 1.0))
-        fy = self.net(self.scaling_layer(2.0 * y.float() - 1.0))
-        total = torch.zeros(x.shape[0], device=x.device)
+        feats = self.net(self.scaling_layer(2.0 * x.float() - 1.0))
+        return [f / (torch.sqrt((f * f).sum(dim=1, keepdim=True)) + 1e-10) for f in feats]
+
+    def distance(self, fx: Sequence[Tensor], fy: Sequence[Tensor]) -> Tensor:
+        """Distance per image, float32 ``(B,)``, between two :meth:`features` results."""
+        if len(fx) != len(fy) or any(a.shape != b.shape for a, b in zip(fx, fy)):
+            raise ValueError("features of images of different sizes or batch sizes")
+        total = torch.zeros(fx[0].shape[0], device=fx[0].device)
         for i, (a, b) in enumerate(zip(fx, fy)):
-            a = a / (torch.sqrt((a * a).sum(dim=1, keepdim=True)) + 1e-10)
-            b = b / (torch.sqrt((b * b).sum(dim=1, keepdim=True)) + 1e-10)
             d = getattr(self, f"lin{i}")((a - b) ** 2)
             total = total + d.mean(dim=(1, 2, 3))
         return total
@@ -734,10 +744,11 @@ class AuCAccumulator:
         self.hist = torch.zeros(max_threshold + 2, dtype=torch.float64)
         self.hist_rebalanced = torch.zeros(max_threshold + 2, dtype=torch.float64)
 
-    def update(self, pred_ab: Tensor, target_ab: Tensor) -> None:
-        """Add a batch; ``pred_ab, target_ab`` float ``(B, 2, H, W)`` in Lab units."""
+    def update(self, pred_ab: Tensor, target_ab: Tensor, weights: Tensor | None = None) -> None:
+        """Add a batch; ``pred_ab, target_ab`` float ``(B, 2, H, W)`` in Lab units; ``weights``:
+        ``pixel_rebalance_weights(target_ab, prior)`` when already computed."""
         err = ab_error(pred_ab, target_ab)
-        w = pixel_rebalance_weights(target_ab, self.prior).to(err.device)
+        w = (pixel_rebalance_weights(target_ab, self.prior) if weights is None else weights).to(err.device)
         self.hist += _threshold_histogram(err, None, self.max_threshold)
         self.hist_rebalanced += _threshold_histogram(err, w, self.max_threshold)
 
@@ -767,13 +778,19 @@ class FIDAccumulator:
         self._real: list[np.ndarray] = []
         self._fake: list[np.ndarray] = []
 
-    def update(self, pred: Tensor, target: Tensor | None = None) -> None:
-        """Add a batch of outputs (and its ground truth when no ``real_features`` were given)."""
+    @property
+    def needs_real(self) -> bool:
+        """True when ground-truth features are collected batch by batch (no ``real_features``)."""
+        return self._given_real is None
+
+    def update(self, pred: Tensor, target: Tensor | None = None, real_batch: np.ndarray | None = None) -> None:
+        """Add a batch of outputs, and (when no ``real_features`` were given) its ground truth:
+        ``target`` images, or ``real_batch``, their features when already extracted."""
+        if self._given_real is None and real_batch is None and target is None:
+            raise ValueError("target is needed when no real_features were given")
         self._fake.append(self.extractor(pred))
         if self._given_real is None:
-            if target is None:
-                raise ValueError("target is needed when no real_features were given")
-            self._real.append(self.extractor(target))
+            self._real.append(self.extractor(target) if real_batch is None else real_batch)
 
     def real_features(self) -> np.ndarray:
         if self._given_real is not None:
@@ -829,24 +846,48 @@ class MetricSuite:
                 self.notes.append(f"fid unavailable: {err}")
 
     @torch.inference_mode()
-    def update(self, pred: Tensor, target: Tensor) -> None:
+    def update(self, pred: Tensor, target: Tensor, cache: dict[str, Any] | None = None) -> None:
+        """Add a batch: ``pred``, ``target`` float ``(B, 3, H, W)`` sRGB in ``[0, 1]``.
+
+        ``cache``: one dict per ground-truth batch, shared by the suites of several models scored
+        on that batch; what depends on the ground truth alone (Lab, rebalancing weights, ST-LPIPS
+        and Inception features) is computed by the first suite and reused by the others, with
+        identical results. A cache filled for another batch raises ``ValueError``.
+        """
         _check_rgb_pair(pred, target)
         pred = pred.to(self.device, torch.float32)
         target = target.to(self.device, torch.float32)
+        c: dict[str, Any] = {} if cache is None else cache
+        if "target" not in c:
+            c["target"] = target
+        elif c["target"].shape != target.shape or not torch.equal(c["target"], target):
+            raise ValueError("this cache was filled for another ground-truth batch")
         self.psnr.update(psnr(pred, target))
         self.ssim.update(ssim(pred, target))
         lab_p = color.rgb_to_lab(pred)
-        lab_t = color.rgb_to_lab(target)
-        self.auc.update(lab_p[:, 1:3], lab_t[:, 1:3])
+        if "lab" not in c:
+            c["lab"] = color.rgb_to_lab(target)
+        lab_t = c["lab"]
+        rebalance_key = ("rebalance", id(self.auc.prior))
+        if rebalance_key not in c:
+            c[rebalance_key] = pixel_rebalance_weights(lab_t[:, 1:3], self.auc.prior)
+        self.auc.update(lab_p[:, 1:3], lab_t[:, 1:3], weights=c[rebalance_key])
         cf_p, cf_t, _ = colorfulness_gap(pred, target, self.cf_variant)
         self.cf_pred.update(cf_p)
         self.cf_gt.update(cf_t)
         if self.use_ciede2000:
             self.ciede.update(ciede2000(lab_p, lab_t).flatten(1).mean(dim=1))
         if self._lpips_model is not None:
-            self.lpips.update(self._lpips_model(pred, target))
+            if "st_lpips" not in c:
+                c["st_lpips"] = self._lpips_model.features(target)
+            self.lpips.update(self._lpips_model.distance(self._lpips_model.features(pred), c["st_lpips"]))
         if self.fid is not None:
-            self.fid.update(pred, target)
+            real = None
+            if self.fid.needs_real:
+                if "fid_real" not in c:
+                    c["fid_real"] = self.fid.extractor(target)
+                real = c["fid_real"]
+            self.fid.update(pred, real_batch=real)
         self.images += pred.shape[0]
 
     def compute(self) -> dict[str, Any]:

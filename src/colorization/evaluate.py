@@ -665,16 +665,10 @@ def merge_outputs(folders: Sequence[str | os.PathLike], out_dir: str | os.PathLi
         SimpleNamespace(name=m["name"], spec=m["spec"], info={k: v for k, v in m.items() if k not in ("name", "spec")})
         for m in models.values()
     ]
-    paths = write_outputs(out_dir, [rows_by[k] for k in keys], config, evals)  # type: ignore[arg-type]
+    merged_rows = [rows_by[k] for k in keys]
+    outcome = _Outcome(merged_rows, {k: curves[k] for k in keys if k in curves}, {}, None)
+    paths = write_outputs(out_dir, merged_rows, config, evals, outcome)  # type: ignore[arg-type]
     merged = json.loads(paths["run.json"].read_text())
     merged["merged_from"] = [str(f) for f, _, _, _ in runs]
     cio.atomic_write_text(paths["run.json"], json.dumps(merged, indent=2) + "\n")
-    ordered = {k: curves[k] for k in keys if k in curves}
-    if ordered:
-        out = Path(out_dir)
-        paths["auc_curves.json"] = out / "auc_curves.json"
-        payload = [{"model": m, "group": g, "raw": r, "rebalanced": b} for (m, g), (r, b) in ordered.items()]
-        cio.atomic_write_text(paths["auc_curves.json"], json.dumps(payload))
-        paths["auc_curves.png"] = out / "auc_curves.png"
-        plot_auc_curves(ordered, paths["auc_curves.png"])
     return paths

@@ -786,10 +786,10 @@ class FIDAccumulator:
     def update(self, pred: Tensor, target: Tensor | None = None, real_batch: np.ndarray | None = None) -> None:
         """Add a batch of outputs, and (when no ``real_features`` were given) its ground truth:
         ``target`` images, or ``real_batch``, their features when already extracted."""
-        if self._given_real is None and real_batch is None and target is None:
+        if self.needs_real and real_batch is None and target is None:
             raise ValueError("target is needed when no real_features were given")
         self._fake.append(self.extractor(pred))
-        if self._given_real is None:
+        if self.needs_real:
             self._real.append(self.extractor(target) if real_batch is None else real_batch)
 
     def real_features(self) -> np.ndarray:

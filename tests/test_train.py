@@ -143,20 +143,21 @@ def test_lr_schedule_warmup_cosine_and_stage_scale():
 
 
 def test_step_sampler_is_a_function_of_seed_and_step():
-    full = _StepBatchSampler(n=20, batch_size=3, rank=0, world=1, seed=7, start_step=0)
+    full = _StepBatchSampler(n=20, batch_size=3, rank=0, world=1, seed=7, start_step=0, crop_at=lambda step: 8)
     it = iter(full)
     batches = [next(it) for _ in range(14)]  # crosses three epochs (6 steps per epoch)
-    later = iter(_StepBatchSampler(n=20, batch_size=3, rank=0, world=1, seed=7, start_step=9))
+    later = iter(_StepBatchSampler(n=20, batch_size=3, rank=0, world=1, seed=7, start_step=9, crop_at=lambda step: 8))
     assert [next(later) for _ in range(5)] == batches[9:]
-    epoch0 = [i for b in batches[:6] for i, _ in b]
+    epoch0 = [i for b in batches[:6] for i, _, _ in b]
+    assert {c for b in batches for _, _, c in b} == {8}
     assert len(set(epoch0)) == 18  # no repeats within an epoch
-    r0 = iter(_StepBatchSampler(n=20, batch_size=3, rank=0, world=2, seed=7, start_step=0))
-    r1 = iter(_StepBatchSampler(n=20, batch_size=3, rank=1, world=2, seed=7, start_step=0))
+    r0 = iter(_StepBatchSampler(n=20, batch_size=3, rank=0, world=2, seed=7, start_step=0, crop_at=lambda step: 8))
+    r1 = iter(_StepBatchSampler(n=20, batch_size=3, rank=1, world=2, seed=7, start_step=0, crop_at=lambda step: 8))
     b0, b1 = next(r0), next(r1)
-    assert not {i for i, _ in b0} & {i for i, _ in b1}  # ranks see different images
-    assert len({s for _, s in b0 + b1}) == 6  # and different augmentation seeds
+    assert not {i for i, _, _ in b0} & {i for i, _, _ in b1}  # ranks see different images
+    assert len({s for _, s, _ in b0 + b1}) == 6  # and different augmentation seeds
     with pytest.raises(ConfigError, match="fewer than one global batch"):
-        _StepBatchSampler(n=5, batch_size=3, rank=0, world=2, seed=0, start_step=0)
+        _StepBatchSampler(n=5, batch_size=3, rank=0, world=2, seed=0, start_step=0, crop_at=lambda step: 8)
 
 
 # ---------------------------------------------------------------------------------------------

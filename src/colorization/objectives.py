@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from colorization import color
+from colorization.hints import simulate_hints
 from colorization.losses import ssim
 
 __all__ = [
@@ -36,13 +37,14 @@ __all__ = [
     "RegressionObjective",
     "ClassificationObjective",
     "GANObjective",
+    "HybridObjective",
     "build_objective",
     "objective_option_names",
 ]
 
 REGRESSION_LOSSES = ("l1", "mse", "l1_ssim", "mse_ssim", "mse_l1")
 GAN_LOSSES = ("lsgan", "vanilla")
-OBJECTIVES = ("regression", "classification", "gan")
+OBJECTIVES = ("regression", "classification", "gan", "hybrid")
 
 
 def _check_batch(batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -442,10 +444,90 @@ class GANObjective(Objective):
         return logs
 
 
+class HybridObjective(Objective):
+    """Regression + classification heads at the head stride, with simulated colour hints.
+
+    For generators with ``forward_heads(l_norm, hints) -> {"regression", "logits"}`` at stride
+    ``generator.head_stride`` (e.g. ``effnet_fpn``). The target is the ground-truth ab
+    area-averaged to that stride. Loss: ``L1(regression, target) + ce_weight *`` the rebalanced
+    soft-encoded cross-entropy of the logits (Zhang et al. 2016). When the generator accepts hints
+    (``accepts_hints``), each batch gets hints sampled from the ground truth
+    (:func:`colorization.hints.simulate_hints`; ``hint_p_none`` of the images get none), so one
+    network learns automatic and user-guided colorization. Prediction is the generator's own
+    decoding (``forward``).
+    """
+
+    head = "regression"
+    stage_options = ("ce_weight", "aux_weight")
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        ce_weight: float = 0.1,
+        lam: float = color.DEFAULT_REBALANCE_LAMBDA,
+        sigma: float = color.DEFAULT_SIGMA,
+        k: int = color.DEFAULT_K,
+        hint_p_none: float = 0.5,
+        hint_mean_count: float = 8.0,
+        aux_weight: float = 0.0,
+    ) -> None:
+        super().__init__(generator, aux_weight=aux_weight)
+        if not hasattr(generator, "forward_heads"):
+            raise ValueError(
+                f"the 'hybrid' objective needs a generator with forward_heads (e.g. 'effnet_fpn'), "
+                f"got {type(generator).__name__}"
+            )
+        if not 0.0 <= lam <= 1.0 or sigma <= 0 or k < 1:
+            raise ValueError(f"need lam in [0, 1], sigma > 0, k >= 1; got lam={lam}, sigma={sigma}, k={k}")
+        self.ce_weight = 0.1
+        self.lam, self.sigma, self.k = float(lam), float(sigma), int(k)
+        self.hint_p_none, self.hint_mean_count = float(hint_p_none), float(hint_mean_count)
+        if not 0.0 <= self.hint_p_none <= 1.0 or self.hint_mean_count < 1.0:
+            raise ValueError(f"need hint_p_none in [0, 1] and hint_mean_count >= 1, got {hint_p_none}, {hint_mean_count}")
+        self.register_buffer("class_weights", color.rebalance_weights(lam=self.lam).float(), persistent=False)
+        self.configure(ce_weight=ce_weight)
+
+    def _set_option(self, name: str, value: Any) -> None:
+        if name == "ce_weight":
+            if float(value) < 0:
+                raise ValueError(f"ce_weight must be >= 0, got {value}")
+            self.ce_weight = float(value)
+        else:
+            super()._set_option(name, value)
+
+    def forward(self, batch: Mapping[str, Tensor], phase: str = "main") -> dict[str, Tensor]:
+        """Loss dict: ``loss``, ``l1`` (regression head), ``ce`` (unweighted), ``hinted`` (share of
+        images that got hints)."""
+        if phase != "main":
+            raise ValueError(f"unknown phase {phase!r} for HybridObjective; phases: ('main',)")
+        l_norm, ab_norm = _check_batch(batch)
+        gen = self.generator
+        hints = None
+        if getattr(gen, "accepts_hints", False):
+            hints = simulate_hints(ab_norm, p_none=self.hint_p_none, mean_count=self.hint_mean_count)
+            hints = hints.to(dtype=l_norm.dtype, memory_format=torch.contiguous_format)
+        heads = gen.forward_heads(l_norm, hints)
+        stride = int(gen.head_stride)
+        with torch.no_grad():
+            target = F.avg_pool2d(ab_norm.float(), stride) if stride > 1 else ab_norm.float()
+            ab = color.denormalize_ab(target)
+            soft = color.soft_encode(ab, k=self.k, sigma=self.sigma)
+            weights = self.class_weights[color.nearest_bin(ab)]
+        reg = heads["regression"].float()
+        l1 = (reg - target).abs().mean()
+        ce = -(soft * F.log_softmax(heads["logits"].float(), dim=1)).sum(dim=1)
+        loss = l1 + self.ce_weight * (ce * weights).mean()
+        logs = {"l1": l1.detach(), "ce": ce.mean().detach(), "loss": loss}
+        if hints is not None:
+            logs["hinted"] = (hints[:, 2].flatten(1).amax(dim=1) > 0).float().mean().detach()
+        return logs
+
+
 _OPTION_NAMES: dict[str, tuple[str, ...]] = {
     "regression": ("loss", "ssim_weight", "l1_weight", "ssim_space", "aux_weight"),
     "classification": ("rebalance", "lam", "sigma", "k", "temperature", "aux_weight"),
     "gan": ("gan_loss", "l1_weight", "adversarial", "aux_weight"),
+    "hybrid": ("ce_weight", "lam", "sigma", "k", "hint_p_none", "hint_mean_count", "aux_weight"),
 }
 
 
@@ -483,4 +565,6 @@ def build_objective(
         raise ValueError(f"the {kind!r} objective takes no discriminator")
     if kind == "regression":
         return RegressionObjective(generator, **options)
+    if kind == "hybrid":
+        return HybridObjective(generator, **options)
     return ClassificationObjective(generator, **options)

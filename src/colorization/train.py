@@ -19,6 +19,7 @@ bit-exactness; with workers the order is still deterministic).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -200,7 +201,7 @@ class TrainConfig:
             raise bad("min_colorfulness_quantile", "must be in [0, 1) or null")
         if len(self.scale_jitter) != 2 or not 0 < self.scale_jitter[0] <= self.scale_jitter[1] <= 1:
             raise bad("scale_jitter", "must be (lo, hi) with 0 < lo <= hi <= 1")
-        stage_keys = set(objective_option_names(self.objective)) | {"steps", "lr_scale", "name"}
+        stage_keys = set(objective_option_names(self.objective)) | {"steps", "lr_scale", "name", "crop"}
         for i, stage in enumerate(self.stages):
             if not isinstance(stage, dict):
                 raise ConfigError(f"config field 'stages'[{i}] must be a mapping, got {stage!r}")
@@ -214,6 +215,9 @@ class TrainConfig:
                 raise ConfigError(f"config field 'stages'[{i}] needs 'steps' (only the last stage may omit it)")
             if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
                 raise ConfigError(f"config field 'stages'[{i}]['steps'] must be a positive integer, got {steps!r}")
+            crop = stage.get("crop")
+            if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < 1):
+                raise ConfigError(f"config field 'stages'[{i}]['crop'] must be a positive integer, got {crop!r}")
             if "lr_scale" in stage and not (isinstance(stage["lr_scale"], (int, float)) and stage["lr_scale"] > 0):
                 raise ConfigError(f"config field 'stages'[{i}]['lr_scale'] must be > 0, got {stage['lr_scale']!r}")
 
@@ -435,7 +439,7 @@ def _stage_table(cfg: TrainConfig) -> list[tuple[int, int, dict[str, Any], float
     for i, stage in enumerate(cfg.stages):
         last = i == len(cfg.stages) - 1
         end = cfg.steps if last else start + int(stage["steps"])
-        options = {k: v for k, v in stage.items() if k not in ("steps", "lr_scale", "name")}
+        options = {k: v for k, v in stage.items() if k not in ("steps", "lr_scale", "name", "crop")}
         table.append((start, max(end, start), options, float(stage.get("lr_scale", 1.0))))
         start = end
     return table
@@ -446,6 +450,13 @@ def _stage_index(table: Sequence[tuple[int, int, dict[str, Any], float]], step: 
         if start <= step < end:
             return i
     return len(table) - 1
+
+
+def _crop_at(cfg: TrainConfig, table: Sequence[tuple[int, int, dict[str, Any], float]], step: int) -> int:
+    """Training crop side at ``step``: the stage's ``crop`` (progressive resolution) or ``cfg.crop``."""
+    if not cfg.stages:
+        return cfg.crop
+    return int(cfg.stages[_stage_index(table, step)].get("crop") or cfg.crop)
 
 
 def _lr_factor(cfg: TrainConfig, table: Sequence[tuple[int, int, dict[str, Any], float]], step: int) -> float:
@@ -492,17 +503,20 @@ class _SeededSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        index, seed = key
+    def __getitem__(self, key: tuple[int, int, int]) -> Any:
+        index, seed, crop = key
         py_state = random.getstate()
         np_state = np.random.get_state()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             random.seed(seed)
             np.random.seed(seed % (2**32))
+            saved_crop = self.dataset.crop
+            self.dataset.crop = crop
             try:
                 return self.dataset[index]
             finally:
+                self.dataset.crop = saved_crop
                 random.setstate(py_state)
                 np.random.set_state(np_state)
 
@@ -515,7 +529,10 @@ class _StepBatchSampler(Sampler[list[tuple[int, int]]]):
     ``start_step`` so a resumed run continues the same sequence.
     """
 
-    def __init__(self, n: int, batch_size: int, rank: int, world: int, seed: int, start_step: int) -> None:
+    def __init__(
+        self, n: int, batch_size: int, rank: int, world: int, seed: int, start_step: int, crop_at: Any
+    ) -> None:
+        self.crop_at = crop_at
         self.n, self.batch_size, self.rank, self.world = n, batch_size, rank, world
         self.seed, self.start_step = seed, start_step
         self.per_step = batch_size * world
@@ -540,8 +557,9 @@ class _StepBatchSampler(Sampler[list[tuple[int, int]]]):
                 epoch = e
             assert perm is not None
             lo = within * self.per_step + self.rank * self.batch_size
+            crop = int(self.crop_at(step))
             yield [
-                (perm[lo + j], _mix(self.seed, step, self.rank * self.batch_size + j, 2))
+                (perm[lo + j], _mix(self.seed, step, self.rank * self.batch_size + j, 2), crop)
                 for j in range(self.batch_size)
             ]
             step += 1
@@ -701,13 +719,15 @@ class _Trainer:
             print(f"[train] --resume: no saved state in {self.state_dir}, starting from step 0", flush=True)
         return None
 
-    def _check_resume_config(self, saved: Mapping[str, Any]) -> None:
+    def _check_resume_config(self, saved: Mapping[str, Any], saved_step: int) -> None:
         mine = self.cfg.to_dict()
         diffs = [
             f"{k}: saved {saved.get(k)!r}, now {mine.get(k)!r}"
             for k in mine
-            if k not in RUNTIME_FIELDS and saved.get(k) != mine.get(k)
+            if k not in RUNTIME_FIELDS and k != "steps" and saved.get(k) != mine.get(k)
         ]
+        if mine["steps"] < int(saved_step):
+            diffs.append(f"steps: the saved run is at step {saved_step}, more than the {mine['steps']} asked for")
         if diffs:
             raise ConfigError(
                 "--resume with a config that differs from the saved run "
@@ -777,7 +797,9 @@ class _Trainer:
             raise ConfigError(f"config field 'model_config': {exc}") from None
         if cfg.init_from is not None:
             _init_generator(generator, cfg)
-        for size, name in ((cfg.crop, "crop"), (cfg.val_crop or cfg.crop, "val_crop")):
+        sizes = [(cfg.crop, "crop"), (cfg.val_crop or cfg.crop, "val_crop")]
+        sizes += [(int(st["crop"]), f"stages[{i}].crop") for i, st in enumerate(cfg.stages) if st.get("crop")]
+        for size, name in sizes:
             if size % generator.stride:
                 raise ConfigError(
                     f"config field {name!r}: {size} px is not a multiple of model {cfg.model!r}'s stride {generator.stride}"
@@ -819,7 +841,7 @@ class _Trainer:
                 raise ConfigError(f"config field 'stages': {exc}") from None
         objective.configure(**self.base_options)
         objective.to(self.device)
-        if cfg.channels_last and self.device.type == "cuda":
+        if self._channels_last:
             objective.to(memory_format=torch.channels_last)
         self.objective = objective
         self.ema = _EMA(objective.generator, cfg.ema_decay) if cfg.ema else None
@@ -934,6 +956,11 @@ class _Trainer:
         with open(self.out / "log.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, allow_nan=True) + "\n")
 
+    @property
+    def _channels_last(self) -> bool:
+        """channels_last memory on CUDA, and on the CPU with bf16 autocast (where it measures faster)."""
+        return self.cfg.channels_last and (self.device.type == "cuda" or self.cfg.amp == "bf16")
+
     # --- validation --------------------------------------------------------------------------------
     def _autocast(self):
         cfg = self.cfg
@@ -953,7 +980,7 @@ class _Trainer:
             for batch in loader:
                 rgb_u8 = batch["rgb"].to(self.device)
                 l_norm, _ = cdata.batch_to_lab(rgb_u8, self.device)
-                if self.cfg.channels_last and self.device.type == "cuda":
+                if self._channels_last:
                     l_norm = l_norm.contiguous(memory_format=torch.channels_last)
                 with self._autocast():
                     ab_pred = self.objective.predict(l_norm, generator=generator)
@@ -990,7 +1017,7 @@ class _Trainer:
         saved_meta = self._check_out_dir()
         self._build_data()
         if saved_meta is not None:
-            self._check_resume_config(saved_meta["config"])
+            self._check_resume_config(saved_meta["config"], int(saved_meta["step"]))
         self._build_objective()
         cfg = self.cfg  # as completed by _build_data (e.g. num_classes of an auxiliary head)
 
@@ -1018,7 +1045,10 @@ class _Trainer:
         if export_now:
             return self._export_saved(step, images_seen, wall_before, last_val)
 
-        sampler = _StepBatchSampler(len(self.train_ds), cfg.batch_size, self.dist.rank, self.dist.world, cfg.seed, step)
+        sampler = _StepBatchSampler(
+            len(self.train_ds), cfg.batch_size, self.dist.rank, self.dist.world, cfg.seed, step,
+            functools.partial(_crop_at, cfg, self.table),
+        )
         loader = DataLoader(
             _SeededSamples(self.train_ds),
             batch_sampler=sampler,
@@ -1116,7 +1146,7 @@ class _Trainer:
                 batch_cpu = next(data_iter)
                 rgb = batch_cpu["rgb"].to(device, non_blocking=True)
                 l_norm, ab_norm = cdata.batch_to_lab(rgb, device)
-                if cfg.channels_last and device.type == "cuda":
+                if self._channels_last:
                     l_norm = l_norm.contiguous(memory_format=torch.channels_last)
                     ab_norm = ab_norm.contiguous(memory_format=torch.channels_last)
                 batch: dict[str, Tensor] = {"l": l_norm, "ab": ab_norm}

@@ -41,6 +41,7 @@ _BUILTIN_MODULES = (
     "baseline",
     "resnet_unet",
     "effnet_unet",
+    "effnet_fpn",
     "eccv16",
     "attention_unet",
     "fusion",

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from colorization.serving import run_app
+
 
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -42,7 +44,7 @@ def main(
 ) -> None:
     """Serve POST /colorize, GET /health, the browser page at / and an API reference at /docs."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (checked here for a clear message)
 
         from colorization.service import create_app
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -65,9 +67,14 @@ def main(
         queue_size=queue_size,
         workers=workers,
     )
-    typer.echo(
-        f"colorization serve: model {app.state.model_name} on {app.state.device}; "
-        f"page at http://{host}:{port}/, API reference at http://{host}:{port}/docs",
-        err=True,
-    )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    def announce(url: str) -> None:
+        typer.echo(
+            f"colorization serve: model {app.state.model_name} on {app.state.device}; "
+            f"page at {url}/, API reference at {url}/docs",
+            err=True,
+        )
+
+    try:
+        run_app(app, host, port, log_level=log_level, announce=announce)
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror or exc}", param_hint="--port") from None

@@ -23,6 +23,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from colorization.serving import run_app
 from colorization.study.build import IMAGES_DIR
 from colorization.study.db import (
     DB_NAME,
@@ -125,7 +126,6 @@ def _escape(text: str) -> str:
 
 
 def serve_study(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Run the study app with uvicorn (blocking)."""
-    import uvicorn
-
-    uvicorn.run(create_app(study_dir), host=host, port=port, log_level="info")
+    """Run the study app with uvicorn (blocking); prints the page's real URL (``port`` 0 = any free one)."""
+    app = create_app(study_dir)
+    run_app(app, host, port, announce=lambda url: print(f"colorization study: rating page at {url}/", flush=True))

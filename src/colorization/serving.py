@@ -1,0 +1,46 @@
+"""Run an ASGI app with uvicorn on a socket bound first, so that the URL printed names the real
+port (``--port 0`` picks a free one)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["bind_socket", "url_of", "run_app"]
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``port`` 0 = any free port).
+
+    Raises:
+        OSError: the address cannot be bound (in use, no such interface, ...).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """``http://HOST:PORT`` of a bound socket (IPv6 hosts in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def run_app(app: Any, host: str, port: int, *, log_level: str = "info", announce: Callable[[str], None] | None = None) -> None:
+    """Bind ``host:port``, call ``announce(url)`` with the real URL, then serve ``app`` (blocking)."""
+    import uvicorn  # the 'serve' extra
+
+    sock = bind_socket(host, port)
+    if announce is not None:
+        announce(url_of(sock))
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level))
+    server.run(sockets=[sock])

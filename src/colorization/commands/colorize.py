@@ -11,6 +11,7 @@ reported by name and skipped; the others complete. The last line is
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from enum import Enum
@@ -21,6 +22,16 @@ import typer
 from PIL import Image
 
 __all__ = ["main", "OutputFormat", "FORMAT_SUFFIX", "output_path", "compare_path", "side_by_side", "find_inputs"]
+
+
+def _shipped_working_size() -> str:
+    """The shipped model's working size from its config.json (read without importing torch, so
+    ``--help`` stays fast); "unknown" if the file is unreadable."""
+    path = Path(__file__).resolve().parents[1] / "weights" / "default" / "config.json"
+    try:
+        return str(int(json.loads(path.read_text(encoding="utf-8"))["working_size"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unknown"
 
 
 class OutputFormat(str, Enum):
@@ -139,7 +150,10 @@ def main(
         None, "--model", help="Exported model folder (or .onnx file with --backend onnx). Default: the shipped model."
     ),
     size: Optional[int] = typer.Option(
-        None, "--size", min=16, help="Working resolution (short side, px). Default: the model's (256)."
+        None, "--size", min=16, help=(
+            "Working resolution (short side, px). Default: the model's own working size "
+            f"(the shipped model: {_shipped_working_size()})."
+        )
     ),
     saturation: float = typer.Option(1.0, "--saturation", min=0.0, help="Chroma multiplier (0 = gray)."),
     device: Optional[Device] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),

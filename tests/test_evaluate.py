@@ -108,6 +108,7 @@ def test_cli_end_to_end(tmp_path, tiny_model):
     for name in ("results.json", "results.csv", "results.md", "run.json", "auc_curves.png",
                  "auc_curves.json", "samples.png"):
         assert (out / name).is_file(), name
+        assert name in result.output.splitlines()[-1]  # the final "wrote" line names every file
     rows = json.loads((out / "results.json").read_text())
     assert [(r["model"], r["group"]) for r in rows] == [
         ("gray", "in"), ("tiny", "in"), ("gray", "ood"), ("tiny", "ood")

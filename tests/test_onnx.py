@@ -85,6 +85,7 @@ def test_export_is_atomic_and_never_overwrites_silently(model_dir, onnx_file, tm
     before = onnx_file.read_bytes()
     result = runner.invoke(cli.app, ["export", "--model", str(model_dir), "--out", str(onnx_file)])
     assert result.exit_code == 2 and "exists" in result.output
+    assert "--force" in result.output and "overwrite=True" not in result.output
     assert onnx_file.read_bytes() == before
     assert not [p for p in onnx_file.parent.iterdir() if p.name.endswith(".tmp")]
     bad = runner.invoke(cli.app, ["export", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "x.onnx")])

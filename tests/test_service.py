@@ -374,6 +374,8 @@ def test_page_is_served_and_self_contained(client: TestClient) -> None:
     assert "/colorize" in assets["app.js"].text
     assert_error(client.get("/static/../service.py"), 404, "not_found")
     assert_error(client.get("/static/secret.txt"), 404, "not_found")
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
 
 
 def test_openapi_and_offline_docs(client: TestClient) -> None:

@@ -76,7 +76,7 @@ def test_build_writes_opaque_items(study):
 def test_pages_and_api_are_blinded(study):
     client = TestClient(create_app(study))
     seen = []
-    for url in ("/", "/static/app.js", "/static/style.css", "/api/next?rater=alice"):
+    for url in ("/", "/static/app.js", "/static/style.css", "/favicon.ico", "/api/next?rater=alice"):
         r = client.get(url)
         assert r.status_code == 200
         seen.append(r.text + json.dumps(dict(r.headers)))

@@ -74,7 +74,7 @@ def export_onnx(
     if out.suffix.lower() != ".onnx":
         raise ValueError(f"{out}: the output file must end in .onnx")
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists (pass overwrite=True / --force to replace it)")
+        raise FileExistsError(f"{out} exists")
     stride = int(getattr(model, "stride", 1) or 1)
     working_size = getattr(model, "working_size", None)
     config = dict(getattr(model, "config", {}) or {})

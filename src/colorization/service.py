@@ -725,6 +725,10 @@ def create_app(
     async def index() -> Response:
         return serve_page_file("index.html")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:  # browsers ask for it on every page, /docs included
+        return serve_page_file("favicon.svg")
+
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> Response:
         if name not in _PAGE_FILES:

@@ -96,5 +96,6 @@ def main(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     typer.echo(ev.results_markdown(rows, config).split("## All results", 1)[-1].strip().split("\n\n")[0])
-    typer.echo(f"wrote {out / 'results.json'}, results.csv, results.md, auc_curves.png, samples.png")
+    written = sorted(p.name for p in Path(out).iterdir() if p.is_file())
+    typer.echo(f"wrote {out}/: {', '.join(written)}")
     sys.stdout.flush()

@@ -35,7 +35,10 @@ def main(
         raise typer.Exit(2) from None
     try:
         path = export_onnx(color_model, out, opset=opset, overwrite=force)
-    except (FileExistsError, ValueError) as exc:
+    except FileExistsError as exc:
+        typer.echo(f"error: {exc}; pass --force to replace it", err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, opset {opset}, stride {color_model.stride})")

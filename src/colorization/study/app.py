@@ -64,6 +64,11 @@ def create_app(study_dir: str | Path) -> FastAPI:
     def index() -> HTMLResponse:
         return HTMLResponse(page, headers=_HEADERS)
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:  # the service's icon; browsers ask for it on every page
+        icon = resources.files("colorization").joinpath("static", "favicon.svg").read_bytes()
+        return Response(icon, media_type="image/svg+xml", headers=_HEADERS)
+
     @app.get("/static/{name}")
     def static(name: str) -> Response:
         if name not in _STATIC:

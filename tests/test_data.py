@@ -202,3 +202,22 @@ def test_distributed_sampler(folder: Path, tmp_path: Path) -> None:
         assert len(first) == len(second) == 6 and sorted(set(first)) == sorted(first)
     finally:
         dist.destroy_process_group()
+
+
+def test_max_images_scores_only_a_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "many"
+    for i in range(60):
+        _tinted(root / f"img_{i:02d}.png", 0.2 + 0.01 * i, seed=i, size=(12, 12))
+    scored: list[str] = []
+    real = data._score_one
+
+    def counting(path: str) -> tuple[float, float]:
+        scored.append(path)
+        return real(path)
+
+    monkeypatch.setattr(data, "_score_one", counting)
+    ds = data.ImageFolderDataset(root, crop=8, min_colorfulness_quantile=0.5, max_images=4,
+                                 score_workers=1, progress=False)
+    assert len(ds) == 4
+    pool = ds.filter_stats["scored_pool"]
+    assert len(scored) == pool < 60  # 4 / (0.5 * 0.9) * 1.1 + 16 = 26

@@ -210,7 +210,8 @@ class ImageFolderDataset(Dataset):
             :func:`colorization.color.colorfulness`, variant :data:`COLORFULNESS_VARIANT`, on
             thumbnails); ``0.26`` keeps the top 74%. ``None`` keeps all.
         drop_grayscale: drop images whose colours are all (nearly) neutral (:data:`GRAY_MAX_SPREAD`).
-        max_images: keep at most this many files (a seeded random subset, drawn after the filters).
+        max_images: keep at most this many files (a seeded random subset, drawn after the filters;
+            with filters, only a random pool of about ``max_images / kept share`` files is scored).
         with_labels: return class labels. Labels come from a ``manifest.csv`` (columns ``path``
             relative to the manifest and ``label``) found in a root or up to 3 folders above it;
             otherwise from the file-name prefix (:func:`label_from_name`). Unknown: ``-1``.
@@ -273,6 +274,15 @@ class ImageFolderDataset(Dataset):
             raise FileNotFoundError(f"no images found under {', '.join(map(str, roots))}")
         stats: dict[str, int] = {"found": len(files)}
 
+        if max_images is not None and (drop_grayscale or min_colorfulness_quantile):
+            # score only a random candidate pool big enough for the cap after the filters, not every
+            # file (the quantile is then that of the pool, an unbiased sample of the folder)
+            keep_share = (1.0 - (min_colorfulness_quantile or 0.0)) * (0.9 if drop_grayscale else 1.0)
+            pool = min(len(files), int(math.ceil(max_images / keep_share * 1.1)) + 16)
+            if pool < len(files):
+                rng = np.random.default_rng(seed + 1)
+                files = [files[i] for i in np.sort(rng.choice(len(files), size=pool, replace=False))]
+                stats["scored_pool"] = pool
         if drop_grayscale or min_colorfulness_quantile:
             cf, spread = compute_image_scores(
                 files, cache_dir=cache_dir, workers=score_workers, progress=progress

@@ -48,7 +48,7 @@ def test_folder_with_good_and_broken_files(photos, tmp_path, model_dir):
     out = tmp_path / "out"
     result = run(str(photos), "-o", str(out), "--model", str(model_dir))
     assert result.exit_code == 1, result.output
-    assert "3 colorized, 0 skipped, 2 failed" in result.output
+    assert "3 colorized, 0 skipped, 2 failed, 1 not images (left alone)" in result.output
     assert "broken.jpg" in result.output and "empty.png" in result.output
     # nested structure mirrored, names and formats kept, sizes equal (upright)
     expected = {"photo.jpg": ("JPEG", (20, 36)), "a/gray.png": ("PNG", (21, 33)), "a/b/deep.webp": ("WEBP", (40, 17))}

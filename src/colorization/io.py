@@ -29,6 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "atomic_path",
+    "count_non_images",
     "atomic_write_bytes",
     "atomic_write_text",
     "ImageError",
@@ -467,6 +468,16 @@ def _walk(folder: Path, recursive: bool) -> list[Path]:
             if _is_image_name(p) and p.is_file():
                 found.append(p)
     return sorted(found)
+
+
+def count_non_images(folder: str | os.PathLike) -> int:
+    """Files under ``folder`` (recursive, hidden files and folders skipped) that
+    :func:`find_images` leaves out because their names are not image names."""
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        count += sum(1 for fn in filenames if not fn.startswith(".") and not _is_image_name(Path(fn)))
+    return count
 
 
 def _glob_root(pattern: str) -> Path:

@@ -6,7 +6,8 @@ File names and formats are kept unless ``--format`` is given; EXIF metadata is k
 format allows (without the orientation tag, since pixels are stored upright). Existing outputs are
 never overwritten without ``--force`` (they are reported as skipped). A file that cannot be read is
 reported by name and skipped; the others complete. The last line is
-``N colorized, N skipped, N failed``; the exit status is 1 when anything failed.
+``N colorized, N skipped, N failed`` (plus ``, N not images (left alone)`` when a folder holds other
+files); the exit status is 1 when anything failed.
 """
 
 from __future__ import annotations
@@ -237,6 +238,8 @@ def main(
                     bar.update(1)
         bar.close()
 
-    typer.echo(f"{done} colorized, {len(skipped)} skipped, {len(failed)} failed")
+    others = sum(cio.count_non_images(p) for p in paths if Path(p).is_dir())
+    not_images = f", {others} not images (left alone)" if others else ""
+    typer.echo(f"{done} colorized, {len(skipped)} skipped, {len(failed)} failed{not_images}")
     if failed:
         raise typer.Exit(1)

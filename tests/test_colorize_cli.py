@@ -154,3 +154,16 @@ def test_precision_option(photos, tmp_path, model_dir):
     onnx = run(str(src), "-o", str(tmp_path / "out3"), "--model", str(model_dir), "--backend", "onnx",
                "--precision", "bf16")
     assert onnx.exit_code == 2 and "torch backend only" in onnx.output
+
+
+@pytest.mark.parametrize("argv", [["colorize", "--help"], ["train", "--help"], ["serve", "--help"], ["evaluate", "--help"]])
+def test_help_renders_cleanly(argv, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    result = runner.invoke(cli.app, argv)
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "<bool>" not in text and "{" + "paths}" not in text and "<list" not in text
+    if argv[0] == "colorize":
+        assert "PATHS..." in text
+        flat = " ".join(text.replace("\u2502", " ").split())  # undo rich's wrapping inside the box
+        assert "the shipped model: 128" in flat

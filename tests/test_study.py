@@ -113,12 +113,16 @@ def test_rate_validation_and_duplicates(study):
     assert nxt == {"done": False, "item": nxt["item"], "image": f"/img/{nxt['item']}", "position": 0, "total": 9}
     ok = client.post("/api/rate", json={"rater": "alice", "item": nxt["item"], "rating": 4})
     assert ok.status_code == 201
-    assert client.post("/api/rate", json={"rater": "alice", "item": nxt["item"], "rating": 2}).status_code == 409
+    dup = client.post("/api/rate", json={"rater": "alice", "item": nxt["item"], "rating": 2})
+    assert dup.status_code == 409 and dup.json()["error"] == "conflict"
     # another rater may rate the same item
     assert client.post("/api/rate", json={"rater": "bob", "item": nxt["item"], "rating": 2}).status_code == 201
     for bad in (0, 6, "3", 3.5, True, None):
         r = client.post("/api/rate", json={"rater": "carol", "item": nxt["item"], "rating": bad})
         assert r.status_code == 422, bad
+        body = r.json()  # the service's error shape: a code and a message
+        assert body["error"] == "unprocessable_content" or body["error"] == "unprocessable_entity", body
+        assert body["detail"]
     assert client.post("/api/rate", json={"rater": "bad id!", "item": nxt["item"], "rating": 3}).status_code == 422
     assert client.post("/api/rate", json={"rater": "carol", "item": "f" * 32, "rating": 3}).status_code == 404
     assert client.post("/api/rate", content=b"not json").status_code == 422

@@ -51,6 +51,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colorization import __version__
+from colorization.serving import error_body as _error_body
+from colorization.serving import status_code_name
 
 __all__ = [
     "ColorizerLike",
@@ -162,10 +164,6 @@ class _BodyTooLarge(StarletteHTTPException):
 
 def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.3g} MiB" if n >= 1024 * 1024 else f"{n} bytes"
-
-
-def _error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
-    return {"error": code, "detail": detail, **extra}
 
 
 class BodyLimitMiddleware:
@@ -568,9 +566,8 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = re.sub(r"[^a-z0-9]+", "_", str(_status_phrase(exc.status_code)).lower()).strip("_")
         return JSONResponse(
-            _error_body(code or "error", str(exc.detail)),
+            _error_body(status_code_name(exc.status_code), str(exc.detail)),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
@@ -738,10 +735,3 @@ def create_app(
     return app
 
 
-def _status_phrase(status: int) -> str:
-    from http import HTTPStatus
-
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "error"

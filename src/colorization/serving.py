@@ -1,13 +1,30 @@
-"""Run an ASGI app with uvicorn on a socket bound first, so that the URL printed names the real
-port (``--port 0`` picks a free one)."""
+"""What the web service and the rating study share: the JSON error body ``{"error": code,
+"detail": message}``, and running an app with uvicorn on a socket bound first, so that the URL
+printed names the real port (``--port 0`` picks a free one)."""
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
-__all__ = ["bind_socket", "url_of", "run_app"]
+__all__ = ["bind_socket", "url_of", "run_app", "error_body", "status_code_name"]
+
+
+def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The JSON body of every error answer: ``{"error": code, "detail": detail, **extra}``."""
+    return {"error": code, "detail": detail, **extra}
+
+
+def status_code_name(status: int) -> str:
+    """Machine-readable code for an HTTP status: ``404 -> "not_found"`` (``"error"`` if unknown)."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
+    return re.sub(r"[^a-z0-9]+", "_", phrase.lower()).strip("_") or "error"
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -22,8 +22,9 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from colorization.serving import run_app
+from colorization.serving import error_body, run_app, status_code_name
 from colorization.study.build import IMAGES_DIR
 from colorization.study.db import (
     DB_NAME,
@@ -59,6 +60,12 @@ def create_app(study_dir: str | Path) -> FastAPI:
 
     app = FastAPI(title="Colour rating study", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.db = db
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # the same error JSON as the web service: {"error": code, "detail": message}
+        return JSONResponse(error_body(status_code_name(exc.status_code), str(exc.detail)),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:

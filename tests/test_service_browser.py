@@ -145,6 +145,10 @@ def test_upload_shows_colour_result_and_downloads(page, server_url: str, tmp_pat
 
 def test_api_errors_are_shown(page, tmp_path: Path) -> None:
     page.wait_for_selector("body[data-state=idle]")
+    # a result first: the error that follows must clear it (no stale result beside the error)
+    page.set_input_files("#file-input", str(gray_photo(tmp_path / "first.png")))
+    page.wait_for_selector("body[data-state=done]", state="attached", timeout=60_000)
+    assert page.is_visible("#results")
     bad = tmp_path / "notes.txt"
     bad.write_text("this is not a photo\n" * 10)
     page.set_input_files("#file-input", str(bad))
@@ -152,3 +156,6 @@ def test_api_errors_are_shown(page, tmp_path: Path) -> None:
     message = page.inner_text("#error")
     assert page.is_visible("#error")
     assert "Not an image" in message and "notes.txt" in message
+    assert page.is_hidden("#results")
+    assert page.get_attribute("#result-image", "src") is None
+    assert page.get_attribute("#gray-image", "src") is None  # no broken preview of the non-image

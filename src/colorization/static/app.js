@@ -34,7 +34,18 @@
     document.body.dataset.state = state;
   }
 
+  // An error must not leave the previous photo's result on screen.
+  function clearResult() {
+    results.hidden = true;
+    [resultImage, compareAfter].forEach((img) => img.removeAttribute("src"));
+    download.removeAttribute("href");
+    resultInfo.textContent = "";
+    if (resultUrl) URL.revokeObjectURL(resultUrl);
+    resultUrl = null;
+  }
+
   function showError(message) {
+    clearResult();
     errorEl.textContent = message;
     errorEl.hidden = false;
     statusEl.textContent = "";

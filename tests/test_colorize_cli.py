@@ -167,3 +167,14 @@ def test_help_renders_cleanly(argv, monkeypatch):
         assert "PATHS..." in text
         flat = " ".join(text.replace("\u2502", " ").split())  # undo rich's wrapping inside the box
         assert "the shipped model: 128" in flat
+
+
+def test_cli_saturation_limit_is_the_api_rule(photos, tmp_path, model_dir):
+    from colorization.colorizer import SATURATION_RANGE
+
+    result = run(str(photos / "photo.jpg"), "-o", str(tmp_path / "o"), "--model", str(model_dir),
+                 "--saturation", str(SATURATION_RANGE[1] + 0.5))
+    assert result.exit_code == 2 and "saturation" in result.output
+    ok = run(str(photos / "photo.jpg"), "-o", str(tmp_path / "o"), "--model", str(model_dir),
+             "--saturation", str(SATURATION_RANGE[1]))
+    assert ok.exit_code == 0, ok.output

@@ -205,6 +205,8 @@ def test_bad_arguments(colorizer):
     img = gradient_rgb(16, 16)
     with pytest.raises(ValueError, match="saturation"):
         colorizer(img, saturation=-1.0)
+    with pytest.raises(ValueError, match="saturation"):
+        colorizer(img, saturation=2.5)  # one rule for API, CLI and service: [0, 2]
     with pytest.raises(TypeError, match="cannot colorize"):
         colorizer(12345)
     with pytest.raises(cio.ImageError, match="float images must be in"):

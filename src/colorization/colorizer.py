@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Colorizer",
+    "SATURATION_RANGE",
     "RefineConfig",
     "PreparedImage",
     "TorchBackend",
@@ -69,6 +70,9 @@ ImageInput = Union[Image.Image, str, os.PathLike, bytes, np.ndarray]
 
 DEFAULT_SIZE = 256
 """Working resolution (short side, px) when neither the caller nor the model says otherwise."""
+SATURATION_RANGE: tuple[float, float] = (0.0, 2.0)
+"""Allowed chroma multipliers (0 = gray, 1 = as predicted, 2 = doubled): the same rule for the
+API, the CLI and the web service."""
 MAX_ASPECT = 4
 MAX_WORKING_SIZE = 2048
 """Largest accepted working size (short side, px); bounds the network's input."""
@@ -915,8 +919,9 @@ class Colorizer:
 
 def _check_saturation(saturation: float) -> float:
     s = float(saturation)
-    if not math.isfinite(s) or s < 0:
-        raise ValueError(f"saturation must be a finite number >= 0, got {saturation!r}")
+    lo, hi = SATURATION_RANGE
+    if not math.isfinite(s) or not lo <= s <= hi:
+        raise ValueError(f"saturation must be a number in [{lo:g}, {hi:g}], got {saturation!r}")
     return s
 
 

@@ -51,6 +51,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colorization import __version__
+from colorization.colorizer import SATURATION_RANGE
 from colorization.serving import error_body as _error_body
 from colorization.serving import status_code_name
 
@@ -75,7 +76,6 @@ DEFAULT_WORKERS = 1
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Allowance for multipart boundaries, headers and the small form fields on top of the file."""
 SIZE_RANGE = (32, 1024)
-SATURATION_RANGE = (0.0, 2.0)
 
 # format name -> (PIL format, media type, file extension)
 OUTPUT_FORMATS: dict[str, tuple[str, str, str]] = {

@@ -156,7 +156,10 @@ def main(
             f"(the shipped model: {_shipped_working_size()})."
         )
     ),
-    saturation: float = typer.Option(1.0, "--saturation", min=0.0, help="Chroma multiplier (0 = gray)."),
+    # the range is colorizer.SATURATION_RANGE (a test holds them equal; importing it here would load torch)
+    saturation: float = typer.Option(
+        1.0, "--saturation", min=0.0, max=2.0, help="Chroma multiplier (0 = gray, 2 = doubled)."
+    ),
     device: Optional[Device] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images of equal working shape per network call."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),

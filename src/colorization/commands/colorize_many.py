@@ -46,7 +46,7 @@ def main(
         None, "--device", help="cpu or cuda (rank r uses cuda:LOCAL_RANK). Default: cuda when available."
     ),
     size: Optional[int] = typer.Option(None, "--size", min=16, help="Working resolution (short side, px)."),
-    saturation: float = typer.Option(1.0, "--saturation", min=0.0, help="Chroma multiplier (0 = gray)."),
+    saturation: float = typer.Option(1.0, "--saturation", min=0.0, max=2.0, help="Chroma multiplier (0 = gray, 2 = doubled)."),
     refine: bool = typer.Option(False, "--refine", help="Edge-aware (guided filter) colour upsampling."),
     fmt: Optional[OutputFormat] = typer.Option(None, "--format", help="Output format (default: keep each input's)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per network call."),

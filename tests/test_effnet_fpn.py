@@ -164,3 +164,36 @@ def test_progressive_crops_and_resume_with_more_steps(tmp_path):
 def test_stage_crop_must_fit_the_stride(tmp_path):
     with pytest.raises(ConfigError, match="crop"):
         resolve_config({"model": "effnet_fpn", "data": ["x"], "out": "y", "stages": [{"crop": 0}]})
+
+
+# --- user hints -------------------------------------------------------------------------------
+
+
+def test_parse_hint_forms_and_errors():
+    from colorization.hints import Hint, parse_hint
+
+    assert parse_hint("120,340,#c0392b") == Hint(120, 340, (0xC0, 0x39, 0x2B))
+    assert parse_hint(" 1.5, 2 ,10,20,30").rgb == (10, 20, 30)
+    for bad in ("1,2", "1,2,#12345", "1,2,red", "x,2,#ffffff", "1,2,256,0,0", "-1,2,#ffffff"):
+        with pytest.raises(ValueError, match="hint"):
+            parse_hint(bad)
+    with pytest.raises(ValueError, match="colour"):
+        Hint(0, 0, (1, 2))
+
+
+def test_hint_map_scales_points_and_keeps_colours_in_gamut():
+    from colorization.hints import Hint, hint_map
+
+    l_norm = torch.full((1, 1, 16, 32), color.normalize_l(torch.tensor(30.0)).item())  # dark L = 30
+    hints = [Hint(10, 5, "#ff0000"), Hint(63.9, 31.9, "#ffff00")]
+    m = hint_map(hints, (64, 32), l_norm, radius=0)
+    assert m.shape == (1, 3, 16, 32)
+    assert torch.nonzero(m[0, 2]).tolist() == [[2, 5], [15, 31]]  # (x, y) * 0.5, clamped to the map
+    red = color.denormalize_ab(m[0, :2, 2, 5])
+    assert red[0] > 20  # still red (a > 0) at the darker lightness
+    lab = torch.cat([torch.full((2, 1), 30.0), color.denormalize_ab(m[0, :2, [2, 15], [5, 31]].T)], dim=1)
+    rgb = color.lab_to_rgb(lab.T.reshape(1, 3, 2, 1), clip=False)
+    assert rgb.min() > -2e-3 and rgb.max() < 1 + 2e-3  # moved into the gamut at L = 30
+    with pytest.raises(ValueError, match="outside"):
+        hint_map([Hint(64, 0, "#ffffff")], (64, 32), l_norm)
+    assert hint_map([], (64, 32), l_norm).abs().max() == 0

@@ -13,10 +13,120 @@ patch's mean ab.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-__all__ = ["HINT_CHANNELS", "empty_hint_map", "simulate_hints"]
+from colorization import color
+
+__all__ = ["HINT_CHANNELS", "Hint", "parse_hint", "hint_map", "empty_hint_map", "simulate_hints"]
+
+_HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A user's colour point: ``(x, y)`` in the input image's pixel coordinates (0 at the left/top
+    edge; any resolution), ``color`` as ``"#rrggbb"`` or an ``(r, g, b)`` tuple of 0..255 integers.
+
+    Raises:
+        ValueError: a colour that is neither, or non-finite / negative coordinates.
+    """
+
+    x: float
+    y: float
+    color: str | tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        for name in ("x", "y"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value == value or value < 0:
+                raise ValueError(f"hint {name} must be a number >= 0, got {value!r}")
+        object.__setattr__(self, "color", _parse_color(self.color))
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        """The colour as 0..255 integers."""
+        return self.color  # type: ignore[return-value]
+
+
+def _parse_color(value: object) -> tuple[int, int, int]:
+    if isinstance(value, str):
+        m = _HEX.match(value.strip())
+        if not m:
+            raise ValueError(f"hint colour {value!r} is not '#rrggbb'")
+        h = m.group(1)
+        return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+    if isinstance(value, (tuple, list)) and len(value) == 3 and all(
+        isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in value
+    ):
+        return (int(value[0]), int(value[1]), int(value[2]))
+    raise ValueError(f"hint colour {value!r} must be '#rrggbb' or three integers 0..255")
+
+
+def parse_hint(text: str) -> Hint:
+    """``"X,Y,#rrggbb"`` or ``"X,Y,R,G,B"`` (the CLI's ``--hint``) -> :class:`Hint`."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        if len(parts) == 3:
+            return Hint(float(parts[0]), float(parts[1]), parts[2])
+        if len(parts) == 5:
+            return Hint(float(parts[0]), float(parts[1]), tuple(int(p) for p in parts[2:]))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ValueError(f"hint {text!r}: {exc}") from None
+    raise ValueError(f"hint {text!r}: expected 'X,Y,#rrggbb' or 'X,Y,R,G,B'")
+
+
+def _ab_at_lightness(rgb: Tensor, L: Tensor) -> Tensor:
+    """ab of colours ``rgb`` (N, 3) in [0, 1] moved to lightness ``L`` (N,): the colour's hue and
+    chroma, the chroma reduced until (L, a, b) lies in the sRGB gamut. Returns (N, 2) Lab units."""
+    lab = color.rgb_to_lab(rgb.T.reshape(1, 3, -1, 1)).reshape(3, -1).T  # (N, 3)
+    ab = lab[:, 1:]
+    scale = torch.ones(len(ab))
+    for _ in range(20):  # shrink chroma where the colour does not exist at that lightness
+        cand = torch.cat([L[:, None], ab * scale[:, None]], dim=1)
+        back = color.lab_to_rgb(cand.T.reshape(1, 3, -1, 1), clip=False).reshape(3, -1).T
+        outside = ((back < -1e-3) | (back > 1 + 1e-3)).any(dim=1)
+        if not bool(outside.any()):
+            break
+        scale = torch.where(outside, scale * 0.85, scale)
+    return ab * scale[:, None]
+
+
+def hint_map(hints: list[Hint], image_size: tuple[int, int], l_norm: Tensor, radius: int = 1) -> Tensor:
+    """The ``(1, 3, h, w)`` hint map of ``hints`` for a network input ``l_norm`` ``(1, 1, h, w)``.
+
+    Args:
+        hints: points in the coordinates of an image of ``image_size = (width, height)`` pixels.
+        image_size: the input image's size (the points are scaled to the working size).
+        l_norm: normalised L at the working size; each colour is moved to its pixel's lightness.
+        radius: each point covers a ``(2 * radius + 1)`` square at the working size.
+
+    Raises:
+        ValueError: a point outside the image.
+    """
+    if l_norm.dim() != 4 or l_norm.shape[:2] != (1, 1):
+        raise ValueError(f"l_norm must have shape (1, 1, h, w), got {tuple(l_norm.shape)}")
+    width, height = image_size
+    h, w = l_norm.shape[-2:]
+    out = torch.zeros(1, HINT_CHANNELS, h, w)
+    if not hints:
+        return out
+    for hint in hints:
+        if not (0 <= hint.x < width and 0 <= hint.y < height):
+            raise ValueError(f"hint at ({hint.x:g}, {hint.y:g}) lies outside the {width}x{height} image")
+    cols = [min(w - 1, int(hint.x * w / width)) for hint in hints]
+    rows = [min(h - 1, int(hint.y * h / height)) for hint in hints]
+    L = color.denormalize_l(l_norm[0, 0, rows, cols].float().cpu())
+    rgb = torch.tensor([hint.rgb for hint in hints], dtype=torch.float32) / 255.0
+    ab = color.normalize_ab(_ab_at_lightness(rgb, L))
+    for (r, c), v in zip(zip(rows, cols), ab):
+        y0, y1, x0, x1 = max(0, r - radius), min(h, r + radius + 1), max(0, c - radius), min(w, c + radius + 1)
+        out[0, 0:2, y0:y1, x0:x1] = v[:, None, None]
+        out[0, 2, y0:y1, x0:x1] = 1.0
+    return out
 
 HINT_CHANNELS = 3
 

@@ -62,7 +62,6 @@ __all__ = [
     "bilinear_upsample",
     "guided_filter_coefficients",
     "recombine",
-    "max_chroma_table",
 ]
 
 ImageInput = Union[Image.Image, str, os.PathLike, bytes, np.ndarray]
@@ -79,10 +78,6 @@ MAX_WORKING_SIZE = 2048
 """The working image's long side is at most ``MAX_ASPECT * size`` (panoramas get a shorter short side)."""
 STRIP_PIXELS = 1 << 19
 """Pixels per strip for the full-resolution steps (bounds peak memory on large photos)."""
-_GAMUT_BISECT_STEPS = 8
-"""Bisection steps for the colours the chroma table leaves out of gamut (rare)."""
-_GAMUT_TOL = 1.0 / 255.0
-"""sRGB overshoot left to the final clip (changes L by well under one unit)."""
 _PENDING_PIXELS = 64_000_000
 """colorize_batch: flush the pending window once its full-resolution pixels exceed this."""
 
@@ -511,99 +506,6 @@ def prepare_image(
 # --------------------------------------------------------------------------------------------
 
 
-_CHROMA_LUT_L = 201  # lightness samples over [0, L_RANGE] (0.5 L apart)
-_CHROMA_LUT_HUES = 360  # hue samples (1 degree apart)
-_CHROMA_LUT: dict[torch.device, Tensor] = {}
-
-
-def _in_gamut(rgb: Tensor, tol: float) -> Tensor:
-    """(3, ...) sRGB -> bool (...): every channel within [-tol, 1 + tol]."""
-    return ((rgb >= -tol) & (rgb <= 1 + tol)).all(dim=0)
-
-
-def max_chroma_table(device: torch.device | str = "cpu") -> Tensor:
-    """Largest in-gamut sRGB chroma for each (L, hue): float32 ``(201, 360)`` in Lab units.
-
-    Row ``i`` is ``L = i * L_RANGE / 200``, column ``j`` is the hue angle ``j`` degrees
-    (``atan2(b, a)``). Computed once by bisection with :func:`colorization.color.lab_to_rgb` and
-    cached per device.
-    """
-    dev = torch.device(device)
-    if dev not in _CHROMA_LUT:
-        L = torch.linspace(0.0, color.L_RANGE, _CHROMA_LUT_L, dtype=torch.float32)
-        hue = torch.arange(_CHROMA_LUT_HUES, dtype=torch.float32) * (2 * math.pi / _CHROMA_LUT_HUES)
-        LL, HH = torch.meshgrid(L, hue, indexing="ij")
-        lo = torch.zeros_like(LL)
-        hi = torch.full_like(LL, 2.0 * color.AB_SCALE)  # beyond any sRGB chroma
-        for _ in range(16):  # 220 / 2^16: 0.003 Lab units
-            mid = (lo + hi) / 2
-            ok = _in_gamut(color.lab_to_rgb(torch.stack((LL, mid * HH.cos(), mid * HH.sin())), clip=False), 0.0)
-            lo = torch.where(ok, mid, lo)
-            hi = torch.where(ok, hi, mid)
-        _CHROMA_LUT[dev] = lo.to(device=dev, dtype=torch.float32)
-    return _CHROMA_LUT[dev]
-
-
-def _lookup_max_chroma(L: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """Bilinear lookup of :func:`max_chroma_table` for (N,) L, a, b."""
-    table = max_chroma_table(L.device)
-    li = (L / color.L_RANGE * (_CHROMA_LUT_L - 1)).clamp(0, _CHROMA_LUT_L - 1)
-    l0 = li.floor().long().clamp(max=_CHROMA_LUT_L - 2)
-    wl = li - l0
-    hj = torch.atan2(b, a).remainder(2 * math.pi) * (_CHROMA_LUT_HUES / (2 * math.pi))
-    h0 = hj.floor().long().clamp(max=_CHROMA_LUT_HUES - 1)
-    wh = hj - h0
-    h1 = (h0 + 1) % _CHROMA_LUT_HUES
-    top = table[l0, h0] * (1 - wh) + table[l0, h1] * wh
-    bottom = table[l0 + 1, h0] * (1 - wh) + table[l0 + 1, h1] * wh
-    return top * (1 - wl) + bottom * wl
-
-
-def _bisect_chroma(L: Tensor, ab: Tensor, hi: Tensor) -> Tensor:
-    """sRGB (3,N) of the largest chroma scale in ``[0, hi]`` that is in gamut, for (N,) L and
-    (2,N) ab (``a = b = 0`` is always inside)."""
-    lo = torch.zeros_like(L)
-    for _ in range(_GAMUT_BISECT_STEPS):
-        mid = (lo + hi) / 2
-        rgb = color.lab_to_rgb(torch.cat((L[None], ab * mid), dim=0)[:, None, :], clip=False)[:, 0, :]
-        ok = _in_gamut(rgb, _GAMUT_TOL)
-        lo = torch.where(ok, mid, lo)
-        hi = torch.where(ok, hi, mid)
-    return color.lab_to_rgb(torch.cat((L[None], ab * lo), dim=0)[:, None, :], clip=False)[:, 0, :]
-
-
-def _lab_to_rgb_in_gamut(lab: Tensor) -> Tensor:
-    """Lab (3,n,W) -> sRGB (3,n,W) in [0,1]; out-of-gamut colours are brought into the gamut by
-    reducing their chroma at constant L and hue, so L is preserved.
-
-    The chroma limit comes from :func:`max_chroma_table`; the few colours its interpolation leaves
-    outside are finished by bisection on the chroma scale. In-gamut colours are not changed.
-    """
-    rgb = color.lab_to_rgb(lab, clip=False)
-    oob = ~_in_gamut(rgb, _GAMUT_TOL)
-    n_oob = int(oob.sum())
-    if n_oob == 0:
-        return rgb.clamp_(0.0, 1.0)
-    if n_oob > oob.numel() // 8:  # many: work on the whole strip (cheaper than gathering)
-        L, a, b = lab.unbind(0)
-        limit = _lookup_max_chroma(L, a, b) / torch.hypot(a, b).clamp_min(1e-6)
-        scale = torch.where(oob, limit.clamp_(max=1.0), torch.ones_like(limit))
-        rgb = color.lab_to_rgb(torch.cat((L[None], lab[1:] * scale), dim=0), clip=False)
-        rest = ~_in_gamut(rgb, _GAMUT_TOL)
-        if bool(rest.any()):
-            rgb[:, rest] = _bisect_chroma(L[rest], lab[1:, rest], scale[rest])
-        return rgb.clamp_(0.0, 1.0)
-    L = lab[0][oob]  # (N,)
-    ab = lab[1:, oob]  # (2,N)
-    scale = (_lookup_max_chroma(L, ab[0], ab[1]) / torch.hypot(ab[0], ab[1]).clamp_min(1e-6)).clamp_(max=1.0)
-    fixed = color.lab_to_rgb(torch.cat((L[None], ab * scale), dim=0)[:, None, :], clip=False)[:, 0, :]
-    rest = ~_in_gamut(fixed, _GAMUT_TOL)
-    if bool(rest.any()):
-        fixed[:, rest] = _bisect_chroma(L[rest], ab[:, rest], scale[rest])
-    rgb[:, oob] = fixed
-    return rgb.clamp_(0.0, 1.0)
-
-
 @dataclass(frozen=True)
 class RefineConfig:
     """Edge-aware upsampling of ab (fast guided filter guided by the full-resolution L).
@@ -661,7 +563,7 @@ def recombine(
             ab_full = coef[:2] * color.normalize_l(L)[None] + coef[2:]
         else:
             ab_full = coef
-        rgb = _lab_to_rgb_in_gamut(torch.cat((L[None], ab_full), dim=0))
+        rgb = color.lab_to_rgb_in_gamut(torch.cat((L[None], ab_full), dim=0))
         out[y:stop] = rgb.mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(out, mode="RGB")
 

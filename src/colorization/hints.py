@@ -81,18 +81,11 @@ def parse_hint(text: str) -> Hint:
 
 def _ab_at_lightness(rgb: Tensor, L: Tensor) -> Tensor:
     """ab of colours ``rgb`` (N, 3) in [0, 1] moved to lightness ``L`` (N,): the colour's hue and
-    chroma, the chroma reduced until (L, a, b) lies in the sRGB gamut. Returns (N, 2) Lab units."""
-    lab = color.rgb_to_lab(rgb.T.reshape(1, 3, -1, 1)).reshape(3, -1).T  # (N, 3)
-    ab = lab[:, 1:]
-    scale = torch.ones(len(ab))
-    for _ in range(20):  # shrink chroma where the colour does not exist at that lightness
-        cand = torch.cat([L[:, None], ab * scale[:, None]], dim=1)
-        back = color.lab_to_rgb(cand.T.reshape(1, 3, -1, 1), clip=False).reshape(3, -1).T
-        outside = ((back < -1e-3) | (back > 1 + 1e-3)).any(dim=1)
-        if not bool(outside.any()):
-            break
-        scale = torch.where(outside, scale * 0.85, scale)
-    return ab * scale[:, None]
+    chroma, the chroma reduced where (L, a, b) lies outside sRGB (:func:`color.lab_to_rgb_in_gamut`).
+    Returns (N, 2) Lab units."""
+    ab = color.rgb_to_lab(rgb.T[:, :, None])[1:]  # (2, N, 1)
+    inside = color.lab_to_rgb_in_gamut(torch.cat((L[None, :, None], ab), dim=0))
+    return color.rgb_to_lab(inside)[1:, :, 0].T
 
 
 def hint_map(hints: list[Hint], image_size: tuple[int, int], l_norm: Tensor, radius: int = 1) -> Tensor:

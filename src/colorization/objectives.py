@@ -79,6 +79,20 @@ def _masked_class_ce(class_logits: Tensor, labels: Tensor) -> Tensor:
     return (per_sample * valid).sum() / valid.sum().clamp_min(1)
 
 
+def _soft_ce(
+    logits: Tensor, ab_norm: Tensor, k: int, sigma: float, class_weights: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Cross-entropy of bin logits ``(B, Q, H, W)`` with the soft encoding of the true normalised ab
+    ``(B, 2, H, W)`` (Zhang et al. 2016). Returns ``(unweighted mean, detached; loss)``, the loss
+    weighted per pixel by ``class_weights`` of the pixel's nearest bin (rebalancing) when given."""
+    with torch.no_grad():
+        ab = color.denormalize_ab(ab_norm.float())
+        target = color.soft_encode(ab, k=k, sigma=sigma)  # (B, Q, H, W)
+        weights = class_weights[color.nearest_bin(ab)] if class_weights is not None else None  # (B, H, W)
+    ce = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)  # (B, H, W)
+    return ce.mean().detach(), (ce * weights).mean() if weights is not None else ce.mean()
+
+
 class Objective(nn.Module):
     """Base class: holds the generator and the shared auxiliary-classification logic.
 
@@ -317,14 +331,8 @@ class ClassificationObjective(Objective):
         l_norm, ab_norm = _check_batch(batch)
         logits, aux = self._generate(batch, l_norm)
         self._check_logits(logits, l_norm)
-        with torch.no_grad():
-            ab = color.denormalize_ab(ab_norm.float())
-            target = color.soft_encode(ab, k=self.k, sigma=self.sigma)  # (B, Q, H, W)
-            if self.rebalance:
-                weights = self.class_weights[color.nearest_bin(ab)]  # (B, H, W)
-        ce = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)  # (B, H, W)
-        logs: dict[str, Tensor] = {"ce": ce.mean().detach()}
-        loss = (ce * weights).mean() if self.rebalance else ce.mean()
+        ce, loss = _soft_ce(logits, ab_norm, self.k, self.sigma, self.class_weights if self.rebalance else None)
+        logs: dict[str, Tensor] = {"ce": ce}
         if aux is not None:
             logs["aux"] = aux.detach()
             loss = loss + self.aux_weight * aux
@@ -508,16 +516,11 @@ class HybridObjective(Objective):
             hints = hints.to(dtype=l_norm.dtype, memory_format=torch.contiguous_format)
         heads = gen.forward_heads(l_norm, hints)
         stride = int(gen.head_stride)
-        with torch.no_grad():
-            target = F.avg_pool2d(ab_norm.float(), stride) if stride > 1 else ab_norm.float()
-            ab = color.denormalize_ab(target)
-            soft = color.soft_encode(ab, k=self.k, sigma=self.sigma)
-            weights = self.class_weights[color.nearest_bin(ab)]
-        reg = heads["regression"].float()
-        l1 = (reg - target).abs().mean()
-        ce = -(soft * F.log_softmax(heads["logits"].float(), dim=1)).sum(dim=1)
-        loss = l1 + self.ce_weight * (ce * weights).mean()
-        logs = {"l1": l1.detach(), "ce": ce.mean().detach(), "loss": loss}
+        target = F.avg_pool2d(ab_norm.float(), stride) if stride > 1 else ab_norm.float()
+        l1 = (heads["regression"].float() - target).abs().mean()
+        ce, weighted_ce = _soft_ce(heads["logits"], target, self.k, self.sigma, self.class_weights)
+        loss = l1 + self.ce_weight * weighted_ce
+        logs = {"l1": l1.detach(), "ce": ce, "loss": loss}
         if hints is not None:
             logs["hinted"] = (hints[:, 2].flatten(1).amax(dim=1) > 0).float().mean().detach()
         return logs

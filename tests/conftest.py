@@ -51,3 +51,14 @@ def chromium_browser():
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def hint_model_dir(tmp_path_factory):
+    """A tiny exported hint-aware model (effnet_fpn, width 8, random weights) with working size 64;
+    its hint encoder is randomised so that hints change the output."""
+    torch.manual_seed(0)
+    net = create_model("effnet_fpn", pretrained=False, width=8, freeze_stages=0, hints=True)
+    for p in net.hint_encoder.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    return save_exported(net, tmp_path_factory.mktemp("tiny_hints"), head="regression", extra={"working_size": 64})

@@ -86,7 +86,8 @@ class ColorModel(nn.Module):
             towards the conditional mean under-saturates; a gain chosen on validation photos and
             recorded in config.json ships with the model so every backend applies the same one.
 
-    ``forward(l_norm (B, 1, H, W) float in [-1, 1]) -> ab_norm (B, 2, H, W) float32``, normalised ab
+    ``forward(l_norm (B, 1, H, W) float in [-1, 1], hints (B, 3, H, W) | None) -> ab_norm (B, 2, H, W)
+    float32``, normalised ab
     (``color.normalize_ab``) roughly in [-1, 1]. Classification logits are decoded with
     ``color.annealed_mean(logits, temperature)`` then ``color.normalize_ab``.
     """
@@ -143,8 +144,23 @@ class ColorModel(nn.Module):
     def model_name(self) -> str:
         return str(getattr(self.network, "model_name", type(self.network).__name__))
 
-    def forward(self, l_norm: Tensor) -> Tensor:
-        out = self.network(l_norm)
+    @property
+    def accepts_hints(self) -> bool:
+        """Whether the network reads a colour-hint map (:mod:`colorization.hints`)."""
+        return bool(getattr(self.network, "accepts_hints", False))
+
+    def forward(self, l_norm: Tensor, hints: Tensor | None = None) -> Tensor:
+        """``l_norm`` (B,1,H,W), optional hint map (B,3,H,W) -> ab_norm (B,2,H,W).
+
+        Raises:
+            ValueError: hints for a network that does not read them.
+        """
+        if hints is None:
+            out = self.network(l_norm)
+        elif not self.accepts_hints:
+            raise ValueError(f"the {self.model_name} model does not take colour hints (it was trained without them)")
+        else:
+            out = self.network(l_norm, hints)
         if self.head == "classification":
             from colorization import color
 

@@ -25,6 +25,7 @@ All Lab maths goes through :mod:`colorization.color`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -41,6 +42,7 @@ from torch import Tensor
 
 from colorization import color
 from colorization import io as cio
+from colorization.hints import HINT_CHANNELS, Hint, coerce_hints, hint_map
 
 if TYPE_CHECKING:  # pragma: no cover
     from colorization.checkpoint import ColorModel
@@ -53,6 +55,7 @@ __all__ = [
     "TorchBackend",
     "PRECISIONS",
     "ImageInput",
+    "HintsInput",
     "DEFAULT_SIZE",
     "MAX_ASPECT",
     "MAX_WORKING_SIZE",
@@ -66,6 +69,8 @@ __all__ = [
 
 ImageInput = Union[Image.Image, str, os.PathLike, bytes, np.ndarray]
 """What :class:`Colorizer` accepts: a PIL image, a file path, encoded bytes or a numpy array."""
+HintsInput = Union[Sequence[Union[Hint, Mapping[str, Any], str]], None]
+"""Colour hints for one image (:func:`colorization.hints.coerce_hints`); None: automatic."""
 
 DEFAULT_SIZE = 256
 """Working resolution (short side, px) when neither the caller nor the model says otherwise."""
@@ -78,6 +83,7 @@ MAX_WORKING_SIZE = 2048
 """The working image's long side is at most ``MAX_ASPECT * size`` (panoramas get a shorter short side)."""
 STRIP_PIXELS = 1 << 19
 """Pixels per strip for the full-resolution steps (bounds peak memory on large photos)."""
+_MISSING = object()
 _PENDING_PIXELS = 64_000_000
 """colorize_batch: flush the pending window once its full-resolution pixels exceed this."""
 
@@ -95,6 +101,7 @@ class Backend(Protocol):
         stride: H and W of the input must be multiples of it.
         working_size: the model's preferred working size (short side) or None.
         device: where the pre/post-processing tensors live for this backend.
+        accepts_hints: whether the network reads a colour-hint map.
     """
 
     name: str
@@ -102,9 +109,11 @@ class Backend(Protocol):
     working_size: int | None
     device: torch.device
     config: dict[str, Any]
+    accepts_hints: bool
 
-    def __call__(self, l_norm: Tensor) -> Tensor:
-        """``l_norm`` float32 ``(B,1,h,w)`` in ``[-1,1]`` -> float32 ab_norm ``(B,2,h,w)`` on ``device``."""
+    def __call__(self, l_norm: Tensor, hints: Tensor | None = None) -> Tensor:
+        """``l_norm`` float32 ``(B,1,h,w)`` in ``[-1,1]`` and, for a hint-aware network, an optional
+        hint map float32 ``(B,3,h,w)`` (None: no hints) -> float32 ab_norm ``(B,2,h,w)`` on ``device``."""
         ...
 
 
@@ -166,6 +175,7 @@ class TorchBackend:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.stride = int(getattr(model, "stride", 1) or 1)
+        self.accepts_hints = bool(getattr(model, "accepts_hints", False))
         ws = getattr(model, "working_size", None)
         self.working_size = int(ws) if ws else None
         config = getattr(model, "config", None)
@@ -181,20 +191,32 @@ class TorchBackend:
         if self.compiled:
             self._forward = _compile(self.model, self.device)
 
-    @torch.inference_mode()
-    def __call__(self, l_norm: Tensor) -> Tensor:
-        """``l_norm`` float32 ``(B,1,h,w)`` in ``[-1,1]`` -> float32 ab_norm ``(B,2,h,w)`` on ``device``."""
-        x = l_norm.to(dtype=self._dtype)
+    def _to_device(self, t: Tensor) -> Tensor:
+        x = t.to(dtype=self._dtype)
         if self.device.type == "cuda" and x.device.type == "cpu":
             x = x.pin_memory().to(self.device, non_blocking=True)
         else:
             x = x.to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @torch.inference_mode()
+    def __call__(self, l_norm: Tensor, hints: Tensor | None = None) -> Tensor:
+        """``l_norm`` float32 ``(B,1,h,w)`` in ``[-1,1]``, optional hint map ``(B,3,h,w)`` ->
+        float32 ab_norm ``(B,2,h,w)`` on ``device``.
+
+        Raises:
+            ValueError: hints for a network that does not read them.
+        """
+        if hints is not None and not self.accepts_hints:
+            raise ValueError("this model does not take colour hints (it was trained without them)")
+        x = self._to_device(l_norm)
+        args = (x,) if hints is None else (x, self._to_device(hints))
         amp = _AUTOCAST_DTYPES.get(self.precision)
         ctx = torch.autocast(device_type=self.device.type, dtype=amp) if amp is not None else nullcontext()
         with ctx:
-            out = self._forward(x)
+            out = self._forward(*args)
         return out.to(torch.float32).contiguous()
 
     def __repr__(self) -> str:
@@ -456,11 +478,14 @@ class PreparedImage:
         l_work: (1, h_pad, w_pad) float32 normalised L (``[-1, 1]``) at the working size,
             padded to the network stride.
         work_hw: working ``(h, w)`` before padding.
+        hints: (3, h_pad, w_pad) float32 hint map (:mod:`colorization.hints`; zero in the padding),
+            or None for automatic colorization.
     """
 
     l_full: Tensor
     l_work: Tensor
     work_hw: tuple[int, int]
+    hints: Tensor | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -473,6 +498,7 @@ def prepare_image(
     size: int = DEFAULT_SIZE,
     stride: int = 1,
     max_pixels: int | None = cio.DEFAULT_MAX_PIXELS,
+    hints: Sequence[Hint | Mapping[str, Any] | str] | None = None,
 ) -> PreparedImage:
     """Decode/convert ``image`` and build the network input (CPU only; safe in DataLoader workers).
 
@@ -480,7 +506,13 @@ def prepare_image(
         image: see :func:`image_to_rgb_array`.
         size: working short side in pixels. stride: network stride (pad multiple).
         max_pixels: pixel limit (None: unlimited).
+        hints: colour points in the input image's pixel coordinates (see
+            :func:`colorization.hints.coerce_hints`); None or empty: automatic.
+
+    Raises:
+        ValueError: a malformed hint or a point outside the image.
     """
+    points = coerce_hints(hints)
     if isinstance(image, Image.Image) and image.mode == "L" and "transparency" not in image.info:
         # the common case, an 8-bit grayscale image: no RGB copy
         _check_pixels(image.height, image.width, max_pixels, "PIL image (L)")
@@ -497,8 +529,13 @@ def prepare_image(
     l_small = F.interpolate(
         l_full[None, None], size=(h, w), mode="bilinear", align_corners=False, antialias=(h < H or w < W)
     )[0]
-    l_work = _pad_to_stride(color.normalize_l(l_small), stride).contiguous()
-    return PreparedImage(l_full=l_full, l_work=l_work, work_hw=(h, w))
+    l_norm = color.normalize_l(l_small)
+    l_work = _pad_to_stride(l_norm, stride).contiguous()
+    hint_work = None
+    if points:
+        hmap = hint_map(points, (W, H), l_norm[None])[0]
+        hint_work = F.pad(hmap, (0, l_work.shape[-1] - w, 0, l_work.shape[-2] - h)).contiguous()
+    return PreparedImage(l_full=l_full, l_work=l_work, work_hw=(h, w), hints=hint_work)
 
 
 # --------------------------------------------------------------------------------------------
@@ -695,9 +732,23 @@ class Colorizer:
 
     # -- the pipeline --------------------------------------------------------------------------
 
-    def prepare(self, image: ImageInput, size: int | None = None) -> PreparedImage:
-        """Step 1-2 for one image (see :func:`prepare_image`)."""
-        return prepare_image(image, int(size or self.size), self.stride, self.max_pixels)
+    @property
+    def accepts_hints(self) -> bool:
+        """Whether the model takes colour hints (``hints=`` of :meth:`__call__`)."""
+        return bool(getattr(self.backend, "accepts_hints", False))
+
+    def prepare(self, image: ImageInput, size: int | None = None, hints: HintsInput = None) -> PreparedImage:
+        """Step 1-2 for one image (see :func:`prepare_image`).
+
+        Raises:
+            ValueError: hints for a model that does not take them, or malformed hints.
+        """
+        if hints and not self.accepts_hints:
+            raise ValueError(
+                f"the {self.model_name} model does not take colour hints; use a model trained with "
+                "hints (the shipped default takes them)"
+            )
+        return prepare_image(image, int(size or self.size), self.stride, self.max_pixels, hints)
 
     def predict(self, prepared: Sequence[PreparedImage], batch_size: int = 8) -> list[Tensor]:
         """Run the network on prepared images, batching those of equal working shape.
@@ -716,7 +767,13 @@ class Colorizer:
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
                 batch = torch.stack([prepared[i].l_work for i in chunk])
-                ab = self.backend(batch)
+                hint_batch = None
+                if any(prepared[i].hints is not None for i in chunk):
+                    zeros = torch.zeros(HINT_CHANNELS, *batch.shape[2:])
+                    hint_batch = torch.stack(
+                        [zeros if prepared[i].hints is None else prepared[i].hints for i in chunk]  # type: ignore[misc]
+                    )
+                ab = self.backend(batch) if hint_batch is None else self.backend(batch, hint_batch)
                 if ab.shape[0] != len(chunk) or ab.shape[1] != 2 or ab.shape[2:] != batch.shape[2:]:
                     raise RuntimeError(
                         f"the model returned {tuple(ab.shape)} for input {tuple(batch.shape)}; "
@@ -745,6 +802,7 @@ class Colorizer:
         size: int | None = None,
         saturation: float = 1.0,
         refine: bool | None = None,
+        hints: HintsInput = None,
     ) -> Image.Image:
         """Colorize one image.
 
@@ -754,6 +812,10 @@ class Colorizer:
             size: working short side (px) for this call; None: ``self.size``.
             saturation: chroma multiplier (0: gray, 1: as predicted, >1: more colourful).
             refine: guided-filter ab upsampling for this call; None: ``self.refine``.
+            hints: colour points ``[Hint(x, y, "#c0392b"), ...]`` in the input's pixel coordinates
+                (``{"x", "y", "color"}`` dicts and ``"X,Y,#rrggbb"`` strings work too); each colour
+                is taken at its pixel's own lightness. Needs a hint-aware model
+                (:attr:`accepts_hints`).
 
         Returns:
             RGB PIL image with the input's width and height.
@@ -761,9 +823,11 @@ class Colorizer:
         Raises:
             colorization.io.ImageTooLargeError: the input has more than ``max_pixels`` pixels.
             colorization.io.ImageError: the input cannot be read.
+            ValueError: a bad ``saturation``, a malformed hint, a point outside the image, or
+                hints for a model without hint input.
         """
         saturation = _check_saturation(saturation)
-        prep = self.prepare(image, size)
+        prep = self.prepare(image, size, hints)
         (ab,) = self.predict([prep], batch_size=1)
         return self.finish(prep, ab, saturation, refine)
 
@@ -774,20 +838,25 @@ class Colorizer:
         size: int | None = None,
         saturation: float = 1.0,
         refine: bool | None = None,
+        hints: Iterable[HintsInput] | None = None,
     ) -> Iterator[Image.Image]:
         """Colorize a stream of images, yielding results in input order.
 
         Images are prepared in windows of up to ``4 * batch_size`` (fewer for very large photos);
         within a window images of the same working shape share network calls of up to
-        ``batch_size``.
+        ``batch_size``. ``hints``, when given, holds one entry (a list of points or None) per image.
         """
         saturation = _check_saturation(saturation)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         window: list[PreparedImage] = []
         pixels = 0
+        per_image: Iterator[Any] = iter(hints) if hints is not None else itertools.repeat(None)
         for image in images:
-            prep = self.prepare(image, size)
+            points = next(per_image, _MISSING)
+            if points is _MISSING:
+                raise ValueError("hints ran out before the images: give one entry (points or None) per image")
+            prep = self.prepare(image, size, points)
             window.append(prep)
             pixels += prep.l_full.numel()
             if len(window) >= 4 * batch_size or pixels >= _PENDING_PIXELS:
@@ -810,13 +879,17 @@ class Colorizer:
         size: int | None = None,
         saturation: float = 1.0,
         refine: bool | None = None,
+        hints: Sequence[HintsInput] | None = None,
     ) -> list[Image.Image]:
         """Colorize several images (any sizes); same results as calling the colorizer on each.
 
         Images whose working shape is equal are batched into one network call of up to
-        ``batch_size``. Returns RGB PIL images in input order.
+        ``batch_size``. ``hints``: None, or one entry (points or None) per image. Returns RGB PIL
+        images in input order.
         """
-        return list(self.colorize_iter(images, batch_size, size, saturation, refine))
+        if hints is not None and len(hints) != len(images):
+            raise ValueError(f"hints needs one entry per image: {len(hints)} for {len(images)} images")
+        return list(self.colorize_iter(images, batch_size, size, saturation, refine, hints))
 
 
 def _check_saturation(saturation: float) -> float:

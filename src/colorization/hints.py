@@ -21,7 +21,19 @@ from torch import Tensor
 
 from colorization import color
 
-__all__ = ["HINT_CHANNELS", "Hint", "parse_hint", "hint_map", "empty_hint_map", "simulate_hints"]
+__all__ = [
+    "HINT_CHANNELS",
+    "MAX_HINTS",
+    "Hint",
+    "parse_hint",
+    "coerce_hints",
+    "hint_map",
+    "empty_hint_map",
+    "simulate_hints",
+]
+
+MAX_HINTS = 256
+"""Most hint points accepted for one image (the API, the CLI and the REST service)."""
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
@@ -77,6 +89,40 @@ def parse_hint(text: str) -> Hint:
     except ValueError as exc:
         raise ValueError(f"hint {text!r}: {exc}") from None
     raise ValueError(f"hint {text!r}: expected 'X,Y,#rrggbb' or 'X,Y,R,G,B'")
+
+
+def coerce_hints(hints: object) -> list[Hint]:
+    """Hints given as a list of :class:`Hint`, ``{"x": .., "y": .., "color": ..}`` objects (JSON) or
+    ``"X,Y,#rrggbb"`` strings -> a list of :class:`Hint` (None -> ``[]``).
+
+    Raises:
+        ValueError: anything else, naming the bad item, or more than :data:`MAX_HINTS` points.
+    """
+    if hints is None:
+        return []
+    if isinstance(hints, (str, bytes, dict, Hint)) or not isinstance(hints, (list, tuple)):
+        raise ValueError(f"hints must be a list of points, got {type(hints).__name__}")
+    if len(hints) > MAX_HINTS:
+        raise ValueError(f"at most {MAX_HINTS} hint points per image, got {len(hints)}")
+    out = []
+    for i, item in enumerate(hints):
+        try:
+            if isinstance(item, Hint):
+                out.append(item)
+            elif isinstance(item, str):
+                out.append(parse_hint(item))
+            elif isinstance(item, dict):
+                extra = set(item) - {"x", "y", "color"}
+                missing = {"x", "y", "color"} - set(item)
+                if extra or missing:
+                    raise ValueError(f"needs exactly the keys x, y, color (missing {sorted(missing)}, unknown {sorted(extra)})")
+                c = item["color"]
+                out.append(Hint(item["x"], item["y"], tuple(c) if isinstance(c, list) else c))
+            else:
+                raise ValueError(f"expected a Hint, an {{x, y, color}} object or 'X,Y,#rrggbb', got {type(item).__name__}")
+        except ValueError as exc:
+            raise ValueError(f"hint {i}: {exc}") from None
+    return out
 
 
 def _ab_at_lightness(rgb: Tensor, L: Tensor) -> Tensor:

@@ -3,7 +3,9 @@
 The ONNX graph is the :class:`~colorization.checkpoint.ColorModel`: the network plus its head
 decoding (classification logits -> ab by the annealed mean). Input ``l_norm`` float32
 ``(B, 1, H, W)`` in ``[-1, 1]``; output ``ab_norm`` float32 ``(B, 2, H, W)`` (ab / 110). The batch,
-height and width axes are dynamic (H and W must be multiples of the model's stride). No Lab
+height and width axes are dynamic (H and W must be multiples of the model's stride). A hint-aware
+model has a second input ``hints`` float32 ``(B, 3, H, W)`` (:mod:`colorization.hints`; all zeros for
+automatic colorization). No Lab
 pre/post-processing is in the graph: :class:`~colorization.Colorizer` does that around it.
 
 The model's stride, working size and ``config.json`` travel in the ONNX metadata
@@ -26,6 +28,7 @@ from torch import Tensor
 __all__ = [
     "DEFAULT_OPSET",
     "INPUT_NAME",
+    "HINTS_NAME",
     "OUTPUT_NAME",
     "export_onnx",
     "OnnxBackend",
@@ -34,6 +37,7 @@ __all__ = [
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "l_norm"
+HINTS_NAME = "hints"
 OUTPUT_NAME = "ab_norm"
 _META_STRIDE = "colorization.stride"
 _META_WORKING_SIZE = "colorization.working_size"
@@ -83,6 +87,11 @@ def export_onnx(
     side = _example_side(stride)
     example = torch.zeros(1, 1, side, side + stride)
     dyn = {0: "batch", 2: "height", 3: "width"}
+    args: tuple[Tensor, ...] = (example,)
+    names = [INPUT_NAME]
+    if getattr(model, "accepts_hints", False):
+        args = (example, torch.zeros(1, 3, side, side + stride))
+        names.append(HINTS_NAME)
     from colorization.io import atomic_path
 
     with atomic_path(out) as tmp:
@@ -92,12 +101,12 @@ def export_onnx(
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 m,
-                (example,),
+                args,
                 str(tmp),
                 dynamo=False,
-                input_names=[INPUT_NAME],
+                input_names=names,
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: dyn, OUTPUT_NAME: dyn},
+                dynamic_axes={**{name: dyn for name in names}, OUTPUT_NAME: dyn},
                 opset_version=opset,
                 do_constant_folding=True,
             )
@@ -165,14 +174,26 @@ class OnnxBackend:
         self.working_size = int(meta[_META_WORKING_SIZE]) if meta.get(_META_WORKING_SIZE) else None
         self.config: dict[str, Any] = json.loads(meta.get(_META_CONFIG) or "{}")
         self.device = torch.device("cpu")  # pre/post-processing stays on the CPU
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
-            raise ValueError(f"{self.path}: expected one input named {INPUT_NAME!r}")
+        names = [i.name for i in self.session.get_inputs()]
+        if names not in ([INPUT_NAME], [INPUT_NAME, HINTS_NAME]):
+            raise ValueError(f"{self.path}: expected the inputs {INPUT_NAME!r} (and {HINTS_NAME!r}), got {names}")
+        self.accepts_hints = len(names) == 2
 
-    def __call__(self, l_norm: Tensor) -> Tensor:
-        """float32 ``(B,1,H,W)`` in ``[-1,1]`` -> float32 ab_norm ``(B,2,H,W)`` (CPU tensor)."""
+    def __call__(self, l_norm: Tensor, hints: Tensor | None = None) -> Tensor:
+        """float32 ``(B,1,H,W)`` in ``[-1,1]``, optional hint map ``(B,3,H,W)`` -> float32 ab_norm
+        ``(B,2,H,W)`` (CPU tensor).
+
+        Raises:
+            ValueError: hints for a model exported without a hint input.
+        """
         x = np.ascontiguousarray(l_norm.detach().to("cpu", torch.float32).numpy())
-        (ab,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: x})
+        feed = {INPUT_NAME: x}
+        if hints is not None and not self.accepts_hints:
+            raise ValueError(f"{self.path}: this model does not take colour hints")
+        if self.accepts_hints:
+            h = torch.zeros(x.shape[0], 3, *x.shape[2:]) if hints is None else hints
+            feed[HINTS_NAME] = np.ascontiguousarray(h.detach().to("cpu", torch.float32).numpy())
+        (ab,) = self.session.run([OUTPUT_NAME], feed)
         return torch.from_numpy(np.asarray(ab, dtype=np.float32))
 
     def __repr__(self) -> str:
@@ -199,4 +220,11 @@ def onnx_parity(
         with torch.inference_mode():
             ref = m(x)
         worst = max(worst, float((backend(x) - ref).abs().max()))
+        if backend.accepts_hints:
+            hints = torch.zeros(batch, 3, h, w)
+            hints[:, :2, h // 4 : h // 2, w // 4 : w // 2] = torch.rand(batch, 2, 1, 1, generator=g) - 0.5
+            hints[:, 2, h // 4 : h // 2, w // 4 : w // 2] = 1.0
+            with torch.inference_mode():
+                ref = m(x, hints)
+            worst = max(worst, float((backend(x, hints) - ref).abs().max()))
     return worst

@@ -746,7 +746,7 @@ class Colorizer:
         if hints and not self.accepts_hints:
             raise ValueError(
                 f"the {self.model_name} model does not take colour hints; use a model trained with "
-                "hints (the shipped default takes them)"
+                "hints (configs/effnet_fpn_hints.yaml trains one)"
             )
         return prepare_image(image, int(size or self.size), self.stride, self.max_pixels, hints)
 

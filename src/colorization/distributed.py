@@ -41,6 +41,8 @@ __all__ = [
     "iter_entries",
     "entry_output",
     "ShardDataset",
+    "resolve_hints",
+    "check_hints_model",
     "colorize_many",
     "launch_local",
     "read_summary",
@@ -71,6 +73,8 @@ class ManyConfig:
         batch_size: images per network call. workers: DataLoader decode processes per rank.
         force: overwrite existing outputs instead of skipping them.
         max_pixels: larger images fail with ImageTooLargeError.
+        hints_file: JSON object mapping input names (relative to the root, or base names) to
+            colour-hint points (:mod:`colorization.hint_files`); needs a hint-aware model.
     """
 
     out_dir: str
@@ -88,6 +92,7 @@ class ManyConfig:
     workers: int = 2
     force: bool = False
     max_pixels: int = cio.DEFAULT_MAX_PIXELS
+    hints_file: str | None = None
 
     def __post_init__(self) -> None:
         if (self.list_file is None) == (self.input_dir is None):
@@ -177,6 +182,44 @@ def iter_entries(config: ManyConfig) -> Iterator[Path]:
             yield p if p.is_absolute() else root / p
 
 
+def resolve_hints(config: ManyConfig) -> dict[Path, list]:
+    """The colour-hint points of ``config.hints_file`` per input entry (``{}`` without one).
+
+    Reads the file and streams the input list once, so a bad file stops the job before any image.
+
+    Raises:
+        colorization.hint_files.HintsFileError: a bad file, a list instead of a name -> points
+            object, or a name that matches no entry or several.
+    """
+    if config.hints_file is None:
+        return {}
+    from colorization.hint_files import HintsFileError, load_hints_file, match_inputs
+
+    loaded = load_hints_file(config.hints_file)
+    if not isinstance(loaded, dict):
+        raise HintsFileError(
+            f"{config.hints_file}: colorize-many needs an object mapping file names to lists of points, "
+            'not a list: {"NAME": [points], ...}'
+        )
+    root = config.resolved_root()
+    return match_inputs(loaded, ((path, root) for path in iter_entries(config)), config.hints_file)
+
+
+def check_hints_model(hints: dict[Path, list], accepts_hints: bool, model_name: str, hints_file: str | None) -> None:
+    """Refuse hints (any point at all) for a model without hint input.
+
+    Raises:
+        colorization.hint_files.HintsFileError: naming the file and the model.
+    """
+    if not accepts_hints and any(hints.values()):
+        from colorization.hint_files import HintsFileError
+
+        raise HintsFileError(
+            f"{hints_file}: the model {model_name} does not take colour hints (it was trained without them); "
+            "use --model with a hint-aware model"
+        )
+
+
 def entry_output(path: Path, root: Path, out_dir: Path, fmt: str | None) -> Path:
     """Output path of an input: its path relative to ``root`` mirrored under ``out_dir`` (an
     absolute path outside ``root`` is mirrored whole, without its anchor)."""
@@ -200,12 +243,16 @@ class ShardDataset(IterableDataset):
     ``exif``. Decoding and the Lab conversion happen here, in the worker processes.
     """
 
-    def __init__(self, config: ManyConfig, rank: int, world_size: int, size: int, stride: int) -> None:
+    def __init__(
+        self, config: ManyConfig, rank: int, world_size: int, size: int, stride: int,
+        hints: dict[Path, list] | None = None,
+    ) -> None:
         self.config = config
         self.rank = rank
         self.world_size = world_size
         self.size = size
         self.stride = stride
+        self.hints = hints or {}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         from colorization.colorizer import prepare_image
@@ -223,14 +270,17 @@ class ShardDataset(IterableDataset):
                 item["status"] = "skipped"
                 yield item
                 continue
+            points = self.hints.get(path)
             try:
                 loaded = cio.open_image(path, max_pixels=cfg.max_pixels)
-                item["prep"] = prepare_image(loaded.image, self.size, self.stride, cfg.max_pixels)
+                item["prep"] = prepare_image(loaded.image, self.size, self.stride, cfg.max_pixels, points)
                 item["exif"] = loaded.exif
                 item["status"] = "ready"
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop a long job
                 item["status"] = "failed"
-                item["error"] = _describe_error(exc)
+                # a plain ValueError with points: a point outside this image
+                hint_error = points and type(exc) is ValueError
+                item["error"] = f"{path}: {exc}" if hint_error else _describe_error(exc)
             yield item
 
 
@@ -318,12 +368,14 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
             config.model, device=device, backend=config.backend, size=config.size,
             max_pixels=config.max_pixels, refine=config.refine,
         )
+        hints = resolve_hints(config)
+        check_hints_model(hints, colorizer.accepts_hints, colorizer.model_name, config.hints_file)
         out_dir = Path(config.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         summary = RankSummary(rank=ctx.rank, world_size=ctx.world_size)
         start = time.perf_counter()
 
-        dataset = ShardDataset(config, ctx.rank, ctx.world_size, colorizer.size, colorizer.stride)
+        dataset = ShardDataset(config, ctx.rank, ctx.world_size, colorizer.size, colorizer.stride, hints)
         loader = DataLoader(
             dataset, batch_size=None, num_workers=config.workers, collate_fn=_identity,
             prefetch_factor=4 if config.workers > 0 else None, persistent_workers=False,

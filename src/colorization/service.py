@@ -4,15 +4,19 @@
 :class:`colorization.Colorizer`):
 
 ``colorizer(image: PIL.Image.Image (mode "RGB"), size: int | None = None, saturation: float = 1.0)
--> PIL.Image.Image`` (mode "RGB", same width and height as ``image``).
+-> PIL.Image.Image`` (mode "RGB", same width and height as ``image``). A colorizer whose
+``accepts_hints`` is true is also called with ``hints=[colorization.hints.Hint, ...]`` when a request
+carries colour hints (never with an empty list, so plain callables keep working).
 
 Endpoints
 ---------
-``POST /colorize``  multipart upload (field ``file``; optional ``size``, ``saturation``, ``format``)
+``POST /colorize``  multipart upload (field ``file``; optional ``size``, ``saturation``, ``format``,
+                    ``hints``: colour points as JSON, see :mod:`colorization.service_hints`)
                     -> the colorized image (PNG unless another format is asked for).
-``GET /health``     status, model name, device, queue depth and the limits in force.
-``GET /``           the browser page (``static/index.html``, ``app.js``, ``style.css``; no
-                    external assets).
+``GET /health``     status, model name, device, whether the model takes colour hints, queue depth
+                    and the limits in force.
+``GET /``           the browser page (``static/index.html``, ``app.js``, ``hints.js``,
+                    ``style.css``; no external assets).
 ``GET /docs``       an offline API reference rendered from ``/openapi.json`` (FastAPI's Swagger
                     UI is not used because it loads its JavaScript and CSS from a CDN).
 
@@ -52,8 +56,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colorization import __version__
 from colorization.colorizer import SATURATION_RANGE
+from colorization.hints import MAX_HINTS
 from colorization.serving import error_body as _error_body
 from colorization.serving import status_code_name
+from colorization.service_hints import (
+    HINTS_EXAMPLE,
+    HINTS_FIELD_DESCRIPTION,
+    accepts_hints,
+    check_hints_inside,
+    parse_hints_field,
+)
 
 __all__ = [
     "ColorizerLike",
@@ -91,6 +103,7 @@ _PIL_TO_OUTPUT = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp"}
 _PAGE_FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "hints.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
@@ -519,6 +532,7 @@ def create_app(
     name, device_name = _describe(colorizer)
     if model_name:
         name = model_name
+    takes_hints = accepts_hints(colorizer)
     queue = InferenceQueue(workers=config.workers, queue_size=config.queue_size)
 
     @contextlib.asynccontextmanager
@@ -538,6 +552,7 @@ def create_app(
     app.state.colorizer = colorizer
     app.state.model_name = name
     app.state.device = device_name
+    app.state.accepts_hints = takes_hints
     app.state.config = config
     app.state.queue = queue
     app.add_middleware(
@@ -580,12 +595,13 @@ def create_app(
         ]
         return JSONResponse(_error_body("invalid_request", _validation_message(exc), errors=errors), status_code=422)
 
-    @app.get("/health", summary="Service status, model, device and queue depth")
+    @app.get("/health", summary="Service status, model, device, hint support and queue depth")
     async def health() -> dict[str, Any]:
         return {
             "status": "ok",
             "model": name,
             "device": device_name,
+            "accepts_hints": takes_hints,
             "version": __version__,
             "queue": queue.snapshot(),
             "limits": {
@@ -593,6 +609,7 @@ def create_app(
                 "size_range": list(SIZE_RANGE),
                 "saturation_range": list(SATURATION_RANGE),
                 "formats": [*OUTPUT_FORMATS, _INPUT_FORMAT],
+                "max_hints": MAX_HINTS,
             },
         }
 
@@ -603,7 +620,9 @@ def create_app(
             "Multipart form upload. Returns the colorized image, same width and height as the "
             "upload, as PNG (default), JPEG or WebP; format=input keeps the upload's format when "
             "it is PNG, JPEG or WebP and uses PNG otherwise. Metadata (EXIF) is not copied; the "
-            "EXIF orientation is applied before colorizing."
+            "EXIF orientation is applied before colorizing.\n\n"
+            "Colour hints (models with accepts_hints in /health): the optional hints field is a JSON "
+            "list of points in the upload's pixel coordinates, e.g. hints=" + HINTS_EXAMPLE + "."
         ),
         response_class=Response,
         responses={
@@ -616,7 +635,12 @@ def create_app(
                 **_ERROR_RESPONSE,
             },
             415: {"description": "The upload is not an image", **_ERROR_RESPONSE},
-            422: {"description": "Corrupt or empty image, or an invalid size/saturation/format", **_ERROR_RESPONSE},
+            422: {
+                "description": "Corrupt or empty image, an invalid size/saturation/format, invalid "
+                "hints (invalid_hints: bad JSON or point, a point outside the image, more than "
+                f"{MAX_HINTS} points) or hints for a model without hint input (hints_not_supported)",
+                **_ERROR_RESPONSE,
+            },
             503: {"description": "Inference queue full; retry after Retry-After seconds", **_ERROR_RESPONSE},
         },
     )
@@ -635,6 +659,7 @@ def create_app(
             description="Chroma multiplier: 0 = grayscale, 1 = as predicted, 2 = doubled.",
         ),
         format: str = Form("png", description="Output format: png, jpeg (jpg), webp or input."),
+        hints: str | None = Form(None, description=HINTS_FIELD_DESCRIPTION, examples=[HINTS_EXAMPLE]),
     ) -> Response:
         fmt = format.strip().lower()
         fmt = _FORMAT_ALIASES.get(fmt, fmt)
@@ -645,6 +670,16 @@ def create_app(
             )
         if not math.isfinite(saturation):
             raise ServiceError(422, "invalid_request", f"saturation: must be a finite number, got {saturation}")
+        try:
+            points = parse_hints_field(hints)
+        except ValueError as exc:
+            raise ServiceError(422, "invalid_hints", f"hints: {exc}") from None
+        if points and not takes_hints:
+            raise ServiceError(
+                422, "hints_not_supported",
+                f"hints: the {name} model does not take colour hints (it was trained without them); "
+                "send the request without hints",
+            )
         filename = file.filename or "upload"
         data = await file.read(config.max_upload_bytes + 1)
         await file.close()
@@ -672,11 +707,16 @@ def create_app(
                 loaded = cio.open_image(data, max_pixels=config.max_pixels, name=filename)
             except cio.ImageError as exc:
                 raise _map_image_error(exc, filename) from exc
+            try:
+                check_hints_inside(points, loaded.image.size)
+            except ValueError as exc:
+                raise ServiceError(422, "invalid_hints", f"hints: {exc}") from None
             out_fmt = fmt
             if out_fmt == _INPUT_FORMAT:
                 out_fmt = _PIL_TO_OUTPUT.get((loaded.format or "").upper(), "png")
+            extra = {"hints": points} if points else {}
             try:
-                result = colorizer(loaded.image, size=size, saturation=saturation)
+                result = colorizer(loaded.image, size=size, saturation=saturation, **extra)
             except cio.ImageError as exc:  # e.g. the colorizer's own pixel limit
                 raise _map_image_error(exc, filename) from exc
             if result.size != loaded.image.size:

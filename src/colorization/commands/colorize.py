@@ -8,6 +8,11 @@ never overwritten without ``--force`` (they are reported as skipped). A file tha
 reported by name and skipped; the others complete. The last line is
 ``N colorized, N skipped, N failed`` (plus ``, N not images (left alone)`` when a folder holds other
 files); the exit status is 1 when anything failed.
+
+Colour hints (a hint-aware model): ``--hint X,Y,#rrggbb`` (repeatable) for a single image, or
+``--hints FILE`` with a JSON list of points (a single image) or an object mapping file names to
+lists of points (:mod:`colorization.hint_files`). Both are checked before any image is read
+(exit status 2); a point outside its image fails that file like an unreadable image.
 """
 
 from __future__ import annotations
@@ -144,6 +149,48 @@ def _plan(
     return jobs, skipped, failed
 
 
+def _hints_for_inputs(
+    hint: list[str], hints_file: Path | None, inputs: list[tuple[Path, Path | None]]
+) -> dict[Path, list]:
+    """Check ``--hint`` / ``--hints`` against the inputs before any work; ``{file: points}``.
+
+    Raises:
+        typer.BadParameter: a malformed point, a bad hints file, points for several images without
+            names, or names that match no input (exit status 2).
+    """
+    if not hint and hints_file is None:
+        return {}
+    from colorization.hint_files import HintsFileError, load_hints_file, match_inputs
+
+    if hint and hints_file is not None:
+        raise typer.BadParameter("give --hint or --hints, not both", param_hint="'--hint'")
+    if hint:
+        from colorization.hints import MAX_HINTS, parse_hint
+
+        if len(hint) > MAX_HINTS:
+            raise typer.BadParameter(f"{len(hint)} points; at most {MAX_HINTS} per image", param_hint="'--hint'")
+        try:
+            points = [parse_hint(text) for text in hint]
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--hint'") from None
+        source = "the --hint points apply"
+    else:
+        try:
+            loaded = load_hints_file(hints_file)  # type: ignore[arg-type]
+            if isinstance(loaded, dict):
+                return match_inputs(loaded, inputs, hints_file)  # type: ignore[arg-type]
+        except HintsFileError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--hints'") from None
+        points, source = loaded, f"{hints_file}: a list of points applies"
+    if len(inputs) > 1:
+        raise typer.BadParameter(
+            f"{source} to one image, but the arguments name {len(inputs)} images; for several "
+            'images use --hints FILE with an object mapping file names to points: {"NAME": [points], ...}',
+            param_hint="'--hint'" if hint else "'--hints'",
+        )
+    return {Path(inputs[0][0]): points} if inputs else {}
+
+
 def main(
     paths: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or glob patterns."),
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (created if missing)."),
@@ -171,6 +218,19 @@ def main(
         Precision.auto, "--precision", help="Network precision (torch): auto = bf16 on CUDA when supported, else fp32."
     ),
     compile: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the network (torch backend)."),
+    hint: Optional[list[str]] = typer.Option(
+        None, "--hint", metavar="X,Y,COLOR", help=(
+            "Colour hint for a single input image: X,Y,#rrggbb or X,Y,R,G,B in the image's pixels "
+            "(repeatable; needs a hint-aware model). The '#' is optional; quote the value "
+            "('120,340,#c0392b') in zsh or PowerShell, or if it holds spaces."
+        ),
+    ),
+    hints_file: Optional[Path] = typer.Option(
+        None, "--hints", metavar="FILE", help=(
+            "JSON colour hints: a list of points (single input image) or an object mapping file "
+            "names (relative to the folder given, or base names) to lists of points. See docs/colorize.md."
+        ),
+    ),
 ) -> None:
     """Colorize image files, folders and globs into OUTDIR."""
     from tqdm import tqdm
@@ -185,6 +245,7 @@ def main(
 
     fmt_name = fmt.value if fmt else None
     inputs, problems = find_inputs(paths)
+    hints_for = _hints_for_inputs(hint or [], hints_file, inputs)
     jobs, skipped, failed = _plan(inputs, out_dir, fmt_name, force, compare)
     failed = [(Path(a), r) for a, r in problems] + failed
     for name, reason in failed:
@@ -206,6 +267,12 @@ def main(
         except Exception as exc:  # noqa: BLE001 - any load problem ends the command with its message
             typer.echo(f"error: cannot load the model: {exc}", err=True)
             raise typer.Exit(2) from None
+        if any(hints_for.values()) and not colorizer.accepts_hints:
+            raise typer.BadParameter(
+                f"the model {colorizer.model_name} ({model or 'the shipped default'}) does not take colour "
+                "hints (it was trained without them); use --model with a hint-aware model",
+                param_hint="'--hint'" if hint else "'--hints'",
+            )
 
         bar = tqdm(total=len(jobs), unit="img", desc="colorize", file=sys.stderr, disable=None)
         for start in range(0, len(jobs), batch_size):
@@ -214,9 +281,10 @@ def main(
             for job in chunk:
                 try:
                     loaded = cio.open_image(job.src, max_pixels=colorizer.max_pixels)
-                    prep = colorizer.prepare(loaded.image)
+                    # ValueError: a hint point outside this image
+                    prep = colorizer.prepare(loaded.image, hints=hints_for.get(job.src))
                     ready.append((job, loaded, prep))
-                except (cio.ImageError, OSError) as exc:
+                except (cio.ImageError, OSError, ValueError) as exc:
                     failed.append((job.src, str(exc)))
                     report("failed", job.src, str(exc))
                     bar.update(1)

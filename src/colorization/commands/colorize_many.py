@@ -15,7 +15,8 @@ Several nodes: ``torchrun --nnodes N --node_rank R --master_addr HOST --nproc_pe
 Each rank takes the entries ``i`` with ``i % world_size == rank``; existing outputs are skipped, so
 rerunning the same command after a crash finishes the job. Images that fail are reported by name
 and listed in ``OUTDIR/.colorize-many/summary.json``; the exit status is 0 when the job ran to the
-end (``--fail-on-error``: 1 when anything failed). See :mod:`colorization.distributed`.
+end (``--fail-on-error``: 1 when anything failed). ``--hints FILE`` maps file names to colour-hint
+points (checked before any image is read). See :mod:`colorization.distributed`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ def main(
     fail_on_error: bool = typer.Option(
         False, "--fail-on-error", help="Exit with status 1 (on every rank) when any image failed."
     ),
+    hints_file: Optional[Path] = typer.Option(
+        None, "--hints", metavar="FILE", help=(
+            "JSON object mapping file names (relative to the root, or base names) to lists of colour-hint "
+            "points; needs a hint-aware model. See docs/colorize.md."
+        ),
+    ),
 ) -> None:
     """Colorize a file list or folder across torchrun ranks; resumable (finished files are skipped)."""
     from colorization.distributed import STATE_DIR, DistContext, ManyConfig, colorize_many, launch_local
@@ -83,8 +90,10 @@ def main(
         batch_size=batch_size,
         workers=workers,
         force=force,
+        hints_file=str(hints_file) if hints_file is not None else None,
     )
     from colorization.checkpoint import CheckpointError
+    from colorization.hint_files import HintsFileError
 
     ctx = DistContext.from_env()
     if nproc > 1 and ctx.world_size > 1:
@@ -92,12 +101,17 @@ def main(
     try:
         if nproc > 1:
             from colorization.checkpoint import DEFAULT_MODEL_DIR, load_exported
+            from colorization.distributed import check_hints_model, resolve_hints
 
-            if backend.value == "torch":  # fail fast, before spawning, on a model that cannot load
-                load_exported(DEFAULT_MODEL_DIR if model in (None, "default") else model, device="cpu")
+            hints = resolve_hints(config)  # fail fast, before spawning, on a bad hints file
+            if backend.value == "torch":  # ... and on a model that cannot load
+                loaded = load_exported(DEFAULT_MODEL_DIR if model in (None, "default") else model, device="cpu")
+                check_hints_model(hints, loaded.accepts_hints, loaded.model_name, config.hints_file)
             result = launch_local(config, nproc)
         else:
             result = colorize_many(config, ctx)
+    except HintsFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--hints'") from None
     except (CheckpointError, FileNotFoundError) as exc:
         typer.echo(f"error: cannot load the model: {exc}", err=True)
         raise typer.Exit(2) from None

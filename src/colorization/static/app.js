@@ -1,4 +1,5 @@
-// Browser page of `colorization serve`: upload a photo to POST /colorize and show the result.
+// Browser page of `colorization serve`: upload a photo to POST /colorize and show the result; with
+// a hint-aware model, colour points placed on the result (hints.js) are sent along.
 // Plain JavaScript, no external assets; everything talks to the same origin.
 "use strict";
 
@@ -30,6 +31,14 @@
   let grayUrl = null;
   let timer = null;
 
+  // Re-colorize after `delay` ms (a newer call replaces a pending one).
+  function scheduleColorize(delay) {
+    clearTimeout(timer);
+    timer = setTimeout(colorize, delay);
+  }
+
+  const hints = window.createHintEditor({ image: resultImage, onChange: scheduleColorize });
+
   function setState(state) {
     document.body.dataset.state = state;
   }
@@ -44,8 +53,10 @@
     resultUrl = null;
   }
 
-  function showError(message) {
-    clearResult();
+  // keepResult: the error concerns the colour points, so the photo and its last result stay on
+  // screen for the user to fix them.
+  function showError(message, keepResult) {
+    if (!keepResult) clearResult();
     errorEl.textContent = message;
     errorEl.hidden = false;
     statusEl.textContent = "";
@@ -67,7 +78,9 @@
       if (!response.ok) return;
       const health = await response.json();
       maxUploadBytes = health.limits.max_upload_bytes;
-      $("model-info").textContent = "Model: " + health.model + " on " + health.device + ".";
+      $("model-info").textContent = "Model: " + health.model + " on " + health.device + "." +
+        (health.accepts_hints ? " It takes colour hints." : "");
+      hints.enable(health.accepts_hints === true, health.limits.max_hints);
       $("limits-hint").textContent =
         "Up to " + formatBytes(maxUploadBytes) + " and " +
         (health.limits.max_pixels / 1e6).toFixed(0) + " megapixels.";
@@ -101,12 +114,15 @@
 
   async function errorMessage(response) {
     let detail = "";
+    let code = "";
     try {
       const body = await response.json();
       detail = body.detail || body.error || "";
+      code = body.error || "";
     } catch (err) {
       detail = "";
     }
+    if (code === "invalid_hints" || code === "hints_not_supported") return "Colour points: " + detail;
     if (response.status === 503) {
       const retry = response.headers.get("Retry-After");
       return "The server is busy. " + (detail || "") + (retry ? " (retry after " + retry + " s)" : "");
@@ -126,46 +142,63 @@
       return;
     }
     if (controller) controller.abort();
-    controller = new AbortController();
+    const mine = new AbortController();
+    controller = mine;
+    // A newer request (a setting or a colour point changed) supersedes this one: from then on
+    // this one must neither show its result nor its failure.
+    const superseded = () => controller !== mine;
     const form = new FormData();
     form.append("file", currentFile, currentFile.name);
     form.append("saturation", saturation.value);
     form.append("format", formatSelect.value);
     if (sizeSelect.value) form.append("size", sizeSelect.value);
+    const sentHints = hints.key();
+    if (sentHints) form.append("hints", hints.json());
     statusEl.textContent = "Colorizing " + currentFile.name + "…";
     setState("busy");
     button.disabled = true;
     const started = performance.now();
     let response;
+    let blob;
     try {
-      response = await fetch("/colorize", { method: "POST", body: form, signal: controller.signal });
+      response = await fetch("/colorize", { method: "POST", body: form, signal: mine.signal });
+      if (response.ok) blob = await response.blob();
     } catch (err) {
-      if (err.name === "AbortError") return;
+      if (superseded()) return;
       button.disabled = false;
       showError("Could not reach the server: " + err.message);
       return;
     }
+    if (superseded()) return;
     button.disabled = false;
     if (!response.ok) {
-      showError(await errorMessage(response));
+      const message = await errorMessage(response);
+      if (superseded()) return;
+      showError(message, message.startsWith("Colour points:") && !results.hidden);
       return;
     }
-    const blob = await response.blob();
-    if (resultUrl) URL.revokeObjectURL(resultUrl);
-    resultUrl = URL.createObjectURL(blob);
+    const url = URL.createObjectURL(blob);
     const disposition = response.headers.get("Content-Disposition") || "";
     const match = /filename="([^"]+)"/.exec(disposition);
-    download.href = resultUrl;
+    const previousUrl = resultUrl;
+    resultUrl = url;
+    download.href = url;
     download.download = match ? match[1] : "colorized.png";
-    resultImage.src = resultUrl;
-    compareAfter.src = resultUrl;
+    resultImage.src = url;
+    compareAfter.src = url;
     try {
       await resultImage.decode();
     } catch (err) {
+      if (superseded()) return;
       showError("The result could not be displayed.");
       return;
+    } finally {
+      if (previousUrl) URL.revokeObjectURL(previousUrl);
     }
+    if (superseded()) return;
     results.hidden = false;
+    resultImage.dataset.hints = sentHints;
+    hints.imageChanged();
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
     resultInfo.textContent = resultImage.naturalWidth + "×" + resultImage.naturalHeight + " px, " +
       blob.type + ", " + formatBytes(blob.size) + ", " + seconds + " s";
@@ -178,6 +211,7 @@
     currentFile = file;
     button.disabled = false;
     clearError();
+    hints.clear();
     try {
       await makeGrayPreview(file);
     } catch (err) {
@@ -212,8 +246,7 @@
   // Re-colorize when a setting is committed (debounced so a dragged slider sends one request).
   [saturation, sizeSelect, formatSelect].forEach((el) =>
     el.addEventListener("change", () => {
-      clearTimeout(timer);
-      timer = setTimeout(colorize, 250);
+      scheduleColorize(250);
     })
   );
 

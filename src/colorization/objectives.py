@@ -289,10 +289,10 @@ class ClassificationObjective(Objective):
         self,
         generator: nn.Module,
         rebalance: bool = True,
-        lam: float = 0.5,
-        sigma: float = 5.0,
-        k: int = 5,
-        temperature: float = 0.38,
+        lam: float = color.DEFAULT_REBALANCE_LAMBDA,
+        sigma: float = color.DEFAULT_SIGMA,
+        k: int = color.DEFAULT_K,
+        temperature: float = color.DEFAULT_TEMPERATURE,
         aux_weight: float = 0.0,
     ) -> None:
         super().__init__(generator, aux_weight=aux_weight)

@@ -80,7 +80,7 @@ class EffNetFPNConfig:
     freeze_stages: int = 4
     hints: bool = True
     blend: float = 0.5
-    temperature: float = 0.38
+    temperature: float = color.DEFAULT_TEMPERATURE
 
     def __post_init__(self) -> None:
         owner = "EffNetFPNConfig"

@@ -1,0 +1,87 @@
+"""Which process this is: rank, world size, device, and the torch.distributed process group.
+
+One process (``WORLD_SIZE`` unset or 1) or one of many under ``torchrun`` (the environment
+variables ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_*``); NCCL on CUDA, gloo on the CPU.
+A process group that already exists is used as it is (and left for its owner to destroy).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from colorization.train.config import ConfigError
+
+__all__ = ["Processes", "resolve_device", "init_processes"]
+
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+    enabled: bool
+    owns_group: bool
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            if self.device.type == "cuda":
+                dist.barrier(device_ids=[self.device.index])
+            else:
+                dist.barrier()
+
+    @property
+    def backend(self) -> str | None:
+        """torch.distributed backend of a multi-process run (None for one process)."""
+        return dist.get_backend() if self.enabled else None
+
+    def close(self) -> None:
+        """Destroy the process group if this process created it."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def resolve_device(name: str, local_rank: int) -> torch.device:
+    """``auto`` -> CUDA when available, else the CPU; a bare ``cuda`` -> ``cuda:LOCAL_RANK``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"config field 'device': {exc}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"config field 'device' is {name!r} but CUDA is not available")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def init_processes(device_name: str) -> Processes:
+    """This process's place in the job; creates the process group under ``torchrun``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        local_rank = int(os.environ.get("LOCAL_RANK", rank))
+        device = resolve_device(device_name, local_rank)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return Processes(rank, world, local_rank, device, world > 1, False)
+    if world <= 1:
+        return Processes(0, 1, 0, resolve_device(device_name, 0), False, False)
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, rank=rank, world_size=world)
+    return Processes(rank, world, local_rank, device, True, True)

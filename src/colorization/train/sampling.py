@@ -1,0 +1,112 @@
+"""Deterministic data order and augmentation: functions of ``(seed, step)`` only.
+
+:class:`StepBatchSampler` yields, for every global step, each rank's slice of a per-epoch
+permutation together with a per-sample augmentation seed and the step's crop side;
+:class:`SeededSamples` draws a sample's random augmentation from its seed. A run stopped at step
+``k`` and resumed therefore sees exactly the batches of the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from colorization.train.config import ConfigError
+
+__all__ = ["mix", "SeededSamples", "StepBatchSampler"]
+
+
+def mix(*values: int) -> int:
+    """Deterministic 63-bit hash of integers (SplitMix64 steps)."""
+    x = 0x9E3779B97F4A7C15
+    for v in values:
+        x = (x ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) & 0xFFFFFFFFFFFFFFFF
+        x = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        z = x
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        x = z ^ (z >> 31)
+    return x & 0x7FFFFFFFFFFFFFFF
+
+
+class SeededSamples(Dataset):
+    """Wraps a dataset so that ``ds[(index, seed, crop)]`` draws its random augmentation from ``seed``.
+
+    The torch, NumPy and ``random`` global generators are seeded for the duration of the call and
+    restored afterwards, so the sample depends only on ``(index, seed)`` - in the main process or
+    in any worker.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int, int]) -> Any:
+        index, seed, crop = key
+        py_state = random.getstate()
+        np_state = np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            np.random.seed(seed % (2**32))
+            saved_crop = self.dataset.crop
+            self.dataset.crop = crop
+            try:
+                return self.dataset[index]
+            finally:
+                self.dataset.crop = saved_crop
+                random.setstate(py_state)
+                np.random.set_state(np_state)
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int, int]]]):
+    """Endless batches of ``(index, sample_seed, crop)`` whose content depends only on ``(seed, step)``.
+
+    Each global step consumes ``batch_size * world`` indices of a per-epoch permutation (seeded by
+    ``seed`` and the epoch); rank ``r`` takes its contiguous slice.  Iteration starts at
+    ``start_step`` so a resumed run continues the same sequence; ``crop_at(step)`` gives the
+    step's crop side.
+    """
+
+    def __init__(
+        self, n: int, batch_size: int, rank: int, world: int, seed: int, start_step: int,
+        crop_at: Callable[[int], int],
+    ) -> None:
+        self.crop_at = crop_at
+        self.n, self.batch_size, self.rank, self.world = n, batch_size, rank, world
+        self.seed, self.start_step = seed, start_step
+        self.per_step = batch_size * world
+        if n < self.per_step:
+            raise ConfigError(
+                f"the training data holds {n} images, fewer than one global batch "
+                f"({batch_size} x {world} processes); lower batch_size or add data"
+            )
+        self.steps_per_epoch = n // self.per_step
+
+    def __len__(self) -> int:  # pragma: no cover - endless; DataLoader only needs it for len()
+        return 2**62
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        step = self.start_step
+        epoch, perm = -1, None
+        while True:
+            e, within = divmod(step, self.steps_per_epoch)
+            if e != epoch:
+                gen = torch.Generator().manual_seed(mix(self.seed, e, 1))
+                perm = torch.randperm(self.n, generator=gen).tolist()
+                epoch = e
+            assert perm is not None
+            lo = within * self.per_step + self.rank * self.batch_size
+            crop = int(self.crop_at(step))
+            yield [
+                (perm[lo + j], mix(self.seed, step, self.rank * self.batch_size + j, 2), crop)
+                for j in range(self.batch_size)
+            ]
+            step += 1

@@ -1,0 +1,64 @@
+"""The step schedule of a run: the stage table, the learning-rate factor and the crop side.
+
+All three are functions of the config and the step only, so nothing about them is saved: a
+resumed run recomputes them (``--resume --steps N`` with a larger ``N`` stretches the cosine decay
+and the last stage to the new end).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from colorization.train.config import TrainConfig
+
+__all__ = ["Stage", "stage_table", "stage_index", "crop_at", "lr_factor"]
+
+#: ``(start, end, objective options, lr_scale)`` of one stage; the table covers ``[0, steps)``
+Stage = tuple[int, int, dict[str, Any], float]
+
+#: keys of a stage that are not objective options
+_STAGE_KEYS = ("steps", "lr_scale", "name", "crop")
+
+
+def stage_table(cfg: TrainConfig) -> list[Stage]:
+    """``[(start, end, objective options, lr_scale)]`` covering ``[0, steps)``."""
+    if not cfg.stages:
+        return [(0, cfg.steps, {}, 1.0)]
+    table = []
+    start = 0
+    for i, stage in enumerate(cfg.stages):
+        last = i == len(cfg.stages) - 1
+        end = cfg.steps if last else start + int(stage["steps"])
+        options = {k: v for k, v in stage.items() if k not in _STAGE_KEYS}
+        table.append((start, max(end, start), options, float(stage.get("lr_scale", 1.0))))
+        start = end
+    return table
+
+
+def stage_index(table: Sequence[Stage], step: int) -> int:
+    """Index of the stage that optimisation step ``step`` belongs to."""
+    for i, (start, end, _, _) in enumerate(table):
+        if start <= step < end:
+            return i
+    return len(table) - 1
+
+
+def crop_at(cfg: TrainConfig, table: Sequence[Stage], step: int) -> int:
+    """Training crop side at ``step``: the stage's ``crop`` (progressive resolution) or ``cfg.crop``."""
+    if not cfg.stages:
+        return cfg.crop
+    return int(cfg.stages[stage_index(table, step)].get("crop") or cfg.crop)
+
+
+def lr_factor(cfg: TrainConfig, table: Sequence[Stage], step: int) -> float:
+    """Learning-rate multiplier at ``step``: linear warm-up, cosine decay to ``min_lr_ratio``,
+    times the current stage's ``lr_scale``."""
+    warm = int(cfg.warmup_steps or 0)
+    if step < warm:
+        base = (step + 1) / warm
+    else:
+        progress = min(1.0, (step - warm) / max(1, cfg.steps - warm))
+        base = cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return base * table[stage_index(table, step)][3]

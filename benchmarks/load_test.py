@@ -88,7 +88,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=40, help="total requests (max 10000)")
     ap.add_argument("--concurrency", type=int, default=8, help="client threads (max 256)")
     ap.add_argument("--workers", type=int, default=1, help="server inference threads")
-    ap.add_argument("--queue-size", type=int, default=8, help="server queue size")
+    ap.add_argument("--queue-size", type=int, default=128, help="server queue size (the service's default)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--max-seconds", type=float, default=120.0, help="stop sending after this long")
     ap.add_argument("--timeout", type=float, default=60.0, help="per-request timeout (s)")

@@ -57,6 +57,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from colorization import __version__
 from colorization.colorizer import SATURATION_RANGE
 from colorization.hints import MAX_HINTS
+from colorization.serving import DEFAULT_QUEUE_SIZE
 from colorization.serving import error_body as _error_body
 from colorization.serving import status_code_name
 from colorization.service_hints import (
@@ -83,7 +84,6 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 16_000_000
 """Largest accepted image, in pixels (width * height); tighter than ``io.DEFAULT_MAX_PIXELS``
 because every pixel of a served image is held several times over as float tensors."""
-DEFAULT_QUEUE_SIZE = 8
 DEFAULT_WORKERS = 1
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Allowance for multipart boundaries, headers and the small form fields on top of the file."""

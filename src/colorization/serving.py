@@ -10,6 +10,12 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+DEFAULT_QUEUE_SIZE = 128
+"""Requests that may wait for a worker (the service's default). A waiting request holds only its
+upload's bytes (at most ``max_upload_bytes``; nothing is decoded before a worker takes it), so the
+queue's memory is bounded by ``queue_size * max_upload_bytes`` and a burst of 64 ordinary photos is
+absorbed; beyond ``workers + queue_size`` the answer is 503 + ``Retry-After`` at once."""
+
 __all__ = ["bind_socket", "url_of", "run_app", "error_body", "status_code_name"]
 
 

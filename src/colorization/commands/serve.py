@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorization.serving import run_app
+from colorization.serving import DEFAULT_QUEUE_SIZE, run_app
 
 
 def _is_loopback(host: str) -> bool:
@@ -38,7 +38,7 @@ def main(
     ] = 16_000_000,
     queue_size: Annotated[
         int, typer.Option(min=0, help="Requests that may wait for a worker; more get 503 + Retry-After.")
-    ] = 8,
+    ] = DEFAULT_QUEUE_SIZE,
     workers: Annotated[int, typer.Option(min=1, help="Images colorized at the same time (threads).")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:

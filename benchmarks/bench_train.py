@@ -18,6 +18,12 @@ Sections (``--sections``, all by default):
     ``/work/shared/data/train``, ``--max-images`` 2000, grayscale filter off unless ``--filters``)
     through :func:`colorization.data.build_loader`: per step, the time blocked waiting for the next
     batch vs the compute time; plus the loader alone and compute alone.
+``recipes``
+    Whole training recipes side by side (``--recipes``, training config files, default: the old
+    and the new default-model recipes): each recipe's network, objective (with its options: the
+    hybrid objective's simulated hints included), autocast (``amp: bf16`` also on the CPU),
+    channels_last and frozen stages, at each of the recipe's crop sizes (``stages``), batch
+    ``--recipe-batch``, on a synthetic batch; the encoder weights are not loaded (same cost).
 ``trainer``
     :func:`colorization.train.train` itself for a few steps on the same data (its own
     ``images_per_s`` log), as a cross-check of the hand-written loop.
@@ -25,6 +31,8 @@ Sections (``--sections``, all by default):
 Usage:
     python benchmarks/bench_train.py                                   # short CPU run (~2-3 min on 2 busy cores)
     python benchmarks/bench_train.py --sections models --models resnet_unet --crops 128 256 --batch-size 8
+    python benchmarks/bench_train.py --sections recipes loader --loader-recipe configs/default.yaml \
+        --loader-batch 32 --loader-crop 128          # old vs new recipe; does the loader keep up?
     python benchmarks/bench_train.py --device cuda --batch-size 64 --steps 30 --budget-gflop 0 --compile --workers 8
 """
 
@@ -73,6 +81,25 @@ def _objective(spec: Spec) -> Any:
     gen = create_model(spec.name, **spec.config)
     kind = "regression" if getattr(gen.config, "out_channels", 2) == 2 else "classification"
     return build_objective(kind, gen), kind
+
+
+def _recipe_objective(path: Path) -> tuple[Any, dict[str, Any]]:
+    """The objective of a training config file (encoder weights not loaded) and its recipe facts."""
+    from colorization.models import create_model
+    from colorization.objectives import build_objective
+    from colorization.train import load_config_file
+
+    raw = load_config_file(path)
+    mc = dict(raw.get("model_config") or {})
+    if "pretrained" in mc:
+        mc["pretrained"] = False
+    gen = create_model(raw["model"], **mc)
+    objective = build_objective(raw.get("objective", "regression"), gen, **dict(raw.get("objective_options") or {}))
+    crops = [int(st["crop"]) for st in raw.get("stages") or [] if "crop" in st] or [int(raw.get("crop", 128))]
+    facts = {"model": raw["model"], "objective": raw.get("objective", "regression"), "amp": raw.get("amp") or "fp32",
+             "channels_last": bool(raw.get("channels_last")), "freeze_stages": mc.get("freeze_stages", 0),
+             "crops": sorted(set(crops))}
+    return objective, facts
 
 
 class Stepper:
@@ -206,6 +233,64 @@ def print_models(res: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# recipes side by side
+# --------------------------------------------------------------------------------------------
+
+
+def recipe_cell(args: argparse.Namespace, path: Path, crop: int) -> dict[str, Any]:
+    dev = _device(args)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    objective, facts = _recipe_objective(path)
+    step = Stepper(objective, dev, amp=facts["amp"] == "bf16", channels_last=facts["channels_last"], compile_=False)
+    rgb = _synthetic_batch(args.recipe_batch, crop)
+    times = []
+    for i in range(args.warmup + args.steps):
+        sync(dev)
+        t0 = time.perf_counter()
+        step(rgb)
+        sync(dev)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {**facts, "crop": crop, "median_s": med, "img_s": args.recipe_batch / med, "steps": len(times)}
+
+
+def section_recipes(args: argparse.Namespace) -> dict[str, Any]:
+    cells = []
+    for path in args.recipes:
+        facts, _ = run_isolated(_recipe_facts, path)
+        for crop in args.recipe_crops or facts["crops"]:
+            with LoadWindow() as lw:
+                res, rss = run_isolated(recipe_cell, args, path, crop, isolate=_device(args).type != "cuda")
+            res.update(recipe=str(path), load=str(lw), rss_mib=rss)
+            cells.append(res)
+            print(f"{path} @ {crop}: {res['img_s']:.1f} img/s", file=sys.stderr)
+    return {"cells": cells, "device": str(_device(args))}
+
+
+def _recipe_facts(path: Path) -> dict[str, Any]:
+    return _recipe_objective(path)[1]
+
+
+def print_recipes(res: dict[str, Any], args: argparse.Namespace) -> None:
+    print()
+    print(f"## Training recipes side by side ({res['device']}, batch {args.recipe_batch}, synthetic batch, "
+          f"forward + backward + AdamW, median of {args.steps} steps; {args.threads} CPU threads)")
+    print()
+    headers = ["recipe", "model", "objective", "autocast", "channels_last", "frozen stages", "crop",
+               "median s/step", "images/s", "vs first recipe", "peak RSS growth (MiB)", "load 1-min"]
+    base: dict[int, float] = {}
+    rows = []
+    for c in res["cells"]:
+        base.setdefault(c["crop"], c["img_s"])
+        rows.append([c["recipe"], c["model"], c["objective"], c["amp"], "yes" if c["channels_last"] else "no",
+                     c["freeze_stages"], c["crop"], fmt(c["median_s"], 3), fmt(c["img_s"], 1),
+                     f"{c['img_s'] / base[c['crop']]:.2f}x", fmt(c["rss_mib"], 0), c["load"]])
+    print(markdown_table(headers, rows, "llllllrrrrrl"))
+
+
+# --------------------------------------------------------------------------------------------
 # loader vs compute
 # --------------------------------------------------------------------------------------------
 
@@ -247,10 +332,16 @@ def loader_child(args: argparse.Namespace) -> dict[str, Any]:
     # 2) training on the loader: wait vs compute per step (loader created before the model, as in the trainer)
     loader = cdata.build_loader(ds, bs, workers=args.workers, shuffle=True, seed=1, pin_memory=cuda)
     it = iter(loader)
-    spec = next(s for s in registry_specs(["default"]))
     torch.manual_seed(0)
-    objective, _ = _objective(spec)
-    step = Stepper(objective, dev, amp=cuda and not args.no_amp, channels_last=cuda, compile_=args.compile)
+    if args.loader_recipe is not None:
+        objective, facts = _recipe_objective(args.loader_recipe)
+        label = f"{args.loader_recipe} ({facts['model']}, {facts['objective']}, {facts['amp']})"
+        step = Stepper(objective, dev, amp=facts["amp"] == "bf16", channels_last=facts["channels_last"], compile_=False)
+    else:
+        spec = next(s for s in registry_specs(["default"]))
+        objective, _ = _objective(spec)
+        label = spec.label
+        step = Stepper(objective, dev, amp=cuda and not args.no_amp, channels_last=cuda, compile_=args.compile)
     step(next(it)["rgb"])  # warm-up (and worker start-up)
     sync(dev)
     waits, computes = [], []
@@ -277,7 +368,7 @@ def loader_child(args: argparse.Namespace) -> dict[str, Any]:
         "images": len(ds), "index_s": index_s, "startup_s": startup, "loader_img_s": loader_rate,
         "wait_ms": 1e3 * statistics.mean(waits), "compute_ms": 1e3 * statistics.mean(computes),
         "wait_max_ms": 1e3 * max(waits), "step_img_s": bs * len(waits) / (sum(waits) + sum(computes)),
-        "compute_alone_img_s": bs / statistics.median(alone), "model": spec.label,
+        "compute_alone_img_s": bs / statistics.median(alone), "model": label,
         "computes_ms": [round(1e3 * c) for c in computes], "alone_ms": [round(1e3 * a) for a in alone],
         "mem_mib": cuda_peak_mb(dev) if cuda else None,
     }
@@ -375,8 +466,16 @@ def print_trainer(res: dict[str, Any], args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", nargs="+", type=Path,
+                        default=[Path("configs/effnet_unet_l1.yaml"), Path("configs/default.yaml")],
+                        help="training config files for the recipes section")
+    parser.add_argument("--recipe-batch", type=int, default=32)
+    parser.add_argument("--recipe-crops", nargs="+", type=int, default=None,
+                        help="crop sizes of the recipes section (default: each recipe's own stage crops)")
+    parser.add_argument("--loader-recipe", type=Path, default=None,
+                        help="train this config's recipe in the loader section (default: the shipped model's network, L1)")
     parser.add_argument("--sections", nargs="+", default=["models", "loader", "trainer"],
-                        choices=["models", "loader", "trainer"])
+                        choices=["models", "recipes", "loader", "trainer"])
     parser.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--models", nargs="+", default=None, help="registry names and/or 'default'")
@@ -407,6 +506,9 @@ def main() -> None:
     if "models" in args.sections:
         results["models"] = section_models(args)
         print_models(results["models"], args)
+    if "recipes" in args.sections:
+        results["recipes"] = section_recipes(args)
+        print_recipes(results["recipes"], args)
     have_data = all(d.is_dir() for d in args.data)
     if not have_data and ({"loader", "trainer"} & set(args.sections)):
         print(f"\n(no data folder {', '.join(map(str, args.data))}: loader and trainer sections skipped)")

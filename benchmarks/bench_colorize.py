@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np  # noqa: E402
 from common import (  # noqa: E402  (common sets OMP_WAIT_POLICY before torch loads)
     LoadWindow,
     add_omp_arg,
@@ -57,8 +58,6 @@ from common import (  # noqa: E402  (common sets OMP_WAIT_POLICY before torch lo
     run_isolated,
     sync,
 )
-
-import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 DEFAULT_FOLDER = Path("/work/shared/data/bench/kodak24")
@@ -108,7 +107,9 @@ def write_synthetic(folder: Path, count: int, width: int, height: int, gray: boo
 # --------------------------------------------------------------------------------------------
 
 
-def _colorizer(args: argparse.Namespace, backend: str = "torch", onnx_path: Path | None = None, threads: int | None = None):
+def _colorizer(
+    args: argparse.Namespace, backend: str = "torch", onnx_path: Path | None = None, threads: int | None = None
+):
     import torch
 
     from colorization.colorizer import Colorizer
@@ -263,7 +264,7 @@ def size_child(args: argparse.Namespace, path: Path, reps: int, tmp: Path) -> di
     out = tmp / "sizes_out"
     out.mkdir(exist_ok=True)
     runs = []
-    for i in range(1 + reps):  # the first is the warm-up (new shapes create new oneDNN primitives)
+    for _ in range(1 + reps):  # the first is the warm-up (new shapes create new oneDNN primitives)
         runs.append(run_pipeline(colorizer, [path], out, 1))
     runs = runs[1:]
     med = {s: statistics.median(r[s] for r in runs) for s in STAGES}
@@ -329,9 +330,12 @@ def photo_512(tmp: Path, folder: Path | None) -> tuple[Path, str]:
     return p, "synthetic 512x512 colour JPEG q95"
 
 
-def onnx_child(args: argparse.Namespace, photo: Path, onnx_path: Path | None, threads: int, reps: int) -> dict[str, Any]:
-    from colorization import io as cio
+def onnx_child(
+    args: argparse.Namespace, photo: Path, onnx_path: Path | None, threads: int, reps: int
+) -> dict[str, Any]:
     from common import time_call
+
+    from colorization import io as cio
 
     colorizer = _colorizer(args, "onnx" if onnx_path else "torch", onnx_path, threads)
     image = cio.load_image(photo)
@@ -382,10 +386,9 @@ def _cuda_available() -> bool:
 
 def _export_default(model: str | None, out: Path) -> None:
     from colorization import checkpoint
-    from colorization.colorizer import _resolve_model_dir
     from colorization.onnx_export import export_onnx
 
-    export_onnx(checkpoint.load_exported(_resolve_model_dir(model), device="cpu"), out)
+    export_onnx(checkpoint.load_exported(checkpoint.resolve_model_dir(model), device="cpu"), out)
 
 
 def print_onnx(res: dict[str, Any], args: argparse.Namespace) -> None:
@@ -489,7 +492,9 @@ def main() -> None:
     parser.add_argument("--many-procs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--many-workers", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
-    parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it (default: a temp folder)")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="work in this folder and keep it (default: a temp folder)"
+    )
     add_omp_arg(parser)
     args = parser.parse_args()
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch  # noqa: E402
 from common import (  # noqa: E402  (common sets OMP_WAIT_POLICY before torch loads)
     IsolatedError,
     LoadWindow,
@@ -49,8 +50,6 @@ from common import (  # noqa: E402  (common sets OMP_WAIT_POLICY before torch lo
     run_isolated,
     time_call,
 )
-
-import torch  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -244,7 +243,9 @@ def gpu_batch(args: argparse.Namespace, size: int) -> int:
     return max(1, round(args.gpu_batch * (256 / size) ** 2))
 
 
-def _gpu_cell(args: argparse.Namespace, spec: Spec, side: int, batch: int, mode: str, dev: torch.device) -> tuple[Any, float]:
+def _gpu_cell(
+    args: argparse.Namespace, spec: Spec, side: int, batch: int, mode: str, dev: torch.device
+) -> tuple[Any, float]:
     """Time one (model, size, eager|compile) cell: bf16 autocast, channels_last, inference_mode.
     Returns the timing and the peak memory allocated on the device (MiB; NaN off CUDA)."""
     cuda = dev.type == "cuda"
@@ -327,7 +328,9 @@ def print_threads_table(spec: Spec, side: int, rows: list[dict[str, Any]]) -> No
     print(markdown_table(["threads", "OMP_WAIT_POLICY", "median ms", "first ms", "img/s", "load 1-min"], out, "rlrrrr"))
 
 
-def print_tables(args: argparse.Namespace, specs: list[Spec], counts: dict[str, Any], cpu: dict | None, gpu: dict | None) -> None:
+def print_tables(
+    args: argparse.Namespace, specs: list[Spec], counts: dict[str, Any], cpu: dict | None, gpu: dict | None
+) -> None:
     sizes = args.sizes
     ref = 256 if 256 in sizes else sizes[0]
     print()
@@ -432,7 +435,8 @@ def print_tables(args: argparse.Namespace, specs: list[Spec], counts: dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=None,
-                        help="registry names and/or 'default' (the shipped model's network); default: all generators + default")
+                        help="registry names and/or 'default' (the shipped model's network); "
+                             "default: all generators + default")
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024], help="square input sides (px)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--reps", type=int, default=3, help="max timed repetitions per CPU cell")
@@ -440,15 +444,18 @@ def main() -> None:
                         help="CPU compute budget per cell (warm-up + repetitions); 0 = no limit")
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU measurements")
     parser.add_argument("--no-gpu", action="store_true", help="skip the CUDA measurements")
-    parser.add_argument("--gpu-batch", type=int, default=16, help="GPU batch at 256 px (scaled by pixels for other sizes)")
+    parser.add_argument("--gpu-batch", type=int, default=16,
+                        help="GPU batch at 256 px (scaled by pixels for other sizes)")
     parser.add_argument("--gpu-reps", type=int, default=20)
     parser.add_argument("--gpu-device", default="cuda",
-                        help="device of the accelerator section (cuda, cuda:1; 'cpu' only to smoke-test that code path)")
+                        help="device of the accelerator section (cuda, cuda:1; 'cpu' only to smoke-test that "
+                             "code path)")
     parser.add_argument("--gpu-warmup", type=int, default=3)
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile rows")
     parser.add_argument("--compile-mode", default="max-autotune-no-cudagraphs",
                         help="torch.compile mode (e.g. default, max-autotune)")
-    parser.add_argument("--no-isolate", action="store_true", help="measure CPU cells in this process (no per-cell memory)")
+    parser.add_argument("--no-isolate", action="store_true",
+                        help="measure CPU cells in this process (no per-cell memory)")
     parser.add_argument("--no-threads-table", dest="threads_table", action="store_false",
                         help="skip the 1 vs 2 threads / OpenMP wait policy comparison")
     parser.add_argument("--threads-size", type=int, default=256, help="input side of the threads comparison")
@@ -471,7 +478,8 @@ def main() -> None:
     threads_rows = None
     if args.threads_table and not args.no_cpu:
         spec = next((s for s in specs if s.label.startswith("default model")), specs[0])
-        side = counts[spec.label]["side"].get(args.threads_size) or _side(args.threads_size, counts[spec.label]["stride"])
+        spec_counts = counts[spec.label]
+        side = spec_counts["side"].get(args.threads_size) or _side(args.threads_size, spec_counts["stride"])
         threads_rows = run_threads_table(args, spec, side)
         print_threads_table(spec, side, threads_rows)
     if gpu is None and not args.no_gpu:
@@ -486,7 +494,8 @@ def main() -> None:
 def _jsonable(gpu: dict | None) -> dict | None:
     if gpu is None:
         return None
-    return {"peak": gpu["peak"], "cells": {k: {f"{s}/{m}": v for (s, m), v in d.items()} for k, d in gpu["cells"].items()}}
+    cells = {k: {f"{s}/{m}": v for (s, m), v in d.items()} for k, d in gpu["cells"].items()}
+    return {"peak": gpu["peak"], "cells": cells}
 
 
 if __name__ == "__main__":

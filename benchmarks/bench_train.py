@@ -47,6 +47,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch  # noqa: E402
+from bench_models import Spec, count, registry_specs  # noqa: E402
 from common import (  # noqa: E402  (common sets OMP_WAIT_POLICY before torch loads)
     IsolatedError,
     LoadWindow,
@@ -60,10 +62,6 @@ from common import (  # noqa: E402  (common sets OMP_WAIT_POLICY before torch lo
     run_isolated,
     sync,
 )
-
-import torch  # noqa: E402
-
-from bench_models import Spec, count, registry_specs  # noqa: E402
 
 DEFAULT_DATA = Path("/work/shared/data/train")
 
@@ -185,7 +183,8 @@ def section_models(args: argparse.Namespace) -> dict[str, Any]:
         gflop_step = 3 * counts[spec.label]["gflop"][crop] * args.batch_size
         steps = args.steps if dev.type == "cuda" else plan_reps(gflop_step, args.budget_gflop, args.steps, args.warmup)
         if crop % counts[spec.label]["stride"]:
-            cells.setdefault(spec.label, {})[crop] = {"note": f"crop not a multiple of stride {counts[spec.label]['stride']}"}
+            note = f"crop not a multiple of stride {counts[spec.label]['stride']}"
+            cells.setdefault(spec.label, {})[crop] = {"note": note}
             continue
         if steps == 0:
             cells.setdefault(spec.label, {})[crop] = {"note": f"skipped (~{gflop_step:.0f} GFLOP/step)"}
@@ -473,7 +472,8 @@ def main() -> None:
     parser.add_argument("--recipe-crops", nargs="+", type=int, default=None,
                         help="crop sizes of the recipes section (default: each recipe's own stage crops)")
     parser.add_argument("--loader-recipe", type=Path, default=None,
-                        help="train this config's recipe in the loader section (default: the shipped model's network, L1)")
+                        help="train this config's recipe in the loader section "
+                             "(default: the shipped model's network, L1)")
     parser.add_argument("--sections", nargs="+", default=["models", "loader", "trainer"],
                         choices=["models", "recipes", "loader", "trainer"])
     parser.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
@@ -487,7 +487,8 @@ def main() -> None:
                         help="CPU budget per model cell (estimated training GFLOP incl. warm-up); 0 = no limit")
     parser.add_argument("--compile", action="store_true", help="torch.compile the objective")
     parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA (default: bf16 autocast)")
-    parser.add_argument("--data", nargs="+", type=Path, default=[DEFAULT_DATA], help="training folders (loader, trainer)")
+    parser.add_argument("--data", nargs="+", type=Path, default=[DEFAULT_DATA],
+                        help="training folders (loader, trainer)")
     parser.add_argument("--max-images", type=int, default=2000)
     parser.add_argument("--filters", action="store_true",
                         help="grayscale + colourfulness filters (scores every image once; cached)")

@@ -74,7 +74,7 @@ def main() -> None:
     print(f"{args.width}x{args.height} ({args.width * args.height / 1e6:.1f} MP), {colorizer!r}, "
           f"refine={args.refine}, saturation={args.saturation:g}, "
           f"working {prep.work_hw[1]}x{prep.work_hw[0]}, torch threads {torch.get_num_threads()}")
-    print("| step | best of %d (s) |" % args.repeats)
+    print(f"| step | best of {args.repeats} (s) |")
     print("|---|---|")
     for name, value in zip(("prepare", "predict", "recombine", "total"), best):
         print(f"| {name} | {value:.2f} |")

@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from colorization import color
 from colorization import io as cio
-from colorization.colorizer import RefineConfig, prepare_image, recombine
+from colorization.colorizer import prepare_image
+from colorization.fullres import RefineConfig, recombine
 
 SETTINGS: list[tuple[str, RefineConfig | None]] = [
     ("bilinear (default)", None),

@@ -64,7 +64,8 @@ def evaluate_counts(colorizer, gts, counts, seed: int, radius: int, batch_size: 
                          torch.stack([cio.pil_to_tensor(g) for g in chunk]))
         res = suite.compute()
         row = {"hints": n, **{k: float(res[k]) for k in ("psnr", "ssim", "auc", "cf_pred", "cf_gt")}}
-        tqdm.write(f"N={n:>3}: PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.4f}  AuC {row['auc']:.2f}  CF {row['cf_pred']:.1f} (GT {row['cf_gt']:.1f})")
+        tqdm.write(f"N={n:>3}: PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.4f}  AuC {row['auc']:.2f}  "
+                   f"CF {row['cf_pred']:.1f} (GT {row['cf_gt']:.1f})")
         rows.append(row)
     return rows
 
@@ -72,15 +73,17 @@ def evaluate_counts(colorizer, gts, counts, seed: int, radius: int, batch_size: 
 def markdown(rows: list[dict], meta: dict) -> str:
     base = rows[0]["psnr"] if rows and rows[0]["hints"] == 0 else None
     lines = [
-        f"Hints sampled from the ground truth ({meta['images']} {meta['data']} photos at {meta['size']}x{meta['size']}, "
-        f"model `{meta['model']}`, seed {meta['seed']}, each point the mean colour of a {2 * meta['radius'] + 1}x{2 * meta['radius'] + 1} square).",
+        f"Hints sampled from the ground truth ({meta['images']} {meta['data']} photos at "
+        f"{meta['size']}x{meta['size']}, model `{meta['model']}`, seed {meta['seed']}, each point the mean colour "
+        f"of a {2 * meta['radius'] + 1}x{2 * meta['radius'] + 1} square).",
         "",
         "| hints N | PSNR (dB) ↑ | Δ vs N=0 | SSIM ↑ | AuC (%) ↑ | CF out | CF GT |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         delta = "–" if base is None else f"{r['psnr'] - base:+.2f}"
-        lines.append(f"| {r['hints']} | {r['psnr']:.2f} | {delta} | {r['ssim']:.4f} | {r['auc']:.2f} | {r['cf_pred']:.1f} | {r['cf_gt']:.1f} |")
+        lines.append(f"| {r['hints']} | {r['psnr']:.2f} | {delta} | {r['ssim']:.4f} | {r['auc']:.2f} "
+                     f"| {r['cf_pred']:.1f} | {r['cf_gt']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -101,9 +104,8 @@ def figure(colorizer, photo: Path, point: tuple[int, int], size: int, out: Path)
     for i, (label, img) in enumerate(panels):
         sheet.paste(img, (pad + i * (size + pad), top))
         d.text((pad + i * (size + pad), 3), label, fill="black")
-    tmp = out.with_name(out.stem + ".tmp.jpg")
-    sheet.save(tmp, quality=92)
-    os.replace(tmp, out)
+    with cio.atomic_path(out) as tmp:
+        sheet.save(tmp, format="JPEG", quality=92)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,15 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     d = ImageDraw.Draw(sheet)
     for j, c in enumerate(cols):
         d.text((pad + j * (s + pad) + 2, 3), c, fill="black")
-    for i, (hue, f) in enumerate(tqdm(picked, desc="colorizing", unit="photo")):
+    for i, (_hue, f) in enumerate(tqdm(picked, desc="colorizing", unit="photo")):
         gt = load_ground_truth(f, s)
         row = [gt.convert("L").convert("RGB"), *[col(gt) for _, col in models], gt]
         for j, im in enumerate(row):
             sheet.paste(im, (left + pad + j * (s + pad), top + i * (s + pad)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.stem + ".tmp" + args.out.suffix)
-    sheet.save(tmp, quality=90)
-    os.replace(tmp, args.out)
+    with cio.atomic_path(args.out) as tmp:  # the format follows the suffix of --out
+        sheet.save(tmp, format=Image.registered_extensions()[args.out.suffix.lower()], quality=90)
     print(f"wrote {args.out}: rows " + ", ".join(f"{h}:{f.name}" for h, f in picked))
     return 0
 

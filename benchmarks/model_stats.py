@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from colorization.io import atomic_write_text
 from colorization.models import create_model, get_config_class, list_models, model_info
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "models.md"
@@ -76,10 +75,7 @@ def write_doc(text: str, path: Path = DOC) -> None:
     head, rest = doc.split(START, 1)
     _, tail = rest.split(END, 1)
     new = f"{head}{START}\n{text}\n{END}{tail}"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(new)
-    os.replace(tmp, path)
+    atomic_write_text(path, new)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,15 +108,19 @@ def plot(points: list[dict], path: Path, title: str) -> None:
         mine = [p for p in points if p["model"] == name]
         series: dict[str, list[dict]] = {}
         for p in mine:
-            key = "saturation" if p["decoding"] is None or len(mine) == len({q["saturation"] for q in mine}) else f"blend {p['decoding'][0]:g}"
+            by_saturation = p["decoding"] is None or len(mine) == len({q["saturation"] for q in mine})
+            key = "saturation" if by_saturation else f"blend {p['decoding'][0]:g}"
             series.setdefault(key, []).append(p)
         for key, ps in series.items():
             ps = sorted(ps, key=lambda p: p["cf_pred"])
             line = ax.plot([p["cf_pred"] for p in ps], [p["psnr"] for p in ps], "o-", ms=4,
                            label=f"{name}" + (f" ({key})" if len(series) > 1 else ""))[0]
             for p in ps:
-                tag = f"s{p['saturation']:g}" if p["decoding"] is None else f"b{p['decoding'][0]:g} T{p['decoding'][1]:g} s{p['saturation']:g}"
-                ax.annotate(tag, (p["cf_pred"], p["psnr"]), fontsize=6, xytext=(3, 3), textcoords="offset points", color=line.get_color())
+                tag = f"s{p['saturation']:g}"
+                if p["decoding"] is not None:
+                    tag = f"b{p['decoding'][0]:g} T{p['decoding'][1]:g} " + tag
+                ax.annotate(tag, (p["cf_pred"], p["psnr"]), fontsize=6, xytext=(3, 3), textcoords="offset points",
+                            color=line.get_color())
         shipped = [p for p in mine if p["operating_point"]]
         for p in shipped:
             ax.plot([p["cf_pred"]], [p["psnr"]], marker="*", ms=16, color="k", mfc="gold", zorder=5)
@@ -127,10 +131,9 @@ def plot(points: list[dict], path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=130)
+    with cio.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=130, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     files = list_group_images(args.data, args.limit)
     gts = [load_ground_truth(f, args.size) for f in tqdm(files, desc="loading photos", unit="img")]
-    targets = [torch.stack([cio.pil_to_tensor(g) for g in gts[s : s + args.batch_size]]) for s in range(0, len(gts), args.batch_size)]
+    targets = [
+        torch.stack([cio.pil_to_tensor(g) for g in gts[s : s + args.batch_size]])
+        for s in range(0, len(gts), args.batch_size)
+    ]
     device = torch.device("cpu")
     points = [{"model": "gray", "saturation": 1.0, "decoding": None, "operating_point": True,
                **measure(resolve_model("gray", device, None).colorizer, gts, targets, args.batch_size, 1.0)}]
@@ -155,11 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         is_own = saturation == 1.0 and (decoding is None or (own is not None and tuple(decoding) == own))
         points.append({"model": m["name"], "saturation": saturation, "decoding": list(decoding) if decoding else None,
                        "operating_point": is_own, **res})
-        tqdm.write(f"{m['name']:>10} dec={decoding} sat={saturation:g}: PSNR {res['psnr']:.2f}  CF {res['cf_pred']:.1f} (GT {res['cf_gt']:.1f})  AuC {res['auc']:.2f}")
+        tqdm.write(f"{m['name']:>10} dec={decoding} sat={saturation:g}: PSNR {res['psnr']:.2f}  "
+                   f"CF {res['cf_pred']:.1f} (GT {res['cf_gt']:.1f})  AuC {res['auc']:.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"data": Path(args.data).name, "images": len(files), "size": args.size, "models": [{k: m[k] for k in ("name", "spec")} for m in models]}
+    meta = {"data": Path(args.data).name, "images": len(files), "size": args.size,
+            "models": [{k: m[k] for k in ("name", "spec")} for m in models]}
     cio.atomic_write_text(args.out / "tradeoff.json", json.dumps({"meta": meta, "points": points}, indent=1))
-    plot(points, args.out / "tradeoff.png", f"PSNR vs colourfulness, {len(files)} {meta['data']} photos at {args.size}x{args.size}")
+    plot(points, args.out / "tradeoff.png",
+         f"PSNR vs colourfulness, {len(files)} {meta['data']} photos at {args.size}x{args.size}")
     print(f"wrote {args.out / 'tradeoff.json'} and {args.out / 'tradeoff.png'}")
     return 0
 

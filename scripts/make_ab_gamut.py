@@ -18,10 +18,8 @@ import argparse
 import datetime as _dt
 import json
 import multiprocessing as mp
-import os
 import random
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from colorization import color
+from colorization.io import atomic_write_text
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 # ab grid: cell (i, j) has centre ((i - HALF_CELLS) * 10, (j - HALF_CELLS) * 10); sRGB ab fits in it
@@ -86,17 +85,7 @@ def list_images(data_dir: Path) -> list[Path]:
 
 
 def atomic_write_json(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, separators=(",", ":"))
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(obj, separators=(",", ":")) + "\n")
 
 
 def compute_gamut(
@@ -180,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             "resolution": "stored resolution, no resampling "
             f"(short side min {result['stats']['short_side_min']}, "
             f"median {result['stats']['short_side_median']} px)",
-            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
+            "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d"),
             **{k: v for k, v in result["stats"].items() if not k.startswith("short_side")},
         },
         "bins": result["bins"],

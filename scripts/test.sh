@@ -3,7 +3,7 @@
 # Usage: bash scripts/test.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+python3 -m pip install --quiet --upgrade pip
 python3 -m pip install --quiet "torch==2.13.0"
 python3 -m pip install --quiet -e ".[all]"
 # Debian's chromium drives the browser tests (playwright's own browser download is not used).

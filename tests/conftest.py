@@ -1,7 +1,8 @@
-"""Shared test configuration.
+"""Shared test configuration and fixtures.
 
 Tests use tiny networks, for which one intra-op thread is faster than several (and the suite
-runs beside other processes on 2 cores), so torch is pinned to one thread here.
+runs beside other processes on 2 cores), so torch is pinned to one thread here, and again around
+every test (code under test, such as the trainer, may change the thread count).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ torch.set_num_threads(1)
 
 import pytest  # noqa: E402
 
+from colorization import Colorizer  # noqa: E402
 from colorization.checkpoint import save_exported  # noqa: E402
 from colorization.models import create_model  # noqa: E402
 
@@ -31,6 +33,15 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """One torch intra-op thread during each test, the previous count restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny exported regression model (baseline, width 8) with working size 32."""
@@ -43,7 +54,9 @@ def model_dir(tmp_path_factory):
 def chromium_browser():
     """Debian's chromium driven by Playwright (headless); skips when either is missing."""
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser tests")
+        pytest.skip(
+            f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser tests"
+        )
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -62,3 +75,15 @@ def hint_model_dir(tmp_path_factory):
     for p in net.hint_encoder.parameters():
         torch.nn.init.normal_(p, std=0.2)
     return save_exported(net, tmp_path_factory.mktemp("tiny_hints"), head="regression", extra={"working_size": 64})
+
+
+@pytest.fixture(scope="module")
+def tiny_colorizer(tmp_path_factory) -> Colorizer:
+    """A real exported tiny ``baseline`` (width 8) whose output head is biased towards a warm
+    colour, so that results have visible chroma, loaded through :class:`Colorizer` (size 32)."""
+    torch.manual_seed(0)
+    net = create_model("baseline", width=8, depth=2)
+    with torch.no_grad():
+        net.head.conv.bias.copy_(torch.tensor([0.25, 0.35]))
+    folder = save_exported(net, tmp_path_factory.mktemp("tiny_model"), head="regression")
+    return Colorizer.from_pretrained(folder, device="cpu", size=32)

@@ -24,26 +24,14 @@ from colorization.checkpoint import (
     load_exported,
     save_exported,
 )
-from colorization.models import create_model, get_config_class, list_models, register_model
-from colorization.models import registry
+from colorization.models import create_model, get_config_class, list_models, register_model, registry
 
 GENERATORS = list_models("generator")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(name: str, **override) -> nn.Module:
-    cls = get_config_class(name)
-    if not hasattr(cls, "tiny"):
-        pytest.skip(f"{name}: config class has no tiny() test config")
     torch.manual_seed(0)
-    model = create_model(name, **{**dataclasses.asdict(cls.tiny()), **override})
+    model = create_model(name, **{**dataclasses.asdict(get_config_class(name).tiny()), **override})
     # Non-trivial BatchNorm statistics, so that buffers matter in the round trip.
     model.train()
     with torch.no_grad():
@@ -193,6 +181,10 @@ def test_pretrained_field_is_forced_off_on_load(tmp_path):
     class PretrainedCfg:
         out_channels: int = 2
         pretrained: bool = False
+
+        @classmethod
+        def tiny(cls) -> PretrainedCfg:
+            return cls()
 
     class Net(nn.Module):
         stride = 1

@@ -156,7 +156,9 @@ def test_precision_option(photos, tmp_path, model_dir):
     assert onnx.exit_code == 2 and "torch backend only" in onnx.output
 
 
-@pytest.mark.parametrize("argv", [["colorize", "--help"], ["train", "--help"], ["serve", "--help"], ["evaluate", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["colorize", "--help"], ["train", "--help"], ["serve", "--help"], ["evaluate", "--help"]]
+)
 def test_help_renders_cleanly(argv, monkeypatch):
     monkeypatch.setenv("COLUMNS", "160")
     result = runner.invoke(cli.app, argv)

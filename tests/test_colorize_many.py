@@ -14,7 +14,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from colorization import cli
-from colorization.distributed import STATE_DIR, DistContext, ManyConfig, ShardDataset, colorize_many, iter_entries
+from colorization.distributed import STATE_DIR, DistContext, ManyConfig, colorize_many, iter_entries
+from colorization.jobs import FileDataset
 
 runner = CliRunner()
 
@@ -123,9 +124,9 @@ def test_shards_are_disjoint_and_complete(folder, tmp_path):
     config = ManyConfig(out_dir=str(tmp_path / "out"), input_dir=str(folder))
     seen: list[int] = []
     for rank in range(3):
-        items = list(ShardDataset(config, rank, 3, size=32, stride=4))
-        assert all(it["index"] % 3 == rank for it in items)
-        seen += [it["index"] for it in items]
+        items = list(FileDataset(config.entries(), config.outputs(), size=32, stride=4, rank=rank, world_size=3))
+        assert all(it.index % 3 == rank for it in items)
+        seen += [it.index for it in items]
     assert sorted(seen) == list(range(8))
 
 

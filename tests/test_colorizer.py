@@ -14,16 +14,10 @@ from skimage.color import rgb2lab
 
 from colorization import Colorizer, color
 from colorization import io as cio
+from colorization.backends import Backend, TorchBackend
 from colorization.checkpoint import save_exported
-from colorization.colorizer import (
-    PreparedImage,
-    RefineConfig,
-    TorchBackend,
-    bilinear_upsample,
-    guided_filter_coefficients,
-    prepare_image,
-    working_shape,
-)
+from colorization.colorizer import PreparedImage, prepare_image, working_shape
+from colorization.fullres import RefineConfig, bilinear_upsample, guided_filter_coefficients
 from colorization.models import create_model
 
 
@@ -242,6 +236,21 @@ def test_image_over_pixel_limit_raises(model_dir, tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+class Spy:
+    """A backend wrapper that records the shape of every network input, then delegates."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls: list[tuple[int, ...]] = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, x):
+        self.calls.append(tuple(x.shape))
+        return self.inner(x)
+
+
 def test_batch_equals_single(colorizer):
     images = [
         gradient_rgb(37, 61, 1),
@@ -250,23 +259,10 @@ def test_batch_equals_single(colorizer):
         gradient_rgb(37, 61, 4),
         Image.fromarray(gradient_rgb(9, 70, 5)).convert("L"),
     ]
-    calls: list[tuple[int, ...]] = []
-    backend = colorizer.backend
-
-    class Spy:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def __call__(self, x):
-            calls.append(tuple(x.shape))
-            return self.inner(x)
-
     single = [np.asarray(colorizer(im)).astype(int) for im in images]
-    spied = Colorizer(Spy(backend), size=32)
-    batched = spied.colorize_batch(images, batch_size=8)
+    spy = Spy(colorizer.backend)
+    batched = Colorizer(spy, size=32).colorize_batch(images, batch_size=8)
+    calls = spy.calls
     assert len(batched) == len(images)
     for s, b in zip(single, batched):
         assert b.size == (s.shape[1], s.shape[0])
@@ -277,22 +273,9 @@ def test_batch_equals_single(colorizer):
 
 
 def test_batch_size_limits_network_batch(colorizer):
-    calls: list[int] = []
-
-    class Spy:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def __call__(self, x):
-            calls.append(x.shape[0])
-            return self.inner(x)
-
-    c = Colorizer(Spy(colorizer.backend), size=32)
-    out = c.colorize_batch([gradient_rgb(20, 20, i) for i in range(5)], batch_size=2)
-    assert len(out) == 5 and calls == [2, 2, 1]
+    spy = Spy(colorizer.backend)
+    out = Colorizer(spy, size=32).colorize_batch([gradient_rgb(20, 20, i) for i in range(5)], batch_size=2)
+    assert len(out) == 5 and [shape[0] for shape in spy.calls] == [2, 2, 1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,7 +341,7 @@ def test_from_pretrained_errors(tmp_path, model_dir):
     c = Colorizer.from_pretrained(model_dir, device="cpu")
     assert c.size == 32  # the model's working_size
     assert c.model_name == "baseline" and c.device == torch.device("cpu")
-    assert isinstance(c.backend, TorchBackend)
+    assert isinstance(c.backend, TorchBackend) and isinstance(c.backend, Backend)
 
 
 def test_default_model_is_shipped_in_the_package():

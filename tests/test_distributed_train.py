@@ -13,6 +13,7 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image
 
+
 def _rank_main(local_rank: int, world: int, port: int, cfg_path: str, cache: str) -> None:
     """One training process, initialised the way torchrun does it: from environment variables."""
     os.environ.update({

@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
+from test_train import make_images
 
 from colorization import color
 from colorization.hints import HINT_CHANNELS, empty_hint_map, simulate_hints
 from colorization.models import create_model
 from colorization.objectives import build_objective
 from colorization.train import ConfigError, resolve_config, train
-from test_train import make_images
 
 
 def tiny(**kw):

@@ -215,7 +215,8 @@ def test_merge_joins_runs_on_the_same_photos_and_refuses_other_protocols(tmp_pat
     assert merged == together  # rows of separate runs equal those of one run over all models
     curves = json.loads((tmp_path / "m" / "auc_curves.json").read_text())
     assert [c["model"] for c in curves] == ["gray", "tiny", "other"]
-    assert (tmp_path / "m" / "auc_curves.png").is_file() and "| other | in |" in (tmp_path / "m" / "results.md").read_text()
+    assert (tmp_path / "m" / "auc_curves.png").is_file()
+    assert "| other | in |" in (tmp_path / "m" / "results.md").read_text()
     run = json.loads((tmp_path / "m" / "run.json").read_text())
     assert run["merged_from"] == [str(tmp_path / "a"), str(tmp_path / "b")]
     # another protocol (size) or a conflicting row is refused with the reason

@@ -1,5 +1,6 @@
-"""Tests of colorization.metrics: golden values vs scikit-image, the stlpips-pytorch package and
-scipy, hand-computed AuC cases, accumulators equal to whole-set computations."""
+"""Tests of colorization.metrics and the networks of colorization.perceptual: golden values vs
+scikit-image, the stlpips-pytorch package and scipy, hand-computed AuC cases, accumulators equal to
+whole-set computations."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from colorization import color
 from colorization import metrics as M
+from colorization import perceptual as P
 
 
 def _pair(seed: int, shape=(2, 3, 37, 45), noise=0.1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,10 +256,10 @@ def test_suite_reports_none_with_reason_when_weights_missing(monkeypatch):
     def missing(name):
         raise M.MetricUnavailable(f"the Python package {name!r} is not installed")
 
-    monkeypatch.setattr(M, "_package_dir", missing)
+    monkeypatch.setattr(P, "_package_dir", missing)
     # fresh (empty) caches for this test only; monkeypatch restores the real ones afterwards
-    monkeypatch.setattr(M, "_st_lpips_cached", functools.lru_cache(M._st_lpips_cached.__wrapped__))
-    monkeypatch.setattr(M, "_inception_cached", functools.lru_cache(M._inception_cached.__wrapped__))
+    monkeypatch.setattr(P, "_st_lpips_cached", functools.lru_cache(P._st_lpips_cached.__wrapped__))
+    monkeypatch.setattr(P, "_inception_cached", functools.lru_cache(P._inception_cached.__wrapped__))
     with pytest.raises(M.MetricUnavailable, match="stlpips_pytorch"):
         M.load_st_lpips("cpu")
     suite = M.MetricSuite(device="cpu")

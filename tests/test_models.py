@@ -23,20 +23,9 @@ ALL = list_models()
 GENERATORS = list_models("generator")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny convs run fastest single-threaded, especially on a shared, loaded CPU.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_kwargs(name: str) -> dict:
-    cls = get_config_class(name)
-    if not hasattr(cls, "tiny"):
-        pytest.skip(f"{name}: config class has no tiny() test config")
-    return dataclasses.asdict(cls.tiny())
+    # every registered config class has tiny(): register_model rejects one without it
+    return dataclasses.asdict(get_config_class(name).tiny())
 
 
 def build_tiny(name: str, **override) -> nn.Module:
@@ -119,9 +108,36 @@ def test_register_requires_frozen_dataclass():
     class NotFrozen:
         out_channels: int = 2
 
+        @classmethod
+        def tiny(cls) -> NotFrozen:
+            return cls()
+
     with pytest.raises(ValueError, match="frozen"):
         register_model("_tmp_not_frozen", NotFrozen)
     assert "_tmp_not_frozen" not in list_models()
+
+
+def test_register_requires_tiny_config():
+    # Every registered model is built by the test suite from its tiny() config; one without it
+    # would silently escape the tests, so registration fails.
+    @dataclasses.dataclass(frozen=True)
+    class NoTiny:
+        out_channels: int = 2
+
+    with pytest.raises(ValueError, match=r"tiny\(\)"):
+        register_model("_tmp_no_tiny", NoTiny)
+
+    @dataclasses.dataclass(frozen=True)
+    class WrongTiny:
+        out_channels: int = 2
+
+        @classmethod
+        def tiny(cls) -> dict:
+            return {"out_channels": 2}
+
+    with pytest.raises(ValueError, match="must return a WrongTiny"):
+        register_model("_tmp_wrong_tiny", WrongTiny)
+    assert "_tmp_no_tiny" not in list_models() and "_tmp_wrong_tiny" not in list_models()
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -280,7 +296,9 @@ def test_patchgan_paper_size():
     with torch.device("meta"):
         model = create_model("patchgan")
     # pix2pix 70x70 discriminator with a 3-channel input and BatchNorm (bias-free normed convs)
-    assert _count(model) == 3 * 64 * 16 + 64 + 64 * 128 * 16 + 256 + 128 * 256 * 16 + 512 + 256 * 512 * 16 + 1024 + 512 * 16 + 1
+    assert _count(model) == (
+        3 * 64 * 16 + 64 + 64 * 128 * 16 + 256 + 128 * 256 * 16 + 512 + 256 * 512 * 16 + 1024 + 512 * 16 + 1
+    )
     assert create_model("patchgan", width=8)(torch.zeros(1, 3, 256, 256)).shape == (1, 1, 30, 30)
 
 

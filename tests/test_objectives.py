@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from colorization import color
-from colorization.losses import gaussian_window, psnr, ssim, ssim_loss
+from colorization.losses import gaussian_window, ssim, ssim_loss
+from colorization.metrics import psnr
 from colorization.models import create_model, get_config_class
 from colorization.objectives import (
     REGRESSION_LOSSES,
@@ -19,15 +20,6 @@ from colorization.objectives import (
     RegressionObjective,
     build_objective,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny CPU workloads run fastest (and most reproducibly) on one thread on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny(name: str, **overrides) -> nn.Module:
@@ -119,6 +111,7 @@ def test_ssim_loss_properties_and_gradcheck():
 
 
 def test_psnr_hand_computed():
+    # PSNR is defined once, in colorization.metrics (the trainer logs that one).
     x = torch.zeros(2, 3, 4, 4)
     y = x.clone()
     y[0] += 0.1  # MSE 0.01 -> 20 dB

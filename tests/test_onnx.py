@@ -12,6 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from colorization import Colorizer, cli, color
+from colorization.backends import Backend
 from colorization.checkpoint import load_exported, save_exported
 from colorization.models import create_model
 from colorization.onnx_export import INPUT_NAME, OUTPUT_NAME, OnnxBackend, export_onnx
@@ -119,7 +120,7 @@ def test_onnx_file_lookup_in_a_model_folder(model_dir, tmp_path):
         Colorizer.from_pretrained(folder, backend="onnx")
     export_onnx(load_exported(folder), folder / "model.onnx")
     c = Colorizer.from_pretrained(folder, backend="onnx")
-    assert c.backend.name == "onnx"
+    assert c.backend.name == "onnx" and isinstance(c.backend, Backend)  # the same protocol as torch
 
 
 def test_cuda_without_the_gpu_provider_is_an_error_not_a_fallback(model_dir, onnx_file):

@@ -8,11 +8,9 @@ import json
 import re
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("fastapi")
@@ -20,23 +18,11 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from colorization import Colorizer, create_model  # noqa: E402
-from colorization.checkpoint import save_exported  # noqa: E402
+from colorization import Colorizer  # noqa: E402
 from colorization.service import InferenceQueue, ServiceConfig, create_app  # noqa: E402
 
 MAX_UPLOAD = 200_000
 MAX_PIXELS = 100_000
-
-
-def tiny_colorizer(folder: Path) -> Colorizer:
-    """A real exported tiny ``baseline`` (width 8) whose output head is biased towards a warm
-    colour, so that results have visible chroma, loaded through :class:`Colorizer`."""
-    torch.manual_seed(0)
-    net = create_model("baseline", width=8, depth=2)
-    with torch.no_grad():
-        net.head.conv.bias.copy_(torch.tensor([0.25, 0.35]))
-    save_exported(net, folder, head="regression")
-    return Colorizer.from_pretrained(folder, device="cpu", size=32)
 
 
 def gray_png(width: int = 48, height: int = 40, fmt: str = "PNG") -> bytes:
@@ -56,8 +42,8 @@ def chroma(img: Image.Image) -> float:
 
 
 @pytest.fixture(scope="module")
-def colorizer(tmp_path_factory: pytest.TempPathFactory) -> Colorizer:
-    return tiny_colorizer(tmp_path_factory.mktemp("tiny_model"))
+def colorizer(tiny_colorizer: Colorizer) -> Colorizer:
+    return tiny_colorizer
 
 
 @pytest.fixture(scope="module")

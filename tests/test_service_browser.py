@@ -15,15 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 pytestmark = pytest.mark.browser
 
 uvicorn = pytest.importorskip("uvicorn")
 
-from colorization import Colorizer, create_model  # noqa: E402
-from colorization.checkpoint import save_exported  # noqa: E402
 from colorization.service import create_app  # noqa: E402
 
 WIDTH, HEIGHT = 96, 64
@@ -45,16 +42,6 @@ PIXELS_JS = """(id) => {
 }"""
 
 
-def tiny_colorizer(folder: Path) -> Colorizer:
-    """A real exported tiny ``baseline`` with a warm-biased head (visible chroma)."""
-    torch.manual_seed(0)
-    net = create_model("baseline", width=8, depth=2)
-    with torch.no_grad():
-        net.head.conv.bias.copy_(torch.tensor([0.25, 0.35]))
-    save_exported(net, folder, head="regression")
-    return Colorizer.from_pretrained(folder, device="cpu", size=32)
-
-
 def gray_photo(path: Path) -> Path:
     y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
     arr = (30 + 200 * x / (WIDTH - 1) * (0.4 + 0.6 * y / (HEIGHT - 1))).astype(np.uint8)
@@ -69,8 +56,8 @@ def chroma(img: Image.Image) -> float:
 
 
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory):
-    app = create_app(tiny_colorizer(tmp_path_factory.mktemp("tiny_model")), max_upload_bytes=1_000_000)
+def server_url(tiny_colorizer):
+    app = create_app(tiny_colorizer, max_upload_bytes=1_000_000)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)

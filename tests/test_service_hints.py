@@ -108,8 +108,14 @@ def test_hints_change_the_result_like_the_python_api(client: TestClient, hint_co
         ([{"x": True, "y": 2, "color": "#ff0000"}], ["x must be a number"]),
         ('[{"x": NaN, "y": 2, "color": "#ff0000"}]', ["NaN is not a number"]),
         ('[{"x": 1e999, "y": 2, "color": "#ff0000"}]', ["x must be a finite number"]),
-        ([{"x": WIDTH, "y": 10, "color": "#ffffff"}], [f"hint 0 at ({WIDTH}, 10) lies outside the {WIDTH}x{HEIGHT} image"]),
-        ([{"x": 5, "y": 5, "color": "#ffffff"}, {"x": 5, "y": HEIGHT + 0.5, "color": "#ffffff"}], ["hint 1 at", "outside"]),
+        (
+            [{"x": WIDTH, "y": 10, "color": "#ffffff"}],
+            [f"hint 0 at ({WIDTH}, 10) lies outside the {WIDTH}x{HEIGHT} image"],
+        ),
+        (
+            [{"x": 5, "y": 5, "color": "#ffffff"}, {"x": 5, "y": HEIGHT + 0.5, "color": "#ffffff"}],
+            ["hint 1 at", "outside"],
+        ),
         ([{"x": 1, "y": 1, "color": "#000000"}] * (MAX_HINTS + 1), [f"at most {MAX_HINTS} hint points"]),
         ("[" + " " * MAX_HINTS_FIELD_CHARS + "]", [f"at most {MAX_HINTS_FIELD_CHARS}"]),
     ],

@@ -134,7 +134,7 @@ def test_hints_placed_with_mouse_and_keyboard_change_the_result_locally(chromium
         wait_for_result(page, "30,40,#e02020;90,40,#e02020")
         current = result_pixels(page)[40, 90]
         page.click("#hint-predicted")
-        assert page.input_value("#hint-color") == "#%02x%02x%02x" % tuple(int(v) for v in current)
+        assert page.input_value("#hint-color") == "#{:02x}{:02x}{:02x}".format(*(int(v) for v in current))
         page.fill("#hint-color", "#2040e0")  # the picker recolours the selected point
         key = "30,40,#e02020;90,40,#2040e0"
         assert page.get_attribute("#hint-list", "data-points") == key

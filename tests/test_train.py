@@ -31,12 +31,8 @@ from colorization.train import (
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    """One thread (tiny CPU work on a shared machine) and a private filter-score cache."""
+    """A private filter-score cache (one torch thread: the autouse fixture of conftest.py)."""
     monkeypatch.setenv("COLORIZATION_CACHE_DIR", str(tmp_path / "cache"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_images(folder: Path, n: int, seed: int = 0, labels: tuple[str, ...] = ("cat", "dog")) -> Path:
@@ -191,7 +187,9 @@ def test_staged_schedule_switches_loss_at_the_right_step(image_dirs, tmp_path):
 @pytest.mark.parametrize(
     "kind",
     [
-        pytest.param({"ema": True, "stages": [{"steps": 3, "loss": "l1"}, {"loss": "mse"}]}, id="regression-staged-ema"),
+        pytest.param(
+            {"ema": True, "stages": [{"steps": 3, "loss": "l1"}, {"loss": "mse"}]}, id="regression-staged-ema"
+        ),
         pytest.param(
             {"objective": "gan", "discriminator_config": {"width": 8, "n_layers": 2},
              "stages": [{"steps": 2, "adversarial": False}, {"adversarial": True}]},

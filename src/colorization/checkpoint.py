@@ -37,6 +37,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "CONFIG_NAME",
     "HEADS",
+    "DEFAULT_MODEL",
     "DEFAULT_MODEL_DIR",
     "DEFAULT_WORKING_SIZE",
     "CheckpointError",
@@ -46,14 +47,18 @@ __all__ = [
     "save_exported",
     "load_exported",
     "read_config",
+    "resolve_model_dir",
 ]
 
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 HEADS: tuple[str, ...] = ("regression", "classification")
+DEFAULT_MODEL = "default"
+"""The name that stands for the shipped model wherever a model path is asked for (:func:`resolve_model_dir`)."""
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "default"
 DEFAULT_WORKING_SIZE = 256
+"""Working resolution (short side, px) when neither the caller nor the model says otherwise."""
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # config.json is small; refuse anything absurd
 _RESERVED_KEYS = ("format_version", "model", "model_config", "head", "weights_dtype", "package_version")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -169,7 +174,10 @@ class ColorModel(nn.Module):
         return out * self.chroma_gain if self.chroma_gain != 1.0 else out
 
     def extra_repr(self) -> str:
-        return f"model={self.model_name!r}, head={self.head!r}, temperature={self.temperature}, working_size={self.working_size}, chroma_gain={self.chroma_gain}"
+        return (
+            f"model={self.model_name!r}, head={self.head!r}, temperature={self.temperature}, "
+            f"working_size={self.working_size}, chroma_gain={self.chroma_gain}"
+        )
 
 
 def _out_channels(network: nn.Module) -> int:
@@ -343,6 +351,23 @@ def _check_state_dict(
         raise CheckpointError(f"{where}: weights do not match the network ({'; '.join(problems)})")
 
 
+def resolve_model_dir(path: str | os.PathLike[str] | None) -> Path:
+    """``path`` as a Path; None or ``"default"`` (:data:`DEFAULT_MODEL`): the model shipped inside
+    the package (no download).
+
+    Raises:
+        FileNotFoundError: the shipped model was asked for and its weights are missing.
+    """
+    if path is not None and str(path) != DEFAULT_MODEL:
+        return Path(path)
+    if not (DEFAULT_MODEL_DIR / WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(
+            f"the shipped default model is missing ({DEFAULT_MODEL_DIR}); reinstall the package or pass "
+            "an exported model folder"
+        )
+    return DEFAULT_MODEL_DIR
+
+
 def _resolve_dir(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if p.is_file() and p.name in (WEIGHTS_NAME, CONFIG_NAME):
@@ -350,7 +375,9 @@ def _resolve_dir(path: str | os.PathLike[str]) -> Path:
     if not p.exists():
         raise CheckpointNotFoundError(f"exported model folder {p} does not exist")
     if not p.is_dir():
-        raise CheckpointError(f"{p} is not an exported model folder (expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME})")
+        raise CheckpointError(
+            f"{p} is not an exported model folder (expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME})"
+        )
     return p
 
 

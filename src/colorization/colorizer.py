@@ -19,20 +19,18 @@ How an image is colorized
    clipped to ``[0, 1]`` and quantised to 8 bits. The output's lightness therefore equals the
    input's up to 8-bit rounding; no detail is lost to the working resolution.
 
-All Lab maths goes through :mod:`colorization.color`.
+Steps 1 (in strips) and 4-5 live in :mod:`colorization.fullres`, the network behind step 3 in
+:mod:`colorization.backends`. All Lab maths goes through :mod:`colorization.color`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,205 +40,46 @@ from torch import Tensor
 
 from colorization import color
 from colorization import io as cio
+from colorization.backends import PRECISIONS, Backend, TorchBackend, load_backend
+from colorization.checkpoint import DEFAULT_WORKING_SIZE
+from colorization.fullres import RefineConfig, full_res_l, gray_to_l, recombine
 from colorization.hints import HINT_CHANNELS, Hint, coerce_hints, hint_map
-
-if TYPE_CHECKING:  # pragma: no cover
-    from colorization.checkpoint import ColorModel
 
 __all__ = [
     "Colorizer",
     "SATURATION_RANGE",
-    "RefineConfig",
     "PreparedImage",
-    "TorchBackend",
-    "PRECISIONS",
     "ImageInput",
     "HintsInput",
-    "DEFAULT_SIZE",
     "MAX_ASPECT",
     "MAX_WORKING_SIZE",
     "prepare_image",
     "image_to_rgb_array",
     "working_shape",
-    "bilinear_upsample",
-    "guided_filter_coefficients",
+    # re-exported from their owners, colorization.backends and colorization.fullres
+    "Backend",
+    "TorchBackend",
+    "PRECISIONS",
+    "RefineConfig",
     "recombine",
 ]
 
-ImageInput = Union[Image.Image, str, os.PathLike, bytes, np.ndarray]
+ImageInput = Image.Image | str | os.PathLike | bytes | np.ndarray
 """What :class:`Colorizer` accepts: a PIL image, a file path, encoded bytes or a numpy array."""
-HintsInput = Union[Sequence[Union[Hint, Mapping[str, Any], str]], None]
+HintsInput = Sequence[Hint | Mapping[str, Any] | str] | None
 """Colour hints for one image (:func:`colorization.hints.coerce_hints`); None: automatic."""
 
-DEFAULT_SIZE = 256
-"""Working resolution (short side, px) when neither the caller nor the model says otherwise."""
 SATURATION_RANGE: tuple[float, float] = (0.0, 2.0)
 """Allowed chroma multipliers (0 = gray, 1 = as predicted, 2 = doubled): the same rule for the
 API, the CLI and the web service."""
 MAX_ASPECT = 4
+"""The working image's long side is at most ``MAX_ASPECT * size`` (panoramas get a shorter short side)."""
 MAX_WORKING_SIZE = 2048
 """Largest accepted working size (short side, px); bounds the network's input."""
-"""The working image's long side is at most ``MAX_ASPECT * size`` (panoramas get a shorter short side)."""
-STRIP_PIXELS = 1 << 19
-"""Pixels per strip for the full-resolution steps (bounds peak memory on large photos)."""
 _MISSING = object()
+_REFINE = RefineConfig()
 _PENDING_PIXELS = 64_000_000
 """colorize_batch: flush the pending window once its full-resolution pixels exceed this."""
-
-
-# --------------------------------------------------------------------------------------------
-# Backends: anything that maps normalised L (B,1,h,w) to normalised ab (B,2,h,w)
-# --------------------------------------------------------------------------------------------
-
-
-class Backend(Protocol):
-    """The network seen by :class:`Colorizer`.
-
-    Attributes:
-        name: ``"torch"`` or ``"onnx"``.
-        stride: H and W of the input must be multiples of it.
-        working_size: the model's preferred working size (short side) or None.
-        device: where the pre/post-processing tensors live for this backend.
-        accepts_hints: whether the network reads a colour-hint map.
-    """
-
-    name: str
-    stride: int
-    working_size: int | None
-    device: torch.device
-    config: dict[str, Any]
-    accepts_hints: bool
-
-    def __call__(self, l_norm: Tensor, hints: Tensor | None = None) -> Tensor:
-        """``l_norm`` float32 ``(B,1,h,w)`` in ``[-1,1]`` and, for a hint-aware network, an optional
-        hint map float32 ``(B,3,h,w)`` (None: no hints) -> float32 ab_norm ``(B,2,h,w)`` on ``device``."""
-        ...
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-"""Accepted ``precision`` values of :class:`TorchBackend` (``auto``: bf16 on CUDA when supported, else fp32)."""
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def _resolve_precision(precision: str, device: torch.device) -> str:
-    """``precision`` option -> ``"fp32"``, ``"bf16"`` or ``"fp16"`` for ``device``.
-
-    Raises:
-        ValueError: an unknown value, or bf16 asked for on a CUDA device without bf16 support.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    cuda_bf16 = device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if precision == "auto":
-        return "bf16" if cuda_bf16 else "fp32"
-    if precision == "bf16" and device.type == "cuda" and not cuda_bf16:
-        raise ValueError(f"precision='bf16': {device} does not support bfloat16; use precision='fp16' or 'fp32'")
-    return precision
-
-
-class TorchBackend:
-    """Runs a :class:`colorization.checkpoint.ColorModel` with PyTorch on CPU or CUDA.
-
-    Args:
-        model: the network, mapping normalised L ``(B,1,h,w)`` to normalised ab ``(B,2,h,w)``.
-        device: where it runs.
-        precision: ``"auto"`` (bf16 autocast on CUDA when the GPU supports it, else fp32),
-            ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast around the network call only; the
-            output is cast back to float32 before any Lab maths).
-        channels_last: NHWC memory format for the network and its input; None: on for CUDA.
-        compile: wrap the network in ``torch.compile`` (dynamic shapes, since working sizes vary;
-            mode ``max-autotune-no-cudagraphs`` on CUDA, the default mode elsewhere). The first
-            call of each new shape pays the compilation.
-
-    Raises:
-        ValueError: an unknown ``precision`` (see :func:`_resolve_precision`).
-        RuntimeError: ``compile=True`` where ``torch.compile`` is unavailable.
-    """
-
-    name = "torch"
-
-    def __init__(
-        self,
-        model: ColorModel | torch.nn.Module,
-        device: str | torch.device = "cpu",
-        *,
-        precision: str = "auto",
-        channels_last: bool | None = None,
-        compile: bool = False,
-    ) -> None:
-        self.device = torch.device(device)
-        self.precision = _resolve_precision(precision, self.device)
-        self.channels_last = (self.device.type == "cuda") if channels_last is None else bool(channels_last)
-        self.model = model.to(self.device).eval()
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.stride = int(getattr(model, "stride", 1) or 1)
-        self.accepts_hints = bool(getattr(model, "accepts_hints", False))
-        ws = getattr(model, "working_size", None)
-        self.working_size = int(ws) if ws else None
-        config = getattr(model, "config", None)
-        if dataclasses.is_dataclass(config) and not isinstance(config, type):
-            config = dataclasses.asdict(config)  # a raw registry network: its architecture config
-        self.config = dict(config) if isinstance(config, Mapping) else {}
-        try:
-            self._dtype = next(model.parameters()).dtype
-        except StopIteration:
-            self._dtype = torch.float32
-        self.compiled = bool(compile)
-        self._forward: Any = self.model
-        if self.compiled:
-            self._forward = _compile(self.model, self.device)
-
-    def _to_device(self, t: Tensor) -> Tensor:
-        x = t.to(dtype=self._dtype)
-        if self.device.type == "cuda" and x.device.type == "cpu":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        else:
-            x = x.to(self.device)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    @torch.inference_mode()
-    def __call__(self, l_norm: Tensor, hints: Tensor | None = None) -> Tensor:
-        """``l_norm`` float32 ``(B,1,h,w)`` in ``[-1,1]``, optional hint map ``(B,3,h,w)`` ->
-        float32 ab_norm ``(B,2,h,w)`` on ``device``.
-
-        Raises:
-            ValueError: hints for a network that does not read them.
-        """
-        if hints is not None and not self.accepts_hints:
-            raise ValueError("this model does not take colour hints (it was trained without them)")
-        x = self._to_device(l_norm)
-        args = (x,) if hints is None else (x, self._to_device(hints))
-        amp = _AUTOCAST_DTYPES.get(self.precision)
-        ctx = torch.autocast(device_type=self.device.type, dtype=amp) if amp is not None else nullcontext()
-        with ctx:
-            out = self._forward(*args)
-        return out.to(torch.float32).contiguous()
-
-    def __repr__(self) -> str:
-        name = self.config.get("model", type(self.model).__name__)
-        extra = f", precision={self.precision}"
-        if self.channels_last:
-            extra += ", channels_last"
-        if self.compiled:
-            extra += ", compiled"
-        return f"TorchBackend({name}, device={self.device}{extra})"
-
-
-def _compile(model: torch.nn.Module, device: torch.device) -> Any:
-    """``torch.compile(model)`` with dynamic shapes, or a RuntimeError saying why it cannot be."""
-    fn = getattr(torch, "compile", None)
-    if fn is None:
-        raise RuntimeError(
-            f"compile=True needs torch.compile, which this PyTorch ({torch.__version__}) lacks; use compile=False"
-        )
-    mode = "max-autotune-no-cudagraphs" if device.type == "cuda" else None
-    try:
-        return fn(model, mode=mode, dynamic=True)
-    except Exception as exc:  # re-raised with the option named
-        raise RuntimeError(f"compile=True: torch.compile is unavailable here ({exc}); use compile=False") from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,76 +110,6 @@ def _pad_to_stride(x: Tensor, stride: int) -> Tensor:
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x.unsqueeze(0), (0, pw, 0, ph), mode=mode).squeeze(0)
-
-
-def _axis_weights(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """Source indices and weights of bilinear resampling ``n_in -> n_out`` along one axis, the same
-    as ``F.interpolate(mode="bilinear", align_corners=False)``."""
-    scale = n_in / n_out
-    src = ((torch.arange(n_out, device=device, dtype=torch.float64) + 0.5) * scale - 0.5).clamp(min=0)
-    i0 = src.floor().long().clamp(max=n_in - 1)
-    i1 = (i0 + 1).clamp(max=n_in - 1)
-    w1 = (src - i0).to(torch.float32)
-    return i0, i1, w1
-
-
-class _RowUpsampler:
-    """Bilinear upsampling of a small map (C,h,w) to (C,H,W), produced one row strip at a time.
-
-    The horizontal pass is done once (C,h,W); each strip then only interpolates rows, so the
-    full-resolution result never has to exist at once.
-    """
-
-    def __init__(self, src: Tensor, out_hw: tuple[int, int]) -> None:
-        _, h, w = src.shape
-        H, W = out_hw
-        dev = src.device
-        x0, x1, wx = _axis_weights(w, W, dev)
-        self._rows = src[:, :, x0] * (1 - wx) + src[:, :, x1] * wx  # (C, h, W)
-        self._y0, self._y1, self._wy = _axis_weights(h, H, dev)
-
-    def rows(self, start: int, stop: int) -> Tensor:
-        """Upsampled rows ``[start, stop)``: (C, stop-start, W)."""
-        y0, y1 = self._y0[start:stop], self._y1[start:stop]
-        wy = self._wy[start:stop].view(1, -1, 1)
-        return self._rows[:, y0] * (1 - wy) + self._rows[:, y1] * wy
-
-
-def bilinear_upsample(src: Tensor, out_hw: tuple[int, int]) -> Tensor:
-    """Bilinear resize of ``src`` (C,h,w) to (C,H,W); identical to
-    ``F.interpolate(src[None], out_hw, mode="bilinear", align_corners=False)[0]``."""
-    return _RowUpsampler(src, out_hw).rows(0, out_hw[0])
-
-
-def _box(x: Tensor, radius: int) -> Tensor:
-    """Mean over a (2r+1)^2 window, shrinking at the borders; x (C,h,w)."""
-    k = 2 * radius + 1
-    return F.avg_pool2d(x.unsqueeze(0), k, stride=1, padding=radius, count_include_pad=False).squeeze(0)
-
-
-def guided_filter_coefficients(guide: Tensor, src: Tensor, radius: int, eps: float) -> tuple[Tensor, Tensor]:
-    """Linear coefficients of the guided filter (He, Sun & Tang 2013) at low resolution.
-
-    The filtered output is ``A * guide + B``; in the *fast* guided filter (He & Sun 2015) ``A``
-    and ``B`` are computed at low resolution and upsampled, then applied to the full-resolution
-    guide, so colour edges snap to the full-resolution lightness edges.
-
-    Args:
-        guide: (1,h,w) float, the low-resolution guide (normalised L, ``[-1, 1]``).
-        src: (C,h,w) float, the map to filter (ab).
-        radius: window radius in low-resolution pixels. eps: regulariser (guide units squared).
-
-    Returns:
-        ``(A, B)``, each (C,h,w) float32.
-    """
-    mean_i = _box(guide, radius)
-    mean_p = _box(src, radius)
-    cov_ip = _box(guide * src, radius) - mean_i * mean_p
-    var_i = _box(guide * guide, radius) - mean_i * mean_i
-    a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
-    return _box(a, radius), _box(b, radius)
-
 
 # --------------------------------------------------------------------------------------------
 # Input handling
@@ -415,60 +184,6 @@ def image_to_rgb_array(image: ImageInput, max_pixels: int | None = cio.DEFAULT_M
     )
 
 
-def _rgb_strip_to_l(rgb: np.ndarray) -> Tensor:
-    """(n,W,3) uint8/float32 sRGB -> (n,W) float32 Lab L."""
-    t = torch.tensor(rgb).permute(2, 0, 1)  # copy: numpy views of PIL images are read-only
-    t = t.to(torch.float32) / 255.0 if rgb.dtype == np.uint8 else t.to(torch.float32)
-    return color.rgb_to_lab(t)[0]
-
-
-_GRAY_LUT: Tensor | None = None
-
-
-def _gray_l_lut() -> Tensor:
-    """Lab L of the 256 neutral 8-bit grays (256,) float32."""
-    global _GRAY_LUT
-    if _GRAY_LUT is None:
-        levels = torch.arange(256, dtype=torch.float32) / 255.0
-        _GRAY_LUT = color.rgb_to_lab(levels.view(1, 1, 256).expand(3, 1, 256))[0, 0].clone()
-    return _GRAY_LUT
-
-
-def _full_res_l(rgb: np.ndarray) -> Tensor:
-    """(H,W,3) uint8/float32 sRGB -> (H,W) float32 Lab L, in strips (bounded memory).
-
-    8-bit neutral images (R == G == B everywhere: grayscale photos, also when stored as RGB) use
-    a 256-entry table of :func:`colorization.color.rgb_to_lab` values instead of the full conversion.
-    """
-    H, W = rgb.shape[:2]
-    rows = max(1, STRIP_PIXELS // W)
-    if rgb.dtype == np.uint8:
-        gray = all(
-            np.array_equal(rgb[y : y + rows, :, 0], rgb[y : y + rows, :, c])
-            for y in range(0, H, rows)
-            for c in (1, 2)
-        )
-    else:
-        gray = False
-    if gray:
-        return _gray_to_l(rgb[:, :, 0])
-    l_full = torch.empty(H, W, dtype=torch.float32)
-    for y in range(0, H, rows):
-        l_full[y : y + rows] = _rgb_strip_to_l(rgb[y : y + rows])
-    return l_full
-
-
-def _gray_to_l(gray: np.ndarray) -> Tensor:
-    """(H,W) uint8 neutral gray levels -> (H,W) float32 Lab L via the 256-entry table, in strips."""
-    H, W = gray.shape
-    rows = max(1, STRIP_PIXELS // W)
-    lut = _gray_l_lut()
-    l_full = torch.empty(H, W, dtype=torch.float32)
-    for y in range(0, H, rows):
-        l_full[y : y + rows] = lut[torch.tensor(gray[y : y + rows], dtype=torch.long)]
-    return l_full
-
-
 @dataclass
 class PreparedImage:
     """An image ready for the network (made by :func:`prepare_image`; cheap to send between processes).
@@ -495,7 +210,7 @@ class PreparedImage:
 
 def prepare_image(
     image: ImageInput,
-    size: int = DEFAULT_SIZE,
+    size: int = DEFAULT_WORKING_SIZE,
     stride: int = 1,
     max_pixels: int | None = cio.DEFAULT_MAX_PIXELS,
     hints: Sequence[Hint | Mapping[str, Any] | str] | None = None,
@@ -518,12 +233,12 @@ def prepare_image(
         _check_pixels(image.height, image.width, max_pixels, "PIL image (L)")
         gray = np.asarray(image)
         H, W = gray.shape
-        l_full = _gray_to_l(gray)
+        l_full = gray_to_l(gray)
         del gray
     else:
         rgb = image_to_rgb_array(image, max_pixels)
         H, W = rgb.shape[:2]
-        l_full = _full_res_l(rgb)
+        l_full = full_res_l(rgb)
         del rgb
     h, w = working_shape(H, W, size)
     l_small = F.interpolate(
@@ -539,80 +254,8 @@ def prepare_image(
 
 
 # --------------------------------------------------------------------------------------------
-# Full-resolution recombination
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RefineConfig:
-    """Edge-aware upsampling of ab (fast guided filter guided by the full-resolution L).
-
-    Attributes:
-        radius: window radius in working-resolution pixels.
-        eps: regulariser in normalised-L units squared (larger: closer to plain bilinear).
-    """
-
-    radius: int = 1
-    eps: float = 1e-4
-
-    def __post_init__(self) -> None:
-        if self.radius < 1:
-            raise ValueError(f"RefineConfig.radius must be >= 1, got {self.radius}")
-        if not self.eps > 0:
-            raise ValueError(f"RefineConfig.eps must be > 0, got {self.eps}")
-
-
-def recombine(
-    prep: PreparedImage,
-    ab_norm: Tensor,
-    saturation: float,
-    refine: RefineConfig | None,
-    device: torch.device,
-) -> Image.Image:
-    """Upsample predicted ab and recombine it with the full-resolution L (steps 4-5).
-
-    Args:
-        prep: the prepared image (its ``l_full`` is the lightness kept in the output).
-        ab_norm: (2, h, w) normalised ab at the working size ``prep.work_hw`` (padding cropped).
-        saturation: chroma multiplier >= 0.
-        refine: guided-filter settings, or None for plain bilinear upsampling.
-        device: where to compute.
-
-    Returns:
-        RGB PIL image of the original size; its Lab L equals ``prep.l_full`` up to 8-bit rounding.
-    """
-    H, W = prep.l_full.shape
-    h, w = prep.work_hw
-    ab = color.denormalize_ab(ab_norm.to(device=device, dtype=torch.float32)) * saturation
-    if refine is not None:
-        guide = prep.l_work[:, :h, :w].to(device)
-        a_coef, b_coef = guided_filter_coefficients(guide, ab, refine.radius, refine.eps)
-        up = _RowUpsampler(torch.cat((a_coef, b_coef)), (H, W))
-    else:
-        up = _RowUpsampler(ab, (H, W))
-    out = np.empty((H, W, 3), dtype=np.uint8)
-    rows = max(1, STRIP_PIXELS // W)
-    for y in range(0, H, rows):
-        stop = min(H, y + rows)
-        L = prep.l_full[y:stop].to(device)
-        coef = up.rows(y, stop)
-        if refine is not None:
-            ab_full = coef[:2] * color.normalize_l(L)[None] + coef[2:]
-        else:
-            ab_full = coef
-        rgb = color.lab_to_rgb_in_gamut(torch.cat((L[None], ab_full), dim=0))
-        out[y:stop] = rgb.mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(out, mode="RGB")
-
-
-# --------------------------------------------------------------------------------------------
 # Colorizer
 # --------------------------------------------------------------------------------------------
-
-
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
 
 class Colorizer:
     """Colorize photos of any size and mode with an exported model.
@@ -622,7 +265,8 @@ class Colorizer:
 
     Args:
         backend: the network (:class:`TorchBackend` or :class:`colorization.onnx_export.OnnxBackend`).
-        size: working short side in px; None: the model's ``working_size`` or ``DEFAULT_SIZE``.
+        size: working short side in px; None: the model's ``working_size`` or
+            :data:`colorization.checkpoint.DEFAULT_WORKING_SIZE`.
         max_pixels: inputs with more pixels raise :class:`colorization.io.ImageTooLargeError`
             (None: unlimited).
         refine: default for the edge-aware ab upsampling (guided filter); off by default because
@@ -637,10 +281,10 @@ class Colorizer:
         size: int | None = None,
         max_pixels: int | None = cio.DEFAULT_MAX_PIXELS,
         refine: bool = False,
-        refine_config: RefineConfig = RefineConfig(),
+        refine_config: RefineConfig = _REFINE,
     ) -> None:
         self.backend = backend
-        self.size = int(size or backend.working_size or DEFAULT_SIZE)
+        self.size = int(size or backend.working_size or DEFAULT_WORKING_SIZE)
         working_shape(self.size, self.size, self.size)  # validates the range
         if max_pixels is not None and max_pixels < 1:
             raise ValueError(f"max_pixels must be positive or None, got {max_pixels}")
@@ -686,30 +330,9 @@ class Colorizer:
         Raises:
             ValueError: an unknown ``backend`` or ``precision``, or a torch-only option
                 (bf16/fp16, ``channels_last=True``, ``compile=True``) with ``backend="onnx"``.
+            FileNotFoundError: no model at ``path`` (see :func:`colorization.backends.load_backend`).
         """
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-        if backend == "torch":
-            from colorization import checkpoint
-
-            folder = _resolve_model_dir(path)
-            dev = torch.device(device or _default_device())
-            model = checkpoint.load_exported(folder, device=dev, strict=True)
-            be: Backend = TorchBackend(model, dev, precision=precision, channels_last=channels_last, compile=compile)
-        elif backend == "onnx":
-            torch_only = {
-                "precision": precision if precision in ("bf16", "fp16") else None,
-                "channels_last": True if channels_last else None,
-                "compile": True if compile else None,
-            }
-            for option, value in torch_only.items():
-                if value is not None:
-                    raise ValueError(f"{option}={value!r} applies to the torch backend only, not backend='onnx'")
-            from colorization.onnx_export import OnnxBackend
-
-            be = OnnxBackend(_resolve_onnx_file(path), device=device or "cpu")
-        else:
-            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        be = load_backend(path, device, backend, precision=precision, channels_last=channels_last, compile=compile)
         return cls(be, size=size, max_pixels=max_pixels, refine=refine)
 
     @property
@@ -898,41 +521,3 @@ def _check_saturation(saturation: float) -> float:
     if not math.isfinite(s) or not lo <= s <= hi:
         raise ValueError(f"saturation must be a number in [{lo:g}, {hi:g}], got {saturation!r}")
     return s
-
-
-def _resolve_model_dir(path: str | os.PathLike | None) -> Path:
-    from colorization import checkpoint
-
-    if path is None or str(path) == "default":
-        folder = Path(checkpoint.DEFAULT_MODEL_DIR)
-        if not (folder / "model.safetensors").is_file():
-            raise FileNotFoundError(
-                f"the shipped default model is missing ({folder}); reinstall the package or pass "
-                "path= an exported model folder"
-            )
-        return folder
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not an exported model folder (model.safetensors + config.json)")
-    return folder
-
-
-def _resolve_onnx_file(path: str | os.PathLike | None) -> Path:
-    if path is None or str(path) == "default":
-        from colorization import checkpoint
-
-        path = checkpoint.DEFAULT_MODEL_DIR
-    p = Path(path)
-    if p.is_file():
-        return p
-    if p.is_dir():
-        if (p / "model.onnx").is_file():
-            return p / "model.onnx"
-        found = sorted(p.glob("*.onnx"))
-        if len(found) == 1:
-            return found[0]
-        what = "no .onnx file" if not found else f"several .onnx files ({', '.join(f.name for f in found)})"
-        raise FileNotFoundError(
-            f"{p}: {what}; create one with `colorization export --model {p} --out {p / 'model.onnx'}`"
-        )
-    raise FileNotFoundError(f"{p}: no such ONNX file or folder")

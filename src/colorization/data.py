@@ -143,7 +143,7 @@ def compute_image_scores(
     scores = {
         "version": _SCORES_VERSION,
         "key": key,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "thumbnail": THUMBNAIL_SIZE,
         "colorfulness_variant": COLORFULNESS_VARIANT,
         "files": paths,

@@ -5,10 +5,11 @@ Launch one process per GPU (or several CPU processes) with ``torchrun``; every p
 * streams the input list (a text file with one path per line, or a folder walked in sorted order)
   and takes the entries whose index ``i`` satisfies ``i % world_size == rank`` (deterministic
   sharding; the list is never held in memory),
-* skips entries whose output already exists (a rerun after a crash resumes where it stopped),
-* decodes and prepares images in DataLoader worker processes, batches equal working shapes
-  through the network, and writes every output atomically (temporary file + rename),
-* counts ``done`` / ``failed`` / ``skipped`` and writes its summary to
+* colorizes them with :func:`colorization.jobs.colorize_files` (the job of ``colorize`` too):
+  entries whose output exists are skipped (a rerun after a crash resumes where it stopped),
+  images are decoded and prepared in DataLoader worker processes, equal working shapes share
+  network calls, and every output is written atomically (temporary file + rename),
+* writes its counts (``done`` / ``failed`` / ``skipped``) to
   ``OUTDIR/.colorize-many/rank-<r>.json``; rank 0 gathers all of them (gloo) and writes the merged
   ``OUTDIR/.colorize-many/summary.json``.
 
@@ -22,25 +23,20 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from colorization import io as cio
+from colorization import jobs
 
 __all__ = [
     "ManyConfig",
-    "RankSummary",
     "DistContext",
     "iter_entries",
-    "entry_output",
-    "ShardDataset",
     "resolve_hints",
     "check_hints_model",
     "colorize_many",
@@ -51,8 +47,6 @@ __all__ = [
 
 STATE_DIR = ".colorize-many"
 """Folder inside OUTDIR with the per-rank and merged summaries."""
-_MAX_FAILURES_LISTED = 10_000
-_PENDING_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -97,8 +91,8 @@ class ManyConfig:
     def __post_init__(self) -> None:
         if (self.list_file is None) == (self.input_dir is None):
             raise ValueError("give exactly one of list_file (--list) and input_dir (--input)")
-        if self.fmt not in (None, "png", "jpeg", "webp"):
-            raise ValueError(f"fmt must be png, jpeg, webp or None, got {self.fmt!r}")
+        if self.fmt is not None and self.fmt not in cio.OUTPUT_FORMATS:
+            raise ValueError(f"fmt must be one of {', '.join(cio.OUTPUT_FORMATS)} or None, got {self.fmt!r}")
         if self.batch_size < 1 or self.workers < 0:
             raise ValueError("batch_size must be >= 1 and workers >= 0")
         if self.backend not in ("torch", "onnx"):
@@ -111,26 +105,12 @@ class ManyConfig:
             return Path(self.input_dir)
         return Path(self.list_file).parent  # type: ignore[arg-type]
 
+    def entries(self) -> _Entries:
+        """The ``(path, root)`` entries of the job, streamed afresh on every iteration."""
+        return _Entries(self)
 
-@dataclass
-class RankSummary:
-    """Counts of one rank (or, merged, of all ranks)."""
-
-    rank: int
-    world_size: int
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    seconds: float = 0.0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    failures_truncated: bool = False
-
-    def add_failure(self, path: str, reason: str) -> None:
-        self.failed += 1
-        if len(self.failures) < _MAX_FAILURES_LISTED:
-            self.failures.append((path, reason))
-        else:
-            self.failures_truncated = True
+    def outputs(self) -> jobs.Outputs:
+        return jobs.Outputs(Path(self.out_dir), self.fmt, self.force)
 
 
 @dataclass(frozen=True)
@@ -182,6 +162,17 @@ def iter_entries(config: ManyConfig) -> Iterator[Path]:
             yield p if p.is_absolute() else root / p
 
 
+@dataclass(frozen=True)
+class _Entries:
+    """Re-iterable (and picklable, for DataLoader workers) ``(path, root)`` stream of a job."""
+
+    config: ManyConfig
+
+    def __iter__(self) -> Iterator[tuple[Path, Path]]:
+        root = self.config.resolved_root()
+        return ((path, root) for path in iter_entries(self.config))
+
+
 def resolve_hints(config: ManyConfig) -> dict[Path, list]:
     """The colour-hint points of ``config.hints_file`` per input entry (``{}`` without one).
 
@@ -201,8 +192,7 @@ def resolve_hints(config: ManyConfig) -> dict[Path, list]:
             f"{config.hints_file}: colorize-many needs an object mapping file names to lists of points, "
             'not a list: {"NAME": [points], ...}'
         )
-    root = config.resolved_root()
-    return match_inputs(loaded, ((path, root) for path in iter_entries(config)), config.hints_file)
+    return match_inputs(loaded, config.entries(), config.hints_file)
 
 
 def check_hints_model(hints: dict[Path, list], accepts_hints: bool, model_name: str, hints_file: str | None) -> None:
@@ -220,109 +210,18 @@ def check_hints_model(hints: dict[Path, list], accepts_hints: bool, model_name: 
         )
 
 
-def entry_output(path: Path, root: Path, out_dir: Path, fmt: str | None) -> Path:
-    """Output path of an input: its path relative to ``root`` mirrored under ``out_dir`` (an
-    absolute path outside ``root`` is mirrored whole, without its anchor)."""
-    from colorization.commands.colorize import FORMAT_SUFFIX
-
-    try:
-        rel = path.relative_to(root)
-    except ValueError:
-        rel = path.relative_to(path.anchor) if path.is_absolute() else path
-    if ".." in rel.parts:
-        rel = Path(*[p for p in rel.parts if p != ".."])
-    out = out_dir / rel
-    return out.with_suffix(FORMAT_SUFFIX[fmt]) if fmt else out
-
-
-class ShardDataset(IterableDataset):
-    """This rank's share of the input stream, split again across DataLoader workers.
-
-    Yields dicts: ``{"status": "skipped" | "failed" | "ready", "index", "src", ...}``; ready items
-    carry ``out`` (output path), ``prep`` (:class:`colorization.colorizer.PreparedImage`) and
-    ``exif``. Decoding and the Lab conversion happen here, in the worker processes.
-    """
-
-    def __init__(
-        self, config: ManyConfig, rank: int, world_size: int, size: int, stride: int,
-        hints: dict[Path, list] | None = None,
-    ) -> None:
-        self.config = config
-        self.rank = rank
-        self.world_size = world_size
-        self.size = size
-        self.stride = stride
-        self.hints = hints or {}
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        from colorization.colorizer import prepare_image
-
-        info = get_worker_info()
-        wid, nworkers = (info.id, info.num_workers) if info is not None else (0, 1)
-        cfg = self.config
-        root, out_dir = cfg.resolved_root(), Path(cfg.out_dir)
-        for index, path in enumerate(iter_entries(cfg)):
-            if index % self.world_size != self.rank or (index // self.world_size) % nworkers != wid:
-                continue
-            out = entry_output(path, root, out_dir, cfg.fmt)
-            item: dict[str, Any] = {"index": index, "src": str(path), "out": str(out)}
-            if out.exists() and not cfg.force:
-                item["status"] = "skipped"
-                yield item
-                continue
-            points = self.hints.get(path)
-            try:
-                loaded = cio.open_image(path, max_pixels=cfg.max_pixels)
-                item["prep"] = prepare_image(loaded.image, self.size, self.stride, cfg.max_pixels, points)
-                item["exif"] = loaded.exif
-                item["status"] = "ready"
-            except Exception as exc:  # noqa: BLE001 - one bad file must not stop a long job
-                item["status"] = "failed"
-                # a plain ValueError with points: a point outside this image
-                hint_error = points and type(exc) is ValueError
-                item["error"] = f"{path}: {exc}" if hint_error else _describe_error(exc)
-            yield item
-
-
-def _describe_error(exc: BaseException) -> str:
-    """The message of our typed errors (they name the file); type + message for anything else."""
-    if isinstance(exc, (cio.ImageError, OSError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _report(src: str, reason: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(f"failed: {reason}" if reason.startswith(src) else f"failed: {src}: {reason}", file=sys.stderr)
-
-
-def _identity(x: Any) -> Any:
-    return x
-
-
 # --------------------------------------------------------------------------------------------
 # The job
 # --------------------------------------------------------------------------------------------
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    cio.atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _count_entries(config: ManyConfig) -> int | None:
-    """Number of list entries (cheap line scan) for the progress bar; None for folders."""
-    if config.list_file is None:
-        return None
-    n = 0
-    with open(config.list_file, encoding="utf-8") as fh:
-        for line in fh:
-            t = line.strip()
-            n += bool(t) and not t.startswith("#")
-    return n
+    """Number of list entries for the progress bar; None for folders (not walked twice)."""
+    return None if config.list_file is None else sum(1 for _ in iter_entries(config))
 
 
 def _merge(parts: list[dict[str, Any]], config: ManyConfig, world_size: int) -> dict[str, Any]:
@@ -348,7 +247,6 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
     destroys it at the end.
     """
     import torch.distributed as dist
-    from tqdm import tqdm
 
     from colorization.colorizer import Colorizer
 
@@ -372,65 +270,21 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
         check_hints_model(hints, colorizer.accepts_hints, colorizer.model_name, config.hints_file)
         out_dir = Path(config.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        summary = RankSummary(rank=ctx.rank, world_size=ctx.world_size)
-        start = time.perf_counter()
-
-        dataset = ShardDataset(config, ctx.rank, ctx.world_size, colorizer.size, colorizer.stride, hints)
-        loader = DataLoader(
-            dataset, batch_size=None, num_workers=config.workers, collate_fn=_identity,
-            prefetch_factor=4 if config.workers > 0 else None, persistent_workers=False,
-        )
         total = _count_entries(config)
-        shard_total = None if total is None else len(range(ctx.rank, total, ctx.world_size))
-        bar = tqdm(
-            total=shard_total, unit="img", desc=f"rank {ctx.rank}", file=sys.stderr,
-            disable=None if (progress and ctx.rank == 0) else True,
+        reporter = jobs.ProgressReporter(
+            total=None if total is None else len(range(ctx.rank, total, ctx.world_size)),
+            desc=f"rank {ctx.rank}", show_skipped=False, disable=None if (progress and ctx.rank == 0) else True,
         )
+        try:
+            summary = jobs.colorize_files(
+                colorizer, config.entries(), config.outputs(), hints=hints, saturation=config.saturation,
+                batch_size=config.batch_size, workers=config.workers, rank=ctx.rank, world_size=ctx.world_size,
+                progress=reporter,
+            )
+        finally:
+            reporter.close()
 
-        pending: dict[tuple[int, ...], list[dict[str, Any]]] = {}
-        pending_pixels = 0
-
-        def run(items: list[dict[str, Any]]) -> None:
-            abs_ = colorizer.predict([it["prep"] for it in items], config.batch_size)
-            for it, ab in zip(items, abs_):
-                try:
-                    img = colorizer.finish(it["prep"], ab, config.saturation)
-                    cio.save_image(img, it["out"], overwrite=config.force, format=config.fmt, exif=it["exif"])
-                    summary.done += 1
-                except FileExistsError:
-                    summary.skipped += 1  # another run wrote it meanwhile
-                except Exception as exc:  # noqa: BLE001 - one bad file must not stop a long job
-                    summary.add_failure(it["src"], _describe_error(exc))
-                    _report(it["src"], _describe_error(exc))
-                bar.update(1)
-
-        for item in loader:
-            status = item["status"]
-            if status == "skipped":
-                summary.skipped += 1
-                bar.update(1)
-            elif status == "failed":
-                summary.add_failure(item["src"], item["error"])
-                _report(item["src"], item["error"])
-                bar.update(1)
-            else:
-                key = tuple(item["prep"].l_work.shape)
-                group = pending.setdefault(key, [])
-                group.append(item)
-                pending_pixels += item["prep"].l_full.numel()
-                if len(group) >= config.batch_size:
-                    pending_pixels -= sum(it["prep"].l_full.numel() for it in group)
-                    run(pending.pop(key))
-                elif pending_pixels > _PENDING_PIXELS:
-                    for k in list(pending):
-                        run(pending.pop(k))
-                    pending_pixels = 0
-        for k in list(pending):
-            run(pending.pop(k))
-        bar.close()
-        summary.seconds = round(time.perf_counter() - start, 3)
-
-        mine = asdict(summary)
+        mine = {"rank": ctx.rank, "world_size": ctx.world_size, **asdict(summary)}
         state = out_dir / STATE_DIR
         _write_json(state / f"rank-{ctx.rank:05d}.json", mine)
         if ctx.world_size > 1 and dist.is_initialized():

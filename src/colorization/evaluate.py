@@ -27,10 +27,11 @@ import math
 import os
 import random
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ from tqdm import tqdm
 
 from colorization import io as cio
 from colorization import metrics as M
+from colorization.checkpoint import DEFAULT_MODEL, resolve_model_dir
 
 __all__ = [
     "EvaluationConfig",
@@ -57,7 +59,7 @@ __all__ = [
 ]
 
 GRAY = "gray"
-DEFAULT = "default"
+DEFAULT = DEFAULT_MODEL
 RESULT_KEYS = (
     "model", "group", "images", "psnr", "ssim", "st_lpips", "fid", "auc", "auc_rebalanced",
     "cf_pred", "cf_gt", "delta_cf", "ciede2000", "protocol", "notes",
@@ -152,12 +154,13 @@ class EvaluationConfig:
 
 
 class GrayBackend:
-    """A :class:`colorization.colorizer.Backend` that predicts ab = 0 (the ``gray`` baseline), so
+    """A :class:`colorization.backends.Backend` that predicts ab = 0 (the ``gray`` baseline), so
     the baseline runs through exactly the same Colorizer pipeline as real models."""
 
     name = GRAY
     stride = 1
     working_size: int | None = None
+    accepts_hints = False
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
@@ -210,25 +213,16 @@ def resolve_model(spec: str, device: torch.device, size: int | None) -> EvalMode
 
     name, target = parse_named(spec, "--model")
     if target == GRAY:
-        col = Colorizer(GrayBackend(device), size=size or 256, max_pixels=cio.DEFAULT_MAX_PIXELS)
+        col = Colorizer(GrayBackend(device), size=size, max_pixels=cio.DEFAULT_MAX_PIXELS)
         return EvalModel(name or GRAY, spec, col, {"source": "ab = 0 (gray baseline)"}, GRAY)
-    kind: Literal["default", "folder"] = "folder"
-    if target == DEFAULT:
-        from colorization import checkpoint
-
-        col = Colorizer.from_pretrained(DEFAULT, device=device, size=size, precision="fp32")
-        src = str(checkpoint.DEFAULT_MODEL_DIR)
-        label = name or DEFAULT
-        kind = "default"
-    else:
-        folder = Path(target)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"--model {spec!r}: {folder} is not an exported model folder")
-        col = Colorizer.from_pretrained(folder, device=device, size=size, precision="fp32")
-        src = str(folder)
-        label = name or (folder.resolve().name or str(folder))
+    kind: Literal["default", "folder"] = "default" if target == DEFAULT else "folder"
+    folder = resolve_model_dir(target)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--model {spec!r}: {folder} is not an exported model folder")
+    col = Colorizer.from_pretrained(folder, device=device, size=size, precision="fp32")
+    label = name or (DEFAULT if kind == "default" else folder.resolve().name or str(folder))
     cfg = dict(getattr(col.backend, "config", {}) or {})
-    info = {"source": src, "model": cfg.get("model"), "head": cfg.get("head")}
+    info = {"source": str(folder), "model": cfg.get("model"), "head": cfg.get("head")}
     return EvalModel(label, spec, col, info, kind)
 
 
@@ -637,12 +631,14 @@ def merge_outputs(folders: Sequence[str | os.PathLike], out_dir: str | os.PathLi
             run = json.loads((folder / "run.json").read_text())
             rows = json.loads((folder / "results.json").read_text())
         except FileNotFoundError as exc:
-            raise ValueError(f"{folder} is not an evaluation output folder ({Path(exc.filename).name} missing)") from None
+            missing = Path(exc.filename).name
+            raise ValueError(f"{folder} is not an evaluation output folder ({missing} missing)") from None
         curves_path = folder / "auc_curves.json"
         runs.append((folder, run, rows, json.loads(curves_path.read_text()) if curves_path.exists() else []))
     first_folder, first = runs[0][0], runs[0][1]["config"]
     for folder, run, _, _ in runs[1:]:
-        diff = {k: (first.get(k), run["config"].get(k)) for k in MERGE_PROTOCOL_KEYS if first.get(k) != run["config"].get(k)}
+        other = run["config"]
+        diff = {k: (first.get(k), other.get(k)) for k in MERGE_PROTOCOL_KEYS if first.get(k) != other.get(k)}
         if diff:
             raise ValueError(f"{folder} was evaluated with other options than {first_folder}: {diff}")
     rows_by: dict[tuple[str, str], dict[str, Any]] = {}

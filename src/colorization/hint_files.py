@@ -192,7 +192,7 @@ def match_inputs(
     hints: HintsMap, inputs: Iterable[tuple[Path, Path | None]], source: str | os.PathLike
 ) -> dict[Path, list]:
     """Assign the entries of a name -> points mapping (:func:`load_hints_file`) to ``inputs``,
-    ``(file, root)`` pairs as :func:`colorization.commands.colorize.find_inputs` gives them. The
+    ``(file, root)`` pairs as :func:`colorization.io.find_images` gives them. The
     inputs are streamed once (memory grows with the names, not the inputs). A name matches a file
     exactly (relative path, path as given, absolute path), or else by base name.
 

@@ -115,11 +115,15 @@ def coerce_hints(hints: object) -> list[Hint]:
                 extra = set(item) - {"x", "y", "color"}
                 missing = {"x", "y", "color"} - set(item)
                 if extra or missing:
-                    raise ValueError(f"needs exactly the keys x, y, color (missing {sorted(missing)}, unknown {sorted(extra)})")
+                    raise ValueError(
+                        f"needs exactly the keys x, y, color (missing {sorted(missing)}, unknown {sorted(extra)})"
+                    )
                 c = item["color"]
                 out.append(Hint(item["x"], item["y"], tuple(c) if isinstance(c, list) else c))
             else:
-                raise ValueError(f"expected a Hint, an {{x, y, color}} object or 'X,Y,#rrggbb', got {type(item).__name__}")
+                raise ValueError(
+                    f"expected a Hint, an {{x, y, color}} object or 'X,Y,#rrggbb', got {type(item).__name__}"
+                )
         except ValueError as exc:
             raise ValueError(f"hint {i}: {exc}") from None
     return out
@@ -210,7 +214,10 @@ def simulate_hints(
     # geometric on {1, 2, ...} with mean `mean_count`
     g = torch.rand(b, generator=generator).clamp_min(1e-12)
     p = 1.0 / mean_count
-    counts = torch.floor(torch.log(g) / torch.log1p(torch.tensor(-p))).long() + 1 if p < 1 else torch.ones(b, dtype=torch.long)
+    if p < 1:
+        counts = torch.floor(torch.log(g) / torch.log1p(torch.tensor(-p))).long() + 1
+    else:
+        counts = torch.ones(b, dtype=torch.long)
     counts = counts.clamp(1, max_count)
     counts[u < p_none] = 0
     for i in range(b):

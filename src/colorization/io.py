@@ -19,13 +19,15 @@ import os
 import struct
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:  # numpy and torch load on first use, so that the CLI's --help stays fast
+    import numpy as np
+    import torch
 
 __all__ = [
     "atomic_path",
@@ -39,6 +41,8 @@ __all__ = [
     "ImageTooLargeError",
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "OutputFormat",
+    "OUTPUT_FORMATS",
     "LoadedImage",
     "load_image",
     "open_image",
@@ -53,6 +57,36 @@ DEFAULT_MAX_PIXELS = 50_000_000
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputFormat:
+    """A format images are written in by name (``colorize --format``, the service's ``format``).
+
+    Attributes:
+        name: the name users give (``"png"``, ``"jpeg"``, ``"webp"``).
+        pil_format: PIL's name for it. suffix: the file extension. media_type: the MIME type.
+        save_options: keyword arguments :func:`save_image` gives PIL's writer.
+    """
+
+    name: str
+    pil_format: str
+    suffix: str
+    media_type: str
+    save_options: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+
+OUTPUT_FORMATS: dict[str, OutputFormat] = {
+    f.name: f
+    for f in (
+        OutputFormat("png", "PNG", ".png", "image/png"),
+        OutputFormat("jpeg", "JPEG", ".jpg", "image/jpeg", {"quality": 95, "subsampling": 0}),
+        OutputFormat("webp", "WEBP", ".webp", "image/webp", {"quality": 95}),
+    )
+}
+"""The output formats by name: the one table the CLI, the batch jobs and the service use."""
+_FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+
 BACKGROUND = (255, 255, 255)
 """Transparent pixels are composited on this colour (white)."""
 
@@ -122,6 +156,8 @@ def _composite_on_white(img: Image.Image) -> Image.Image:
 
 def _array_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
     """Scale a single-channel integer/float array to 0..255 (float64), without clipping data."""
+    import numpy as np
+
     arr = arr.astype(np.float64)
     if arr.size == 0:
         return arr
@@ -165,6 +201,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
     ):
         return _composite_on_white(img)
     if mode.startswith("I;16") or mode in ("I", "F"):
+        import numpy as np
+
         arr = np.asarray(img)
         if arr.ndim != 2:
             raise CorruptImageError(f"{_filename(img)}: unexpected pixel layout for mode {mode}")
@@ -337,16 +375,14 @@ _SAVE_MODES: dict[str, frozenset[str]] = {
     "GIF": frozenset({"1", "L", "P", "RGB"}),
 }
 _EXIF_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF"})
-_QUALITY_FORMATS = frozenset({"JPEG", "WEBP"})
 
 
 def _format_for(path: Path, format: str | None) -> str:
     if format is not None:
-        fmt = format.upper()
-        if fmt == "JPG":
-            fmt = "JPEG"
-        if fmt == "TIF":
-            fmt = "TIFF"
+        name = _FORMAT_ALIASES.get(format.lower(), format.lower())
+        if name in OUTPUT_FORMATS:
+            return OUTPUT_FORMATS[name].pil_format
+        fmt = name.upper()
         if fmt not in Image.SAVE:
             Image.init()
         if fmt not in Image.SAVE:
@@ -381,7 +417,7 @@ def save_image(
     overwrite: bool = False,
     format: str | None = None,
     exif: bytes | Image.Exif | None = None,
-    quality: int = 95,
+    quality: int | None = None,
 ) -> Path:
     """Write ``img`` to ``path`` atomically (temporary file in the same folder + ``os.replace``).
 
@@ -391,10 +427,11 @@ def save_image(
         path: target file; missing parent folders are created.
         overwrite: replace an existing file; otherwise an existing ``path`` raises
             ``FileExistsError`` (checked atomically where the filesystem supports hard links).
-        format: PIL format name; default from the extension.
+        format: a name of :data:`OUTPUT_FORMATS` ("jpg" too) or a PIL format name; default from
+            the extension.
         exif: EXIF bytes (or ``PIL.Image.Exif``) to embed where the format supports it
             (JPEG, PNG, WebP, TIFF); ignored for other formats.
-        quality: JPEG/WebP quality.
+        quality: JPEG/WebP quality (default: the format's ``save_options``, 95).
 
     Returns:
         The written path.
@@ -406,13 +443,15 @@ def save_image(
     if target.is_dir():
         raise IsADirectoryError(f"{target}: is a folder")
     out = _prepare_for_format(img, fmt)
-    params: dict[str, object] = {}
-    if fmt in _QUALITY_FORMATS:
+    spec = next((f for f in OUTPUT_FORMATS.values() if f.pil_format == fmt), None)
+    params: dict[str, object] = dict(spec.save_options) if spec else {}
+    if quality is not None and "quality" in params:
         params["quality"] = int(quality)
+        params["subsampling"] = 0 if quality >= 90 else 2
+    if fmt != "JPEG" or out.mode != "RGB":
+        params.pop("subsampling", None)
     if exif is not None and fmt in _EXIF_FORMATS:
         params["exif"] = exif.tobytes() if isinstance(exif, Image.Exif) else bytes(exif)
-    if fmt == "JPEG" and out.mode == "RGB":
-        params["subsampling"] = 0 if quality >= 90 else 2
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -474,7 +513,7 @@ def count_non_images(folder: str | os.PathLike) -> int:
     """Files under ``folder`` (recursive, hidden files and folders skipped) that
     :func:`find_images` leaves out because their names are not image names."""
     count = 0
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+    for _, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         count += sum(1 for fn in filenames if not fn.startswith(".") and not _is_image_name(Path(fn)))
     return count
@@ -552,6 +591,9 @@ def find_images(
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL image (any mode, converted with :func:`to_rgb`) -> float32 ``(3, H, W)`` in ``[0, 1]``."""
+    import numpy as np
+    import torch
+
     arr = np.asarray(to_rgb(img), dtype=np.uint8)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
@@ -562,6 +604,8 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     Float tensors are read as ``[0, 1]`` (clamped, rounded to the nearest 8-bit level); uint8
     tensors are taken as they are.
     """
+    import torch
+
     if t.dim() == 4 and t.shape[0] == 1:
         t = t[0]
     if t.dim() != 3 or t.shape[0] != 3:

@@ -19,7 +19,8 @@ Batches are dicts with ``"l"`` (float ``(B, 1, H, W)``, normalised L in ``[-1, 1
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +55,12 @@ def _check_batch(batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
     l_norm, ab_norm = batch["l"], batch["ab"]
     if l_norm.dim() != 4 or l_norm.shape[1] != 1:
         raise ValueError(f"batch['l'] must be (B, 1, H, W), got {tuple(l_norm.shape)}")
-    if ab_norm.dim() != 4 or ab_norm.shape[1] != 2 or ab_norm.shape[0] != l_norm.shape[0] or ab_norm.shape[2:] != l_norm.shape[2:]:
-        raise ValueError(f"batch['ab'] must be (B, 2, H, W) matching batch['l'] {tuple(l_norm.shape)}, got {tuple(ab_norm.shape)}")
+    if ab_norm.dim() != 4 or ab_norm.shape[1] != 2 or ab_norm.shape[0] != l_norm.shape[0] or (
+        ab_norm.shape[2:] != l_norm.shape[2:]
+    ):
+        raise ValueError(
+            f"batch['ab'] must be (B, 2, H, W) matching batch['l'] {tuple(l_norm.shape)}, got {tuple(ab_norm.shape)}"
+        )
     return l_norm, ab_norm
 
 
@@ -257,7 +262,8 @@ class RegressionObjective(Objective):
             loss = mse + self.l1_weight * l1
         else:  # l1_ssim / mse_ssim
             if self.ssim_space == "rgb":
-                s = ssim(color.l_ab_to_rgb(l_norm.float(), pred), color.l_ab_to_rgb(l_norm.float(), target), data_range=1.0)
+                rgb_pred = color.l_ab_to_rgb(l_norm.float(), pred)
+                s = ssim(rgb_pred, color.l_ab_to_rgb(l_norm.float(), target), data_range=1.0)
             else:
                 s = ssim(pred, target, data_range=2.0)
             logs["ssim"] = s.detach()
@@ -435,7 +441,8 @@ class GANObjective(Objective):
         fake, aux = self._generate(batch, l_norm)
         if fake.shape != ab_norm.shape:
             raise ValueError(
-                f"GAN generator returned {tuple(fake.shape)} for target {tuple(ab_norm.shape)}; build it with out_channels=2"
+                f"GAN generator returned {tuple(fake.shape)} for target {tuple(ab_norm.shape)}; "
+                "build it with out_channels=2"
             )
         l1 = (fake.float() - ab_norm.float()).abs().mean()
         logs: dict[str, Tensor] = {"l1": l1.detach()}
@@ -491,7 +498,9 @@ class HybridObjective(Objective):
         self.lam, self.sigma, self.k = float(lam), float(sigma), int(k)
         self.hint_p_none, self.hint_mean_count = float(hint_p_none), float(hint_mean_count)
         if not 0.0 <= self.hint_p_none <= 1.0 or self.hint_mean_count < 1.0:
-            raise ValueError(f"need hint_p_none in [0, 1] and hint_mean_count >= 1, got {hint_p_none}, {hint_mean_count}")
+            raise ValueError(
+                f"need hint_p_none in [0, 1] and hint_mean_count >= 1, got {hint_p_none}, {hint_mean_count}"
+            )
         self.register_buffer("class_weights", color.rebalance_weights(lam=self.lam).float(), persistent=False)
         self.configure(ce_weight=ce_weight)
 

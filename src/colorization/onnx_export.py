@@ -127,7 +127,7 @@ def export_onnx(
 
 
 class OnnxBackend:
-    """The network run by ONNX Runtime (no torch forward); a :class:`~colorization.Colorizer` backend.
+    """The network run by ONNX Runtime (no torch forward): a :class:`colorization.backends.Backend`.
 
     Args:
         path: a ``.onnx`` file written by :func:`export_onnx`.

@@ -31,8 +31,6 @@ Every error response is JSON ``{"error": "<machine-readable code>", "detail": "<
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import html
 import io as _pyio
@@ -40,9 +38,8 @@ import json
 import logging
 import math
 import re
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any, Protocol
@@ -55,11 +52,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colorization import __version__
+from colorization import io as cio
 from colorization.colorizer import SATURATION_RANGE
 from colorization.hints import MAX_HINTS
-from colorization.serving import DEFAULT_QUEUE_SIZE
-from colorization.serving import error_body as _error_body
-from colorization.serving import status_code_name
 from colorization.service_hints import (
     HINTS_EXAMPLE,
     HINTS_FIELD_DESCRIPTION,
@@ -67,6 +62,8 @@ from colorization.service_hints import (
     check_hints_inside,
     parse_hints_field,
 )
+from colorization.serving import DEFAULT_QUEUE_SIZE, InferenceQueue, status_code_name
+from colorization.serving import error_body as _error_body
 
 __all__ = [
     "ColorizerLike",
@@ -89,12 +86,7 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Allowance for multipart boundaries, headers and the small form fields on top of the file."""
 SIZE_RANGE = (32, 1024)
 
-# format name -> (PIL format, media type, file extension)
-OUTPUT_FORMATS: dict[str, tuple[str, str, str]] = {
-    "png": ("PNG", "image/png", ".png"),
-    "jpeg": ("JPEG", "image/jpeg", ".jpg"),
-    "webp": ("WEBP", "image/webp", ".webp"),
-}
+OUTPUT_FORMATS = cio.OUTPUT_FORMATS  # name -> OutputFormat(pil_format, suffix, media_type, ...): io's table
 _FORMAT_ALIASES = {"jpg": "jpeg"}
 _INPUT_FORMAT = "input"
 # PIL format of the upload -> output format name for format=input (others fall back to PNG)
@@ -253,105 +245,11 @@ class BodyLimitMiddleware:
             await self._refuse(send)
 
 
-class InferenceQueue:
-    """A bounded queue in front of a thread pool of ``workers`` threads.
-
-    At most ``workers + queue_size`` jobs are admitted at a time; :meth:`try_admit` returns False
-    beyond that (the caller answers 503). Admission is released when the job finishes or is
-    cancelled before it starts, so client disconnects never leak a slot. Thread-safe and not tied
-    to an event loop.
-    """
-
-    def __init__(self, workers: int, queue_size: int) -> None:
-        self.workers = workers
-        self.queue_size = queue_size
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="colorize"
-        )
-        self._lock = threading.Lock()
-        self._admitted = 0
-        self._running = 0
-        self._served = 0
-        self._mean_seconds: float | None = None
-
-    @property
-    def capacity(self) -> int:
-        return self.workers + self.queue_size
-
-    def try_admit(self) -> bool:
-        with self._lock:
-            if self._admitted >= self.capacity:
-                return False
-            self._admitted += 1
-            return True
-
-    def _release(self, _future: concurrent.futures.Future) -> None:
-        with self._lock:
-            self._admitted -= 1
-
-    async def run(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn()`` on a worker thread (the caller must have been admitted)."""
-
-        def job() -> Any:
-            with self._lock:
-                self._running += 1
-            start = time.perf_counter()
-            try:
-                return fn()
-            finally:
-                elapsed = time.perf_counter() - start
-                with self._lock:
-                    self._running -= 1
-                    self._served += 1
-                    m = self._mean_seconds
-                    self._mean_seconds = elapsed if m is None else 0.8 * m + 0.2 * elapsed
-
-        try:
-            future = self._executor.submit(job)
-        except BaseException:
-            self._release(None)  # type: ignore[arg-type]
-            raise
-        future.add_done_callback(self._release)
-        return await asyncio.wrap_future(future)
-
-    def retry_after(self) -> int:
-        """Seconds a refused client should wait: the time to drain the queue, 1..60."""
-        with self._lock:
-            mean = self._mean_seconds if self._mean_seconds is not None else 1.0
-            backlog = self._admitted
-        return int(min(60, max(1, math.ceil(mean * backlog / self.workers))))
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "depth": self._admitted - self._running,
-                "running": self._running,
-                "queue_size": self.queue_size,
-                "workers": self.workers,
-                "served": self._served,
-                "mean_seconds": None if self._mean_seconds is None else round(self._mean_seconds, 4),
-            }
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-
 def _describe(colorizer: Any) -> tuple[str, str]:
-    """Best-effort (model name, device) of a colorizer-like object for ``/health``."""
-    name = getattr(colorizer, "model_name", None)
-    for holder in ("backend", "model"):
-        if name:
-            break
-        inner = getattr(colorizer, holder, None)
-        config = getattr(inner, "config", None)
-        if isinstance(config, dict):
-            name = config.get("model")
-        if not name:
-            name = getattr(getattr(inner, "network", None), "model_name", None)
-    if not name:
-        name = type(colorizer).__name__
+    """(model name, device) of a colorizer-like object for ``/health`` (its ``model_name`` and
+    ``device`` when it has them)."""
     device = getattr(colorizer, "device", None)
-    return str(name), "unknown" if device is None else str(device)
+    return str(getattr(colorizer, "model_name", None) or type(colorizer).__name__), str(device or "unknown")
 
 
 def _safe_stem(filename: str | None) -> str:
@@ -362,7 +260,7 @@ def _safe_stem(filename: str | None) -> str:
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:
-    pil_format = OUTPUT_FORMATS[fmt][0]
+    pil_format = OUTPUT_FORMATS[fmt].pil_format
     buf = _pyio.BytesIO()
     if pil_format == "PNG":
         image.save(buf, format="PNG", compress_level=4)
@@ -731,7 +629,7 @@ def create_app(
         except Exception:
             logger.exception("colorizing %s failed", filename)
             raise ServiceError(500, "internal_error", f"{filename}: colorizing failed (see the server log)") from None
-        _, media_type, ext = OUTPUT_FORMATS[out_fmt]
+        media_type, ext = OUTPUT_FORMATS[out_fmt].media_type, OUTPUT_FORMATS[out_fmt].suffix
         return Response(
             content=payload,
             media_type=media_type,

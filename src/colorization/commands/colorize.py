@@ -1,7 +1,9 @@
 """``colorize PATH... -o OUTDIR``: colorize image files, folders (recursive) and glob patterns.
 
-Output names mirror the inputs: a file given directly goes to ``OUTDIR/<name>``; a file found in a
-folder given as ``IN`` goes to ``OUTDIR/<path relative to IN>`` (``IN/a/b.jpg -> OUTDIR/a/b.jpg``).
+The work is :func:`colorization.jobs.colorize_files` (the job of ``colorize-many`` too). Output names
+mirror the inputs (:func:`colorization.jobs.output_path`): a file given directly goes to
+``OUTDIR/<name>``; a file found in a folder given as ``IN`` goes to ``OUTDIR/<path relative to IN>``
+(``IN/a/b.jpg -> OUTDIR/a/b.jpg``).
 File names and formats are kept unless ``--format`` is given; EXIF metadata is kept where the
 format allows (without the orientation tag, since pixels are stored upright). Existing outputs are
 never overwritten without ``--force`` (they are reported as skipped). A file that cannot be read is
@@ -18,16 +20,14 @@ lists of points (:mod:`colorization.hint_files`). Both are checked before any im
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
-from PIL import Image
 
-__all__ = ["main", "OutputFormat", "FORMAT_SUFFIX", "output_path", "compare_path", "side_by_side", "find_inputs"]
+from colorization import io as cio
+
+__all__ = ["main", "OutputFormat", "find_inputs"]
 
 
 def _shipped_working_size() -> str:
@@ -40,13 +40,7 @@ def _shipped_working_size() -> str:
         return "unknown"
 
 
-class OutputFormat(str, Enum):
-    png = "png"
-    jpeg = "jpeg"
-    webp = "webp"
-
-
-FORMAT_SUFFIX = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+OutputFormat = Enum("OutputFormat", {name: name for name in cio.OUTPUT_FORMATS}, type=str)  # type: ignore[misc]
 
 
 class Device(str, Enum):
@@ -66,40 +60,12 @@ class BackendName(str, Enum):
     onnx = "onnx"
 
 
-def output_path(file: Path, root: Path | None, out_dir: Path, fmt: str | None = None) -> Path:
-    """Where the colorized version of ``file`` goes.
-
-    ``root`` is the folder ``file`` was found in (None when the file was named directly): the
-    relative path under it is mirrored under ``out_dir``. ``fmt`` (png/jpeg/webp) changes the suffix.
-    """
-    rel = Path(file.name) if root is None else Path(file).relative_to(root)
-    out = Path(out_dir) / rel
-    if fmt:
-        out = out.with_suffix(FORMAT_SUFFIX[fmt])
-    return out
-
-
-def compare_path(out: Path) -> Path:
-    """The side-by-side file written next to ``out`` by ``--compare``: ``<stem>_compare<suffix>``."""
-    return out.with_name(f"{out.stem}_compare{out.suffix}")
-
-
-def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
-    """``left | right`` on one RGB canvas (both the same size)."""
-    canvas = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
-    canvas.paste(left.convert("RGB"), (0, 0))
-    canvas.paste(right.convert("RGB"), (left.width, 0))
-    return canvas
-
-
 def find_inputs(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[tuple[str, str]]]:
     """Expand each argument with :func:`colorization.io.find_images` (files, folders, globs).
 
     Returns ``(files, problems)``: ``(file, root)`` pairs (a file is listed once even when several
     arguments name it) and ``(argument, reason)`` for arguments that match nothing.
     """
-    from colorization import io as cio
-
     files: list[tuple[Path, Path | None]] = []
     problems: list[tuple[str, str]] = []
     seen: set[Path] = set()
@@ -115,38 +81,6 @@ def find_inputs(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[
                 seen.add(key)
                 files.append((Path(file), root))
     return files, problems
-
-
-@dataclass
-class _Job:
-    src: Path
-    out: Path
-
-
-def _plan(
-    inputs: list[tuple[Path, Path | None]], out_dir: Path, fmt: str | None, force: bool, compare: bool
-) -> tuple[list[_Job], list[tuple[Path, str]], list[tuple[Path, str]]]:
-    """Map inputs to outputs. Returns (jobs, skipped, failed) with reasons."""
-    jobs: list[_Job] = []
-    skipped: list[tuple[Path, str]] = []
-    failed: list[tuple[Path, str]] = []
-    claimed: dict[Path, Path] = {}
-    for file, root in inputs:
-        out = output_path(Path(file), Path(root) if root is not None else None, out_dir, fmt)
-        key = out.resolve()
-        if key in claimed:
-            failed.append((file, f"its output {out} is also the output of {claimed[key]}"))
-            continue
-        claimed[key] = Path(file)
-        if key == Path(file).resolve() or (compare and compare_path(out).resolve() == Path(file).resolve()):
-            failed.append((file, "the output would overwrite the input; choose another -o"))
-            continue
-        done = out.exists() and (not compare or compare_path(out).exists())
-        if done and not force:
-            skipped.append((file, f"{out} exists (use --force to overwrite)"))
-            continue
-        jobs.append(_Job(Path(file), out))
-    return jobs, skipped, failed
 
 
 def _hints_for_inputs(
@@ -194,10 +128,10 @@ def _hints_for_inputs(
 def main(
     paths: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or glob patterns."),
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (created if missing)."),
-    model: Optional[str] = typer.Option(
+    model: str | None = typer.Option(
         None, "--model", help="Exported model folder (or .onnx file with --backend onnx). Default: the shipped model."
     ),
-    size: Optional[int] = typer.Option(
+    size: int | None = typer.Option(
         None, "--size", min=16, help=(
             "Working resolution (short side, px). Default: the model's own working size "
             f"(the shipped model: {_shipped_working_size()})."
@@ -207,25 +141,25 @@ def main(
     saturation: float = typer.Option(
         1.0, "--saturation", min=0.0, max=2.0, help="Chroma multiplier (0 = gray, 2 = doubled)."
     ),
-    device: Optional[Device] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    device: Device | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images of equal working shape per network call."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     compare: bool = typer.Option(False, "--compare", help="Also write <name>_compare.<ext>: gray | colorized."),
-    fmt: Optional[OutputFormat] = typer.Option(None, "--format", help="Output format (default: keep the input's)."),
+    fmt: OutputFormat | None = typer.Option(None, "--format", help="Output format (default: keep the input's)."),
     refine: bool = typer.Option(False, "--refine", help="Edge-aware (guided filter) upsampling of the colour."),
     backend: BackendName = typer.Option(BackendName.torch, "--backend", help="torch or onnx (ONNX Runtime)."),
     precision: Precision = typer.Option(
         Precision.auto, "--precision", help="Network precision (torch): auto = bf16 on CUDA when supported, else fp32."
     ),
     compile: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the network (torch backend)."),
-    hint: Optional[list[str]] = typer.Option(
+    hint: list[str] | None = typer.Option(
         None, "--hint", metavar="X,Y,COLOR", help=(
             "Colour hint for a single input image: X,Y,#rrggbb or X,Y,R,G,B in the image's pixels "
             "(repeatable; needs a hint-aware model). The '#' is optional; quote the value "
             "('120,340,#c0392b') in zsh or PowerShell, or if it holds spaces."
         ),
     ),
-    hints_file: Optional[Path] = typer.Option(
+    hints_file: Path | None = typer.Option(
         None, "--hints", metavar="FILE", help=(
             "JSON colour hints: a list of points (single input image) or an object mapping file "
             "names (relative to the folder given, or base names) to lists of points. See docs/colorize.md."
@@ -233,32 +167,20 @@ def main(
     ),
 ) -> None:
     """Colorize image files, folders and globs into OUTDIR."""
-    from tqdm import tqdm
-
-    from colorization import io as cio
+    from colorization import jobs
     from colorization.colorizer import Colorizer
 
-    def report(kind: str, name: object, reason: str) -> None:
-        # our typed errors already start with the file name
-        text = reason if reason.startswith(str(name)) else f"{name}: {reason}"
-        tqdm.write(f"{kind}: {text}", file=sys.stderr)
-
-    fmt_name = fmt.value if fmt else None
     inputs, problems = find_inputs(paths)
     hints_for = _hints_for_inputs(hint or [], hints_file, inputs)
-    jobs, skipped, failed = _plan(inputs, out_dir, fmt_name, force, compare)
-    failed = [(Path(a), r) for a, r in problems] + failed
-    for name, reason in failed:
-        report("failed", name, reason)
-    for name, reason in skipped:
-        report("skipped", name, reason)
-    if not jobs and not skipped and not failed:
+    for arg, reason in problems:
+        typer.echo(f"failed: {arg}: {reason}", err=True)
+    if not inputs and not problems:
         typer.echo("no images found in " + ", ".join(paths), err=True)
         typer.echo("0 colorized, 0 skipped, 0 failed")
         raise typer.Exit(1)
 
-    done = 0
-    if jobs:
+    summary = jobs.JobSummary()
+    if inputs:
         try:
             colorizer = Colorizer.from_pretrained(
                 model, device=device.value if device else None, backend=backend.value, size=size, refine=refine,
@@ -273,44 +195,19 @@ def main(
                 "hints (it was trained without them); use --model with a hint-aware model",
                 param_hint="'--hint'" if hint else "'--hints'",
             )
+        reporter = jobs.ProgressReporter(total=len(inputs))
+        try:
+            summary = jobs.colorize_files(
+                colorizer, inputs, jobs.Outputs(out_dir, fmt.value if fmt else None, force, compare),
+                hints=hints_for, saturation=saturation, batch_size=batch_size, unique_outputs=True,
+                progress=reporter,
+            )
+        finally:
+            reporter.close()
 
-        bar = tqdm(total=len(jobs), unit="img", desc="colorize", file=sys.stderr, disable=None)
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start : start + batch_size]
-            ready = []
-            for job in chunk:
-                try:
-                    loaded = cio.open_image(job.src, max_pixels=colorizer.max_pixels)
-                    # ValueError: a hint point outside this image
-                    prep = colorizer.prepare(loaded.image, hints=hints_for.get(job.src))
-                    ready.append((job, loaded, prep))
-                except (cio.ImageError, OSError, ValueError) as exc:
-                    failed.append((job.src, str(exc)))
-                    report("failed", job.src, str(exc))
-                    bar.update(1)
-            if ready:
-                abs_ = colorizer.predict([p for _, _, p in ready], batch_size)
-                for (job, loaded, prep), ab in zip(ready, abs_):
-                    try:
-                        result = colorizer.finish(prep, ab, saturation)
-                        exif = loaded.exif
-                        if compare and (force or not compare_path(job.out).exists()):
-                            gray = colorizer.finish(prep, ab, 0.0)
-                            cio.save_image(
-                                side_by_side(gray, result), compare_path(job.out),
-                                overwrite=force, format=fmt_name, exif=exif,
-                            )
-                        if force or not job.out.exists():  # (--compare added to an earlier run)
-                            cio.save_image(result, job.out, overwrite=force, format=fmt_name, exif=exif)
-                        done += 1
-                    except (cio.ImageError, OSError, ValueError) as exc:
-                        failed.append((job.src, str(exc)))
-                        report("failed", job.src, str(exc))
-                    bar.update(1)
-        bar.close()
-
+    failed = summary.failed + len(problems)
     others = sum(cio.count_non_images(p) for p in paths if Path(p).is_dir())
     not_images = f", {others} not images (left alone)" if others else ""
-    typer.echo(f"{done} colorized, {len(skipped)} skipped, {len(failed)} failed{not_images}")
+    typer.echo(f"{summary.done} colorized, {summary.skipped} skipped, {failed} failed{not_images}")
     if failed:
         raise typer.Exit(1)

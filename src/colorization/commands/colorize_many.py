@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -33,23 +32,25 @@ __all__ = ["main"]
 
 
 def main(
-    list_file: Optional[Path] = typer.Option(
+    list_file: Path | None = typer.Option(
         None, "--list", help="Text file with one image path per line (relative to --root)."
     ),
-    input_dir: Optional[Path] = typer.Option(None, "--input", help="Folder of images (walked recursively)."),
+    input_dir: Path | None = typer.Option(None, "--input", help="Folder of images (walked recursively)."),
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder; input paths are mirrored under it."),
-    root: Optional[Path] = typer.Option(
+    root: Path | None = typer.Option(
         None, "--root", help="Folder relative list entries refer to and outputs mirror (default: the list's folder)."
     ),
-    model: Optional[str] = typer.Option(None, "--model", help="Exported model folder (default: the shipped model)."),
+    model: str | None = typer.Option(None, "--model", help="Exported model folder (default: the shipped model)."),
     backend: BackendName = typer.Option(BackendName.torch, "--backend", help="torch or onnx."),
-    device: Optional[Device] = typer.Option(
+    device: Device | None = typer.Option(
         None, "--device", help="cpu or cuda (rank r uses cuda:LOCAL_RANK). Default: cuda when available."
     ),
-    size: Optional[int] = typer.Option(None, "--size", min=16, help="Working resolution (short side, px)."),
-    saturation: float = typer.Option(1.0, "--saturation", min=0.0, max=2.0, help="Chroma multiplier (0 = gray, 2 = doubled)."),
+    size: int | None = typer.Option(None, "--size", min=16, help="Working resolution (short side, px)."),
+    saturation: float = typer.Option(
+        1.0, "--saturation", min=0.0, max=2.0, help="Chroma multiplier (0 = gray, 2 = doubled)."
+    ),
     refine: bool = typer.Option(False, "--refine", help="Edge-aware (guided filter) colour upsampling."),
-    fmt: Optional[OutputFormat] = typer.Option(None, "--format", help="Output format (default: keep each input's)."),
+    fmt: OutputFormat | None = typer.Option(None, "--format", help="Output format (default: keep each input's)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per network call."),
     workers: int = typer.Option(2, "--workers", min=0, help="Decode processes per rank (DataLoader workers)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs instead of skipping them."),
@@ -59,7 +60,7 @@ def main(
     fail_on_error: bool = typer.Option(
         False, "--fail-on-error", help="Exit with status 1 (on every rank) when any image failed."
     ),
-    hints_file: Optional[Path] = typer.Option(
+    hints_file: Path | None = typer.Option(
         None, "--hints", metavar="FILE", help=(
             "JSON object mapping file names (relative to the root, or base names) to lists of colour-hint "
             "points; needs a hint-aware model. See docs/colorize.md."
@@ -100,12 +101,12 @@ def main(
         raise typer.BadParameter("--nproc cannot be combined with torchrun (WORLD_SIZE is set)", param_hint="--nproc")
     try:
         if nproc > 1:
-            from colorization.checkpoint import DEFAULT_MODEL_DIR, load_exported
+            from colorization.checkpoint import load_exported, resolve_model_dir
             from colorization.distributed import check_hints_model, resolve_hints
 
             hints = resolve_hints(config)  # fail fast, before spawning, on a bad hints file
             if backend.value == "torch":  # ... and on a model that cannot load
-                loaded = load_exported(DEFAULT_MODEL_DIR if model in (None, "default") else model, device="cpu")
+                loaded = load_exported(resolve_model_dir(model), device="cpu")
                 check_hints_model(hints, loaded.accepts_hints, loaded.model_name, config.hints_file)
             result = launch_local(config, nproc)
         else:

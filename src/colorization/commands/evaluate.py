@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -17,14 +16,14 @@ __all__ = ["main"]
 
 
 def main(
-    model: List[str] = typer.Option(
+    model: list[str] = typer.Option(
         ...,
         "--model",
         "-m",
         help="Model to evaluate (repeatable): an exported model folder, 'default' (the shipped "
         "model) or 'gray' (ab = 0); optionally NAME=SPEC to set its display name.",
     ),
-    data: List[str] = typer.Option(
+    data: list[str] = typer.Option(
         ...,
         "--data",
         "-d",
@@ -37,20 +36,20 @@ def main(
         "--size",
         help="Ground-truth side: short side resized (bicubic) + centre crop to SIZE x SIZE.",
     ),
-    working_size: Optional[int] = typer.Option(
+    working_size: int | None = typer.Option(
         None,
         "--working-size",
         help="Network input short side for every model (default: each model's own working size, "
         "as `colorize` uses it).",
     ),
-    limit: Optional[int] = typer.Option(
+    limit: int | None = typer.Option(
         None, "--limit", help="At most N photos per group (a seeded random subset)."
     ),
     native: bool = typer.Option(
         False, "--native", help="Evaluate at native resolution through the Colorizer pipeline."
     ),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per batch."),
-    device: Optional[str] = typer.Option(
+    device: str | None = typer.Option(
         None, "--device", help="cpu, cuda, cuda:N (default: CUDA when available)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit subset."),

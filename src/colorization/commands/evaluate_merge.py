@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List
 
 import typer
 
@@ -12,7 +11,7 @@ __all__ = ["main"]
 
 
 def main(
-    folders: List[Path] = typer.Argument(..., help="Output folders of `colorization evaluate`, in table order."),
+    folders: list[Path] = typer.Argument(..., help="Output folders of `colorization evaluate`, in table order."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged results and AuC plot."),
 ) -> None:
     """Merge evaluation runs made with the same protocol (size, photo subset, seed) into one

@@ -27,11 +27,10 @@ def main(
     from colorization import checkpoint
     from colorization.onnx_export import export_onnx, onnx_parity
 
-    folder = Path(checkpoint.DEFAULT_MODEL_DIR) if model == "default" else Path(model)
     try:
-        color_model = checkpoint.load_exported(folder, device="cpu", strict=True)
+        color_model = checkpoint.load_exported(checkpoint.resolve_model_dir(model), device="cpu", strict=True)
     except Exception as exc:  # noqa: BLE001 - report any load problem with its message
-        typer.echo(f"error: cannot load the model from {folder}: {exc}", err=True)
+        typer.echo(f"error: cannot load the model {model!r}: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
         path = export_onnx(color_model, out, opset=opset, overwrite=force)

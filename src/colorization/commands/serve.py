@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,11 +24,11 @@ def main(
     host: Annotated[str, typer.Option(help="Interface to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0 = any free port).")] = 8000,
     model: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(help="Exported model folder (model.safetensors + config.json); default: the shipped model."),
     ] = None,
     device: Annotated[
-        Optional[str], typer.Option(help="Torch device, e.g. cpu or cuda:0 (default: automatic).")
+        str | None, typer.Option(help="Torch device, e.g. cpu or cuda:0 (default: automatic).")
     ] = None,
     max_upload_mb: Annotated[
         float, typer.Option(min=0.001, help="Largest accepted upload in MiB (413 beyond).")
@@ -77,4 +77,6 @@ def main(
     try:
         run_app(app, host, port, log_level=log_level, announce=announce)
     except OSError as exc:
-        raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror or exc}", param_hint="--port") from None
+        raise typer.BadParameter(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", param_hint="--port"
+        ) from None

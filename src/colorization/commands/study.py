@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -26,21 +25,21 @@ class Action(str, Enum):
 
 
 def main(
-    action: Optional[Action] = typer.Argument(
+    action: Action | None = typer.Argument(
         None, help="build: make a study folder; serve: run the rating page; report: print results."
     ),
-    study_dir: Optional[Path] = typer.Argument(None, help="The study folder (serve, report)."),
+    study_dir: Path | None = typer.Argument(None, help="The study folder (serve, report)."),
     report: bool = typer.Option(False, "--report", help="Print the report (same as the 'report' action)."),
-    dir_: Optional[Path] = typer.Option(None, "--dir", help="The study folder (alternative to the argument)."),
-    images: Optional[Path] = typer.Option(None, "--images", help="build: folder of colour photos."),
-    model: Optional[List[str]] = typer.Option(
+    dir_: Path | None = typer.Option(None, "--dir", help="The study folder (alternative to the argument)."),
+    images: Path | None = typer.Option(None, "--images", help="build: folder of colour photos."),
+    model: list[str] | None = typer.Option(
         None, "--model", "-m", help="build: model spec (repeatable): exported folder, 'default', 'gray', NAME=SPEC."
     ),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="build: the new study folder."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="build: the new study folder."),
     count: int = typer.Option(20, "--count", help="build: photos to sample."),
     size: int = typer.Option(256, "--size", help="build: side of the square study images."),
     seed: int = typer.Option(0, "--seed", help="build: photo sample and rater-order seed."),
-    device: Optional[str] = typer.Option(None, "--device", help="build: cpu, cuda, ... (default: auto)."),
+    device: str | None = typer.Option(None, "--device", help="build: cpu, cuda, ... (default: auto)."),
     host: str = typer.Option("127.0.0.1", "--host", help="serve: interface to listen on."),
     port: int = typer.Option(8765, "--port", help="serve: TCP port."),
     as_json: bool = typer.Option(False, "--json", help="report: print JSON instead of a table."),

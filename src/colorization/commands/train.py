@@ -16,7 +16,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -178,21 +178,21 @@ def field_options() -> list[_FieldOption]:
         decls = [f"--{f.name.replace('_', '-')}"]
         metavar = None
         if base is bool:
-            kind, annotation = "flag", Optional[bool]
+            kind, annotation = "flag", bool | None
             decls = [f"--{f.name.replace('_', '-')}/--no-{f.name.replace('_', '-')}"]
         elif base in (int, float, str):
-            kind, annotation = "scalar", Optional[base]
+            kind, annotation = "scalar", base | None
             if f.name in _PATH_FIELDS:
-                annotation = Optional[Path]
+                annotation = Path | None
         elif origin is tuple and typing.get_args(base)[-1] is Ellipsis and typing.get_args(base)[0] is str:
-            kind, annotation = "list", Optional[list[Path] if f.name in _PATH_FIELDS else list[str]]
+            kind, annotation = "list", (list[Path] if f.name in _PATH_FIELDS else list[str]) | None
         elif origin is dict:
-            kind, annotation, metavar = "mapping", Optional[list[str]], "KEY=VALUE"
+            kind, annotation, metavar = "mapping", list[str] | None, "KEY=VALUE"
         elif origin is tuple and all(a in (int, float) for a in typing.get_args(base)):
-            kind, annotation = "pair", Optional[base]
+            kind, annotation = "pair", base | None
             metavar = " ".join(["NUMBER"] * len(typing.get_args(base)))
         else:
-            kind, annotation, metavar = "yaml", Optional[str], "YAML"
+            kind, annotation, metavar = "yaml", str | None, "YAML"
         doc = docs.get(f.name)
         if doc is None:  # pragma: no cover - guarded by a test
             raise RuntimeError(f"TrainConfig's docstring does not describe field {f.name!r}")
@@ -238,20 +238,20 @@ def _run_parameters() -> list[inspect.Parameter]:
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
 
     return [
-        opt("config", Optional[Path], None, "--config", "-c", show_default=False,
+        opt("config", Path | None, None, "--config", "-c", show_default=False,
             help="JSON/YAML config file holding TrainConfig fields; options override it."),
         opt("resume", bool, False, "--resume",
             help="Continue from OUT/state (starts fresh if there is none); with only --out, the saved "
                  "OUT/train_config.json is the config."),
-        opt("set_values", Optional[list[str]], None, "--set", metavar="FIELD=VALUE", show_default=False,
+        opt("set_values", list[str] | None, None, "--set", metavar="FIELD=VALUE", show_default=False,
             help="Set any config field (repeatable). VALUE is JSON or YAML (stages=[{steps: 500, loss: l1}, "
                  "{loss: mse}], betas=[0.9,0.99], val=null); FIELD.KEY=VALUE sets one key of a mapping "
                  "field (objective_options.loss=l1)."),
-        opt("loss", Optional[str], None, "--loss", show_default=False,
+        opt("loss", str | None, None, "--loss", show_default=False,
             help="Shortcut for --option loss=LOSS (regression: l1 | mse | l1_ssim | mse_ssim | mse_l1)."),
-        opt("stop_after", Optional[int], None, "--stop-after", show_default=False,
+        opt("stop_after", int | None, None, "--stop-after", show_default=False,
             help="Stop after N steps in this invocation (state saved; continue with --resume)."),
-        opt("time_limit", Optional[float], None, "--time-limit", show_default=False,
+        opt("time_limit", float | None, None, "--time-limit", show_default=False,
             help="Stop after this many seconds in this invocation (state saved; checked every log_every steps)."),
         opt("export_now", bool, False, "--export-now",
             help="With --resume: export OUT/model/ from the saved state without training further."),

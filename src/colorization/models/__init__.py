@@ -10,9 +10,17 @@ Importing this package registers every built-in network.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
+# Built-in networks: importing a module registers it (the imports are for that side effect).
+from colorization.models import (  # noqa: F401
+    attention_unet,
+    baseline,
+    eccv16,
+    effnet_fpn,
+    effnet_unet,
+    fusion,
+    patchgan,
+    resnet_unet,
+)
 from colorization.models.registry import (
     KINDS,
     ModelInfo,
@@ -34,22 +42,3 @@ __all__ = [
     "model_info",
     "config_from_dict",
 ]
-
-# Built-in networks; importing a module registers it. A module listed here that is not (yet)
-# present in the source tree is skipped, but one that exists and fails to import raises.
-_BUILTIN_MODULES = (
-    "baseline",
-    "resnet_unet",
-    "effnet_unet",
-    "effnet_fpn",
-    "eccv16",
-    "attention_unet",
-    "fusion",
-    "patchgan",
-)
-
-for _name in _BUILTIN_MODULES:
-    _full = f"{__name__}.{_name}"
-    if importlib.util.find_spec(_full) is not None:
-        importlib.import_module(_full)
-del _name, _full

@@ -54,7 +54,7 @@ class AttentionUNetConfig:
         resolve_out_activation("AttentionUNetConfig", self.out_activation, self.out_channels, "none")
 
     @classmethod
-    def tiny(cls) -> "AttentionUNetConfig":
+    def tiny(cls) -> AttentionUNetConfig:
         """A small config for unit tests."""
         return cls(width=8, depth=3)
 
@@ -68,8 +68,6 @@ class AttentionUNetConfig:
 class AttentionUNet(nn.Module):
     """``forward(l_norm (B,1,H,W) in [-1,1]) -> (B, out_channels, H, W)`` float32.
     H and W must be multiples of ``stride = 2 ** depth``."""
-
-    model_name = "attention_unet"
 
     def __init__(self, config: AttentionUNetConfig) -> None:
         super().__init__()

@@ -51,7 +51,7 @@ class BaselineConfig:
         resolve_out_activation("BaselineConfig", self.out_activation, self.out_channels, "tanh")
 
     @classmethod
-    def tiny(cls) -> "BaselineConfig":
+    def tiny(cls) -> BaselineConfig:
         """A small config for unit tests."""
         return cls(width=8, depth=2)
 
@@ -65,8 +65,6 @@ class BaselineConfig:
 class Baseline(nn.Module):
     """Plain encoder-decoder. ``forward(l_norm (B,1,H,W) in [-1,1]) -> (B, out_channels, H, W)``
     float32; H and W must be multiples of ``stride = 2 ** depth``."""
-
-    model_name = "baseline"
 
     def __init__(self, config: BaselineConfig) -> None:
         super().__init__()

@@ -55,7 +55,7 @@ class ECCV16Config:
             resolve_out_activation("ECCV16Config", self.out_activation, self.out_channels, "none")
 
     @classmethod
-    def tiny(cls) -> "ECCV16Config":
+    def tiny(cls) -> ECCV16Config:
         """A small config for unit tests (regression head; no gamut file needed)."""
         return cls(width=8, out_channels=2)
 
@@ -83,7 +83,6 @@ class ECCV16(nn.Module):
     """``forward(l_norm (B,1,H,W) in [-1,1]) -> (B, out_channels, H, W)`` float32 (logits over ab
     bins by default). H and W must be multiples of ``stride = 8``."""
 
-    model_name = "eccv16"
     stride = 8
 
     def __init__(self, config: ECCV16Config) -> None:
@@ -120,6 +119,8 @@ class ECCV16(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, 1, self.stride, self.model_name)
         size = x.shape[-2:]
-        for block in (self.block1, self.block2, self.block3, self.block4, self.block5, self.block6, self.block7, self.block8):
+        for block in (
+            self.block1, self.block2, self.block3, self.block4, self.block5, self.block6, self.block7, self.block8
+        ):
             x = block(x)
         return upsample_to(self.head(x), size)

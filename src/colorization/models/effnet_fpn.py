@@ -91,7 +91,8 @@ class EffNetFPNConfig:
         for name in ("pretrained", "hints"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{owner}.{name} must be a bool, got {getattr(self, name)!r}")
-        if isinstance(self.freeze_stages, bool) or not isinstance(self.freeze_stages, int) or not 0 <= self.freeze_stages <= 7:
+        freeze = self.freeze_stages
+        if isinstance(freeze, bool) or not isinstance(freeze, int) or not 0 <= freeze <= 7:
             raise ValueError(f"{owner}.freeze_stages must be an integer in [0, 7], got {self.freeze_stages!r}")
         if not 0.0 <= float(self.blend) <= 1.0:
             raise ValueError(f"{owner}.blend must be in [0, 1], got {self.blend!r}")
@@ -99,7 +100,7 @@ class EffNetFPNConfig:
             raise ValueError(f"{owner}.temperature must be > 0, got {self.temperature!r}")
 
     @classmethod
-    def tiny(cls) -> "EffNetFPNConfig":
+    def tiny(cls) -> EffNetFPNConfig:
         """Small, weight-package-free config for unit tests (nothing frozen, no hint input; the
         hint and freezing paths have their own tests)."""
         return cls(pretrained=False, width=8, freeze_stages=0, hints=False)
@@ -134,7 +135,8 @@ class _HintEncoder(nn.Module):
 @register_model(
     "effnet_fpn",
     EffNetFPNConfig,
-    description="ImageNet-pretrained EfficientNet-Lite encoder + light stride-4 FPN head; ab regression + 261-bin classification; optional colour hints",
+    description="ImageNet-pretrained EfficientNet-Lite encoder + light stride-4 FPN head; ab regression + 261-bin "
+    "classification; optional colour hints",
     paper="Tan & Le 2019 (EfficientNet-Lite); Lin et al. 2017 (FPN); Zhang et al. 2016 and 2017 (ab bins, user hints)",
 )
 class EffNetFPN(nn.Module):
@@ -144,7 +146,6 @@ class EffNetFPN(nn.Module):
     head outputs for training.
     """
 
-    model_name = "effnet_fpn"
     stride = STRIDE
     head_stride = HEAD_STRIDE
 
@@ -178,7 +179,7 @@ class EffNetFPN(nn.Module):
         n = self.config.freeze_stages
         return [self.encoder.stem, *self.encoder.stages[:n]] if n > 0 else []
 
-    def train(self, mode: bool = True) -> "EffNetFPN":
+    def train(self, mode: bool = True) -> EffNetFPN:
         """Like ``nn.Module.train``; frozen modules stay in eval mode (fixed BatchNorm stats)."""
         super().train(mode)
         if mode:

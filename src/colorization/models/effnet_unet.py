@@ -95,7 +95,7 @@ class EffNetUNetConfig:
         resolve_out_activation(owner, self.out_activation, self.out_channels, "none")
 
     @classmethod
-    def tiny(cls) -> "EffNetUNetConfig":
+    def tiny(cls) -> EffNetUNetConfig:
         """Small, weight-package-free config for unit tests (Lite0 encoder, narrow decoder)."""
         return cls(pretrained=False, decoder_channels=(16, 16, 8, 8, 8))
 
@@ -117,7 +117,6 @@ class EffNetUNet(nn.Module):
         WeightConversionError: the packaged weights do not match the architecture.
     """
 
-    model_name = "effnet_unet"
     stride = STRIDE
 
     def __init__(self, config: EffNetUNetConfig) -> None:
@@ -133,7 +132,7 @@ class EffNetUNet(nn.Module):
         if config.pretrained:
             load_pretrained_(self.encoder, load_reference_state_dict(config.variant))
 
-    def train(self, mode: bool = True) -> "EffNetUNet":
+    def train(self, mode: bool = True) -> EffNetUNet:
         """Like ``nn.Module.train``; with ``config.freeze_bn`` the encoder BatchNorms stay in eval."""
         super().train(mode)
         if mode and self.config.freeze_bn:

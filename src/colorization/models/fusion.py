@@ -69,7 +69,7 @@ class FusionConfig:
         resolve_out_activation("FusionConfig", self.out_activation, self.out_channels, "tanh")
 
     @classmethod
-    def tiny(cls) -> "FusionConfig":
+    def tiny(cls) -> FusionConfig:
         """A small config for unit tests (with a 5-class auxiliary head)."""
         return cls(width=8, global_size=64, num_classes=5)
 
@@ -85,7 +85,6 @@ class Fusion(nn.Module):
     ``forward_with_aux`` also returns class logits ``(B, num_classes)``.
     H and W must be multiples of ``stride = 8``."""
 
-    model_name = "fusion"
     stride = 8
 
     def __init__(self, config: FusionConfig) -> None:

@@ -38,7 +38,7 @@ class PatchGANConfig:
         check_choice("PatchGANConfig", "norm", self.norm, ("batch", "instance"))
 
     @classmethod
-    def tiny(cls) -> "PatchGANConfig":
+    def tiny(cls) -> PatchGANConfig:
         """A small config for unit tests."""
         return cls(width=8)
 
@@ -54,8 +54,6 @@ class PatchGAN(nn.Module):
     """``forward(lab_norm (B, 3, H, W)) -> patch logits (B, 1, H/2**n - 2, W/2**n - 2)`` float32
     (30x30 for 256x256 input with n_layers=3). H and W must be multiples of ``stride = 2**n_layers``
     and at least ``3 * stride``."""
-
-    model_name = "patchgan"
 
     def __init__(self, config: PatchGANConfig) -> None:
         super().__init__()

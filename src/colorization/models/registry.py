@@ -19,8 +19,9 @@ Conventions for config classes (checked at registration):
 * a frozen dataclass whose fields are JSON-serialisable (int, float, str, bool, None, tuples);
 * generators have ``out_channels`` (2 = regression of normalised ab, Q = classification logits);
 * models with an ImageNet-pretrained part have ``pretrained: bool``;
-* optionally a classmethod ``tiny()`` returning a small instance for unit tests (width 8, fast on
-  CPU at 32-64 px); the test suite uses it for every registered model.
+* a classmethod ``tiny()`` returning a small instance for unit tests (width 8, fast on CPU at
+  32-64 px, no pretrained weights); the test suite builds every registered model from it, so a
+  config class without one is rejected.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def register_model(
         paper: the paper the network follows (used in docs/models.md).
 
     Raises:
-        ValueError: duplicate name, unknown kind, or a config class that is not a frozen dataclass.
+        ValueError: duplicate name, unknown kind, a config class that is not a frozen dataclass, or
+            one without a ``tiny()`` classmethod returning an instance of it.
     """
     if not isinstance(name, str) or not name or name != name.strip():
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
@@ -95,13 +97,21 @@ def register_model(
     field_names = {f.name for f in dataclasses.fields(config_cls)}
     if kind == "generator" and "out_channels" not in field_names:
         raise ValueError(f"generator config {config_cls.__name__} needs an 'out_channels' field")
+    tiny = getattr(config_cls, "tiny", None)
+    if not callable(tiny):
+        raise ValueError(
+            f"config class {config_cls.__name__} for model {name!r} needs a classmethod tiny() returning a small "
+            "test config (the test suite builds every registered model from it)"
+        )
+    if not isinstance(tiny(), config_cls):
+        raise ValueError(f"{config_cls.__name__}.tiny() for model {name!r} must return a {config_cls.__name__}")
 
     def decorator(builder: T) -> T:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"model name {name!r} is already registered")
         _REGISTRY[name] = ModelInfo(name, config_cls, builder, kind, description, paper)  # type: ignore[arg-type]
         if isinstance(builder, type):
-            builder.model_name = name  # type: ignore[attr-defined]
+            builder.model_name = name  # type: ignore[attr-defined]  # the one place a class gets its name
         return builder
 
     return decorator
@@ -175,5 +185,5 @@ def create_model(name: str, **config: Any) -> nn.Module:
         raise TypeError(f"model {name!r} must define an integer .stride attribute")
     if getattr(model, "config", None) is None:
         model.config = cfg
-    model.model_name = name
+    model.model_name = name  # a factory's module (a registered class already has it)
     return model

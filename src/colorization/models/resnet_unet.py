@@ -63,7 +63,7 @@ class ResNetUNetConfig:
         resolve_out_activation("ResNetUNetConfig", self.out_activation, self.out_channels, "none")
 
     @classmethod
-    def tiny(cls) -> "ResNetUNetConfig":
+    def tiny(cls) -> ResNetUNetConfig:
         """A small config for unit tests."""
         return cls(width=8)
 
@@ -118,7 +118,6 @@ class ResNetUNet(nn.Module):
     """``forward(l_norm (B,1,H,W) in [-1,1]) -> (B, out_channels, H, W)`` float32.
     H and W must be multiples of ``stride = 32``."""
 
-    model_name = "resnet_unet"
     stride = 32
 
     def __init__(self, config: ResNetUNetConfig) -> None:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from tqdm import tqdm
@@ -106,7 +106,5 @@ def build_study(
         "conditions": [REAL_LABEL] + [e.name for e in evals],
         "models": [{"name": e.name, "spec": e.spec, **e.info} for e in evals],
     }
-    tmp = out_dir / ".study.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out_dir / "study.json")
+    cio.atomic_write_text(out_dir / "study.json", json.dumps(manifest, indent=2) + "\n")
     return out_dir

@@ -20,11 +20,11 @@ import hashlib
 import random
 import re
 import sqlite3
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator, Sequence
 
 __all__ = [
     "DB_NAME",
@@ -192,7 +192,7 @@ class StudyDB:
         if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
             raise StudyError(f"rating must be an integer 1..5, got {rating!r}")
         it = self.item(item_id)
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         try:
             with self.connect() as con:
                 con.execute(

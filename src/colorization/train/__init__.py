@@ -48,12 +48,13 @@ from colorization.train.config import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from colorization.train.sampling import StepBatchSampler as _StepBatchSampler
-    from colorization.train.schedule import crop_at as _crop_at
-    from colorization.train.schedule import lr_factor as _lr_factor
-    from colorization.train.schedule import stage_index as _stage_index
-    from colorization.train.schedule import stage_table as _stage_table
-    from colorization.train.state import STATE_FORMAT_VERSION
+    # For type checkers only: at run time these names are loaded lazily by __getattr__ (_LAZY).
+    from colorization.train.sampling import StepBatchSampler as _StepBatchSampler  # noqa: F401
+    from colorization.train.schedule import crop_at as _crop_at  # noqa: F401
+    from colorization.train.schedule import lr_factor as _lr_factor  # noqa: F401
+    from colorization.train.schedule import stage_index as _stage_index  # noqa: F401
+    from colorization.train.schedule import stage_table as _stage_table  # noqa: F401
+    from colorization.train.state import STATE_FORMAT_VERSION  # noqa: F401
     from colorization.train.trainer import NonFiniteLossError, TrainResult, train
 
 __all__ = [

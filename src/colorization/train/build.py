@@ -41,7 +41,9 @@ def build_run_objective(cfg: TrainConfig, n_classes: int | None = None) -> Objec
     auxiliary class loss (``aux_weight > 0``), else None.
     """
     if cfg.model not in list_models("generator"):
-        raise ConfigError(f"config field 'model': {cfg.model!r} is not a registered generator; valid: {list_models('generator')}")
+        raise ConfigError(
+            f"config field 'model': {cfg.model!r} is not a registered generator; valid: {list_models('generator')}"
+        )
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     try:
         generator = create_model(cfg.model, **cfg.model_config)

@@ -180,7 +180,8 @@ class TrainConfig:
                 raise bad(name, "must be a non-negative integer")
         if self.warmup_steps is not None and (not isinstance(self.warmup_steps, int) or self.warmup_steps < 0):
             raise bad("warmup_steps", "must be a non-negative integer or null")
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
+        threads = self.threads
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise bad("threads", "must be a positive integer or null (torch's default)")
         if self.val_crop is not None and (not isinstance(self.val_crop, int) or self.val_crop < 1):
             raise bad("val_crop", "must be a positive integer or null")
@@ -238,7 +239,7 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "TrainConfig":
+    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> TrainConfig:
         """Build from a mapping (parsed JSON/YAML); unknown keys raise :class:`ConfigError`."""
         valid = cls.field_names()
         unknown = sorted(set(values) - set(valid))
@@ -264,7 +265,9 @@ class TrainConfig:
         for name in MAPPING_FIELDS:
             if name in kw:
                 kw[name] = {} if kw[name] is None else dict(kw[name]) if isinstance(kw[name], Mapping) else kw[name]
-        for name in ("lr", "d_lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema_decay", "min_colorfulness_quantile"):
+        for name in (
+            "lr", "d_lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema_decay", "min_colorfulness_quantile"
+        ):
             if isinstance(kw.get(name), int) and not isinstance(kw.get(name), bool):
                 kw[name] = float(kw[name])
         try:
@@ -308,7 +311,8 @@ def unknown_field_message(names: Iterable[str]) -> str:
     hint = ""
     if close:
         shown = [repr(m) for m in close]
-        hint = f" (did you mean {' or '.join(shown) if len(shown) < 3 else ', '.join(shown[:-1]) + ' or ' + shown[-1]}?)"
+        options = " or ".join(shown) if len(shown) < 3 else ", ".join(shown[:-1]) + " or " + shown[-1]
+        hint = f" (did you mean {options}?)"
     what = f"unknown field {names[0]!r}" if len(names) == 1 else f"unknown fields {names}"
     return f"{what}{hint}; valid fields: {valid}"
 

@@ -333,8 +333,9 @@ class _Trainer:
             sums = torch.zeros(len(keys) + 1, dtype=torch.float64, device=device)
             counts = torch.zeros(len(keys), dtype=torch.float64, device=device)
             bad_steps = []
-            for s, rec in pending:
-                vals = torch.stack([rec[k].double() if k in rec else torch.zeros((), dtype=torch.float64, device=device) for k in keys])
+            zero = torch.zeros((), dtype=torch.float64, device=device)
+            for _, rec in pending:
+                vals = torch.stack([rec[k].double() if k in rec else zero for k in keys])
                 present = torch.tensor([k in rec for k in keys], dtype=torch.float64, device=device)
                 sums[:-1] += vals * present
                 counts += present

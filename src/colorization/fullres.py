@@ -1,0 +1,238 @@
+"""The full-resolution steps of :class:`colorization.Colorizer`, computed in row strips of at most
+``STRIP_PIXELS`` pixels so that memory stays bounded on large photos:
+
+* step 1: the lightness ``L`` of the input (:func:`full_res_l`, :func:`gray_to_l`);
+* steps 4-5: ab upsampled to full resolution (bilinear, or the fast guided filter of He & Sun 2015
+  guided by the full-resolution ``L``) and recombined with the original ``L`` (:func:`recombine`).
+
+All Lab maths goes through :mod:`colorization.color`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from colorization import color
+
+if TYPE_CHECKING:  # pragma: no cover
+    from colorization.colorizer import PreparedImage
+
+__all__ = [
+    "STRIP_PIXELS",
+    "RefineConfig",
+    "bilinear_upsample",
+    "guided_filter_coefficients",
+    "full_res_l",
+    "gray_to_l",
+    "recombine",
+]
+
+STRIP_PIXELS = 1 << 19
+"""Pixels per strip for the full-resolution steps (bounds peak memory on large photos)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Upsampling and the guided filter
+# --------------------------------------------------------------------------------------------
+
+
+def _axis_weights(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Source indices and weights of bilinear resampling ``n_in -> n_out`` along one axis, the same
+    as ``F.interpolate(mode="bilinear", align_corners=False)``."""
+    scale = n_in / n_out
+    src = ((torch.arange(n_out, device=device, dtype=torch.float64) + 0.5) * scale - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    w1 = (src - i0).to(torch.float32)
+    return i0, i1, w1
+
+
+class _RowUpsampler:
+    """Bilinear upsampling of a small map (C,h,w) to (C,H,W), produced one row strip at a time.
+
+    The horizontal pass is done once (C,h,W); each strip then only interpolates rows, so the
+    full-resolution result never has to exist at once.
+    """
+
+    def __init__(self, src: Tensor, out_hw: tuple[int, int]) -> None:
+        _, h, w = src.shape
+        H, W = out_hw
+        dev = src.device
+        x0, x1, wx = _axis_weights(w, W, dev)
+        self._rows = src[:, :, x0] * (1 - wx) + src[:, :, x1] * wx  # (C, h, W)
+        self._y0, self._y1, self._wy = _axis_weights(h, H, dev)
+
+    def rows(self, start: int, stop: int) -> Tensor:
+        """Upsampled rows ``[start, stop)``: (C, stop-start, W)."""
+        y0, y1 = self._y0[start:stop], self._y1[start:stop]
+        wy = self._wy[start:stop].view(1, -1, 1)
+        return self._rows[:, y0] * (1 - wy) + self._rows[:, y1] * wy
+
+
+def bilinear_upsample(src: Tensor, out_hw: tuple[int, int]) -> Tensor:
+    """Bilinear resize of ``src`` (C,h,w) to (C,H,W); identical to
+    ``F.interpolate(src[None], out_hw, mode="bilinear", align_corners=False)[0]``."""
+    return _RowUpsampler(src, out_hw).rows(0, out_hw[0])
+
+
+def _box(x: Tensor, radius: int) -> Tensor:
+    """Mean over a (2r+1)^2 window, shrinking at the borders; x (C,h,w)."""
+    k = 2 * radius + 1
+    return F.avg_pool2d(x.unsqueeze(0), k, stride=1, padding=radius, count_include_pad=False).squeeze(0)
+
+
+def guided_filter_coefficients(guide: Tensor, src: Tensor, radius: int, eps: float) -> tuple[Tensor, Tensor]:
+    """Linear coefficients of the guided filter (He, Sun & Tang 2013) at low resolution.
+
+    The filtered output is ``A * guide + B``; in the *fast* guided filter (He & Sun 2015) ``A``
+    and ``B`` are computed at low resolution and upsampled, then applied to the full-resolution
+    guide, so colour edges snap to the full-resolution lightness edges.
+
+    Args:
+        guide: (1,h,w) float, the low-resolution guide (normalised L, ``[-1, 1]``).
+        src: (C,h,w) float, the map to filter (ab).
+        radius: window radius in low-resolution pixels. eps: regulariser (guide units squared).
+
+    Returns:
+        ``(A, B)``, each (C,h,w) float32.
+    """
+    mean_i = _box(guide, radius)
+    mean_p = _box(src, radius)
+    cov_ip = _box(guide * src, radius) - mean_i * mean_p
+    var_i = _box(guide * guide, radius) - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    return _box(a, radius), _box(b, radius)
+
+
+# --------------------------------------------------------------------------------------------
+# Full-resolution lightness (step 1)
+# --------------------------------------------------------------------------------------------
+
+
+def _rgb_strip_to_l(rgb: np.ndarray) -> Tensor:
+    """(n,W,3) uint8/float32 sRGB -> (n,W) float32 Lab L."""
+    t = torch.tensor(rgb).permute(2, 0, 1)  # copy: numpy views of PIL images are read-only
+    t = t.to(torch.float32) / 255.0 if rgb.dtype == np.uint8 else t.to(torch.float32)
+    return color.rgb_to_lab(t)[0]
+
+
+_GRAY_LUT: Tensor | None = None
+
+
+def _gray_l_lut() -> Tensor:
+    """Lab L of the 256 neutral 8-bit grays (256,) float32."""
+    global _GRAY_LUT
+    if _GRAY_LUT is None:
+        levels = torch.arange(256, dtype=torch.float32) / 255.0
+        _GRAY_LUT = color.rgb_to_lab(levels.view(1, 1, 256).expand(3, 1, 256))[0, 0].clone()
+    return _GRAY_LUT
+
+
+def full_res_l(rgb: np.ndarray) -> Tensor:
+    """(H,W,3) uint8/float32 sRGB -> (H,W) float32 Lab L, in strips (bounded memory).
+
+    8-bit neutral images (R == G == B everywhere: grayscale photos, also when stored as RGB) use
+    a 256-entry table of :func:`colorization.color.rgb_to_lab` values instead of the full conversion.
+    """
+    H, W = rgb.shape[:2]
+    rows = max(1, STRIP_PIXELS // W)
+    if rgb.dtype == np.uint8:
+        gray = all(
+            np.array_equal(rgb[y : y + rows, :, 0], rgb[y : y + rows, :, c])
+            for y in range(0, H, rows)
+            for c in (1, 2)
+        )
+    else:
+        gray = False
+    if gray:
+        return gray_to_l(rgb[:, :, 0])
+    l_full = torch.empty(H, W, dtype=torch.float32)
+    for y in range(0, H, rows):
+        l_full[y : y + rows] = _rgb_strip_to_l(rgb[y : y + rows])
+    return l_full
+
+
+def gray_to_l(gray: np.ndarray) -> Tensor:
+    """(H,W) uint8 neutral gray levels -> (H,W) float32 Lab L via the 256-entry table, in strips."""
+    H, W = gray.shape
+    rows = max(1, STRIP_PIXELS // W)
+    lut = _gray_l_lut()
+    l_full = torch.empty(H, W, dtype=torch.float32)
+    for y in range(0, H, rows):
+        l_full[y : y + rows] = lut[torch.tensor(gray[y : y + rows], dtype=torch.long)]
+    return l_full
+
+
+# --------------------------------------------------------------------------------------------
+# Recombination (steps 4-5)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Edge-aware upsampling of ab (fast guided filter guided by the full-resolution L).
+
+    Attributes:
+        radius: window radius in working-resolution pixels.
+        eps: regulariser in normalised-L units squared (larger: closer to plain bilinear).
+    """
+
+    radius: int = 1
+    eps: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.radius < 1:
+            raise ValueError(f"RefineConfig.radius must be >= 1, got {self.radius}")
+        if not self.eps > 0:
+            raise ValueError(f"RefineConfig.eps must be > 0, got {self.eps}")
+
+
+def recombine(
+    prep: PreparedImage,
+    ab_norm: Tensor,
+    saturation: float,
+    refine: RefineConfig | None,
+    device: torch.device,
+) -> Image.Image:
+    """Upsample predicted ab and recombine it with the full-resolution L (steps 4-5).
+
+    Args:
+        prep: the prepared image (its ``l_full`` is the lightness kept in the output).
+        ab_norm: (2, h, w) normalised ab at the working size ``prep.work_hw`` (padding cropped).
+        saturation: chroma multiplier >= 0.
+        refine: guided-filter settings, or None for plain bilinear upsampling.
+        device: where to compute.
+
+    Returns:
+        RGB PIL image of the original size; its Lab L equals ``prep.l_full`` up to 8-bit rounding.
+    """
+    H, W = prep.l_full.shape
+    h, w = prep.work_hw
+    ab = color.denormalize_ab(ab_norm.to(device=device, dtype=torch.float32)) * saturation
+    if refine is not None:
+        guide = prep.l_work[:, :h, :w].to(device)
+        a_coef, b_coef = guided_filter_coefficients(guide, ab, refine.radius, refine.eps)
+        up = _RowUpsampler(torch.cat((a_coef, b_coef)), (H, W))
+    else:
+        up = _RowUpsampler(ab, (H, W))
+    out = np.empty((H, W, 3), dtype=np.uint8)
+    rows = max(1, STRIP_PIXELS // W)
+    for y in range(0, H, rows):
+        stop = min(H, y + rows)
+        L = prep.l_full[y:stop].to(device)
+        coef = up.rows(y, stop)
+        if refine is not None:
+            ab_full = coef[:2] * color.normalize_l(L)[None] + coef[2:]
+        else:
+            ab_full = coef
+        rgb = color.lab_to_rgb_in_gamut(torch.cat((L[None], ab_full), dim=0))
+        out[y:stop] = rgb.mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(out, mode="RGB")

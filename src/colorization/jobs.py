@@ -1,0 +1,294 @@
+"""Colorize a set of image files into a folder: the one job behind ``colorize`` and ``colorize-many``.
+
+:func:`colorize_files` takes ``(file, root)`` entries (a list, or a stream), keeps those of its
+shard (entry ``i`` belongs to rank ``i % world_size``), plans each output (:meth:`Outputs.plan`,
+path rule :func:`output_path`), decodes and prepares the images with their colour hints (in
+DataLoader workers when ``workers > 0``), runs them through ``Colorizer.predict`` in windows (equal
+working shapes share network calls) and writes every output atomically. A file that fails is reported by name
+and counted in the :class:`JobSummary`; the others complete. Inputs are never written.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from colorization import io as cio
+
+if TYPE_CHECKING:
+    from colorization.colorizer import Colorizer
+
+__all__ = ["output_path", "compare_path", "side_by_side", "Outputs", "Task", "JobSummary", "FileDataset",
+           "ProgressReporter", "colorize_files"]
+
+Entry = tuple[Path, Path | None]
+MAX_FAILURES_LISTED = 10_000
+"""Failures a summary lists by name (it counts them all)."""
+PENDING_PIXELS = 64_000_000
+"""Full-resolution pixels prepared ahead at most (a window of up to ``4 * batch_size`` images)."""
+
+
+def output_path(file: Path, root: Path | None, out_dir: Path, fmt: str | None = None) -> Path:
+    """Where the colorized ``file`` goes: ``out_dir/<name>`` for a file named directly (``root``
+    None), else its path relative to ``root`` mirrored under ``out_dir`` (a file outside ``root``
+    mirrored whole, without its anchor and ``..``); ``fmt`` (:data:`colorization.io.OUTPUT_FORMATS`)
+    sets the suffix."""
+    file = Path(file)
+    if root is None:
+        rel = Path(file.name)
+    else:
+        try:
+            rel = file.relative_to(root)
+        except ValueError:
+            rel = file.relative_to(file.anchor) if file.is_absolute() else file
+    out = Path(out_dir).joinpath(*[part for part in rel.parts if part != ".."])
+    return out.with_suffix(cio.OUTPUT_FORMATS[fmt].suffix) if fmt else out
+
+
+def compare_path(out: Path) -> Path:
+    """The ``gray | colour`` picture written beside ``out`` with ``compare``."""
+    return out.with_name(f"{out.stem}_compare{out.suffix}")
+
+
+def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
+    canvas = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
+    canvas.paste(left.convert("RGB"), (0, 0))
+    canvas.paste(right.convert("RGB"), (left.width, 0))
+    return canvas
+
+
+def describe_error(src: Path | str, exc: BaseException) -> str:
+    """A failure reason naming ``src``: the message of our typed errors (ValueError, OSError), type
+    and message of anything else."""
+    text = str(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
+    return text if text.startswith(str(src)) else f"{src}: {text}"
+
+
+@dataclass
+class Task:
+    """One entry on its way: ``status`` "todo" (planned) -> "ready" (``prep``, ``exif`` loaded) ->
+    "done", or "skipped" / "failed" with a ``reason`` that names the file."""
+
+    index: int
+    src: Path
+    out: Path
+    status: str = "todo"
+    reason: str = ""
+    prep: Any = None
+    exif: bytes | None = None
+
+    def end(self, status: str, reason: str = "") -> Task:
+        self.status, self.reason, self.prep = status, reason, None
+        return self
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a job writes (:func:`output_path`) and what it may overwrite."""
+
+    out_dir: Path
+    fmt: str | None = None
+    force: bool = False
+    compare: bool = False
+
+    def targets(self, out: Path) -> list[Path]:
+        return [compare_path(out), out] if self.compare else [out]
+
+    def plan(self, index: int, file: Path, root: Path | None, claimed: dict[Path, Path] | None = None) -> Task:
+        """Todo; skipped when every target exists (without ``force``); failed when a target is the
+        input itself or (given ``claimed``: output -> input so far) another entry's output."""
+        src = Path(file)
+        task = Task(index, src, output_path(src, root, self.out_dir, self.fmt))
+        if claimed is not None:
+            key = task.out.resolve()
+            if key in claimed:
+                return task.end("failed", f"{src}: its output {task.out} is also the output of {claimed[key]}")
+            claimed[key] = src
+        targets = self.targets(task.out)
+        if any(_same_file(target, src) for target in targets):
+            return task.end("failed", f"{src}: the output would overwrite the input; choose another -o")
+        if not self.force and all(target.exists() for target in targets):
+            return task.end("skipped", f"{src}: {task.out} exists (use --force to overwrite)")
+        return task
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:  # either is missing: writing a cannot destroy b
+        return False
+
+
+@dataclass
+class JobSummary:
+    """Counts of a job (or of one rank's share) and the first failures as (file, reason)."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    failures_truncated: bool = False
+
+    def count(self, task: Task) -> None:
+        setattr(self, task.status, getattr(self, task.status) + 1)  # done, skipped or failed
+        if task.status == "failed":
+            if len(self.failures) < MAX_FAILURES_LISTED:
+                self.failures.append((str(task.src), task.reason))
+            else:
+                self.failures_truncated = True
+
+
+class FileDataset(IterableDataset):
+    """One rank's share of the entries as planned and prepared :class:`Task` (ready, skipped or
+    failed), split again across DataLoader workers: entry ``i`` goes to worker
+    ``(i // world_size) % workers``. ``entries`` must be iterable more than once (a list, or an
+    object whose ``__iter__`` streams a file) and picklable for worker processes."""
+
+    def __init__(
+        self, entries: Iterable[Entry], outputs: Outputs, size: int, stride: int,
+        max_pixels: int | None = cio.DEFAULT_MAX_PIXELS, hints: Mapping[Path, list] | None = None,
+        rank: int = 0, world_size: int = 1, unique_outputs: bool = False,
+    ) -> None:
+        self.entries, self.outputs, self.size, self.stride = entries, outputs, size, stride
+        self.max_pixels, self.hints = max_pixels, hints or {}
+        self.rank, self.world_size, self.unique_outputs = rank, world_size, unique_outputs
+
+    def __iter__(self) -> Iterator[Task]:
+        from colorization.colorizer import prepare_image
+
+        info = get_worker_info()
+        wid, nworkers = (info.id, info.num_workers) if info is not None else (0, 1)
+        claimed: dict[Path, Path] | None = {} if self.unique_outputs else None
+        for index, (file, root) in enumerate(self.entries):
+            if index % self.world_size != self.rank or (index // self.world_size) % nworkers != wid:
+                continue
+            task = self.outputs.plan(index, file, root, claimed)
+            if task.status == "todo":
+                try:
+                    loaded = cio.open_image(task.src, max_pixels=self.max_pixels)
+                    points = self.hints.get(task.src)  # ValueError: a point outside the image
+                    task.prep = prepare_image(loaded.image, self.size, self.stride, self.max_pixels, points)
+                    task.exif, task.status = loaded.exif, "ready"
+                except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
+                    task.end("failed", describe_error(task.src, exc))
+            yield task
+
+
+class ProgressReporter:
+    """A ``progress`` callback: a tqdm bar on stderr and a line ``failed: <reason>`` per failed
+    file (and ``skipped: <reason>`` per skipped one with ``show_skipped``)."""
+
+    def __init__(
+        self, total: int | None, desc: str = "colorize", show_skipped: bool = True, disable: bool | None = None
+    ) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="img", desc=desc, file=sys.stderr, disable=disable)
+        self.show_skipped = show_skipped
+
+    def __call__(self, task: Task) -> None:
+        if task.status == "failed" or (task.status == "skipped" and self.show_skipped):
+            self.bar.write(f"{task.status}: {task.reason}", file=sys.stderr)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def colorize_files(
+    colorizer: Colorizer,
+    entries: Iterable[Entry],
+    outputs: Outputs,
+    *,
+    hints: Mapping[Path, list] | None = None,
+    saturation: float = 1.0,
+    batch_size: int = 8,
+    workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    unique_outputs: bool = False,
+    progress: Callable[[Task], None] | None = None,
+) -> JobSummary:
+    """Colorize this rank's share of ``entries`` (``(file, root)`` pairs) as ``outputs`` says.
+
+    Args:
+        hints: colour-hint points per entry file (as the entry names it); needs a hint-aware model.
+        saturation: chroma multiplier. batch_size: images per network call (equal working shapes).
+        workers: DataLoader processes that decode and prepare (0: this process).
+        rank, world_size: the share: entries ``i`` with ``i % world_size == rank``.
+        unique_outputs: fail an entry whose output an earlier entry of the share has (remembers
+            every output path, so for lists held in memory anyway).
+        progress: called with each finished :class:`Task` (done, skipped or failed).
+
+    Returns:
+        The counts and failures of the share; errors of single files are counted, not raised.
+
+    Raises:
+        ValueError: ``saturation`` outside ``colorizer.SATURATION_RANGE`` (before any file).
+    """
+    from colorization.colorizer import SATURATION_RANGE
+
+    if not SATURATION_RANGE[0] <= saturation <= SATURATION_RANGE[1]:
+        raise ValueError(f"saturation must be a number in {list(SATURATION_RANGE)}, got {saturation!r}")
+    start, summary = time.perf_counter(), JobSummary()
+    dataset = FileDataset(
+        entries, outputs, colorizer.size, colorizer.stride, colorizer.max_pixels, hints, rank, world_size,
+        unique_outputs,
+    )
+    # batch_size=None: tasks pass through the loader one by one, as they are
+    tasks = dataset if workers == 0 else DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4)
+
+    def finish(task: Task) -> None:
+        summary.count(task)
+        if progress is not None:
+            progress(task)
+
+    def run(window: list[Task]) -> None:
+        for task, ab in zip(window, colorizer.predict([t.prep for t in window], batch_size)):
+            try:
+                if _write(colorizer, task, ab, saturation, outputs):
+                    task.end("done")
+                else:
+                    task.end("skipped", f"{task.src}: {task.out} exists (written meanwhile by another run)")
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
+                task.end("failed", describe_error(task.src, exc))
+            finish(task)
+
+    window: list[Task] = []  # like Colorizer.colorize_iter: predict batches equal shapes within a window
+    pixels = 0
+    for task in tasks:
+        if task.status != "ready":
+            finish(task)
+            continue
+        window.append(task)
+        pixels += task.prep.l_full.numel()
+        if len(window) >= 4 * batch_size or pixels >= PENDING_PIXELS:
+            run(window)
+            window, pixels = [], 0
+    run(window)
+    summary.seconds = round(time.perf_counter() - start, 3)
+    return summary
+
+
+def _write(colorizer: Colorizer, task: Task, ab: Any, saturation: float, outputs: Outputs) -> bool:
+    """Finish ``task`` and write its missing targets (all with ``force``); False when another run
+    wrote them all since the task was planned."""
+    result = colorizer.finish(task.prep, ab, saturation)
+    written = False
+    try:
+        for path in outputs.targets(task.out):
+            if outputs.force or not path.exists():
+                image = result if path == task.out else side_by_side(colorizer.finish(task.prep, ab, 0.0), result)
+                cio.save_image(image, path, overwrite=outputs.force, format=outputs.fmt, exif=task.exif)
+                written = True
+    except FileExistsError:  # appeared between the check and the write
+        pass
+    return written

@@ -38,8 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from colorization import color
-from colorization import io as cio
+from colorization import color, image_io
 from colorization.backends import PRECISIONS, Backend, TorchBackend, load_backend
 from colorization.checkpoint import DEFAULT_WORKING_SIZE
 from colorization.fullres import RefineConfig, full_res_l, gray_to_l, recombine
@@ -118,9 +117,9 @@ def _pad_to_stride(x: Tensor, stride: int) -> Tensor:
 
 def _check_pixels(height: int, width: int, max_pixels: int | None, name: str) -> None:
     if height < 1 or width < 1:
-        raise cio.EmptyImageError(f"{name}: image has no pixels ({width}x{height})")
+        raise image_io.EmptyImageError(f"{name}: image has no pixels ({width}x{height})")
     if max_pixels is not None and height * width > max_pixels:
-        raise cio.ImageTooLargeError(
+        raise image_io.ImageTooLargeError(
             f"{name}: {width}x{height} = {height * width:,} pixels exceeds the limit of "
             f"{max_pixels:,} pixels (max_pixels)"
         )
@@ -132,7 +131,7 @@ def _array_to_rgb(arr: np.ndarray, max_pixels: int | None) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise cio.ImageError(f"{name}: expected shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
+        raise image_io.ImageError(f"{name}: expected shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
     _check_pixels(arr.shape[0], arr.shape[1], max_pixels, name)
     if arr.dtype == np.uint8:
         if arr.shape[2] == 3:
@@ -143,13 +142,13 @@ def _array_to_rgb(arr: np.ndarray, max_pixels: int | None) -> np.ndarray:
     elif np.issubdtype(arr.dtype, np.floating):
         x = arr.astype(np.float32)
         if not np.isfinite(x).all():
-            raise cio.ImageError(f"{name}: contains NaN or infinite values")
+            raise image_io.ImageError(f"{name}: contains NaN or infinite values")
         lo, hi = float(x.min()), float(x.max())
         if lo < -1e-3 or hi > 1.0 + 1e-3:
-            raise cio.ImageError(f"{name}: float images must be in [0, 1], got [{lo:.4g}, {hi:.4g}]")
+            raise image_io.ImageError(f"{name}: float images must be in [0, 1], got [{lo:.4g}, {hi:.4g}]")
         x = np.clip(x, 0.0, 1.0)
     else:
-        raise cio.ImageError(f"{name}: unsupported dtype (use uint8, uint16 or float in [0, 1])")
+        raise image_io.ImageError(f"{name}: unsupported dtype (use uint8, uint16 or float in [0, 1])")
     if x.shape[2] == 4:  # composite on white, like io.to_rgb does for RGBA
         alpha = x[:, :, 3:4]
         x = x[:, :, :3] * alpha + (1.0 - alpha)
@@ -158,27 +157,27 @@ def _array_to_rgb(arr: np.ndarray, max_pixels: int | None) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def image_to_rgb_array(image: ImageInput, max_pixels: int | None = cio.DEFAULT_MAX_PIXELS) -> np.ndarray:
+def image_to_rgb_array(image: ImageInput, max_pixels: int | None = image_io.DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Any supported input -> sRGB array ``(H, W, 3)``: uint8, or float32 in ``[0, 1]``.
 
-    PIL images go through :func:`colorization.io.to_rgb` (every mode, transparency on white),
-    paths and bytes through :func:`colorization.io.load_image` (EXIF orientation applied), numpy
+    PIL images go through :func:`colorization.image_io.to_rgb` (every mode, transparency on white),
+    paths and bytes through :func:`colorization.image_io.load_image` (EXIF orientation applied), numpy
     arrays (``HxW``, ``HxWx1/3/4``; uint8, uint16 or float in ``[0, 1]``) are converted directly,
     keeping 16-bit precision.
 
     Raises:
-        colorization.io.ImageTooLargeError: more than ``max_pixels`` pixels.
-        colorization.io.ImageError: unreadable input (the message names it).
+        colorization.image_io.ImageTooLargeError: more than ``max_pixels`` pixels.
+        colorization.image_io.ImageError: unreadable input (the message names it).
         TypeError: an unsupported input type.
     """
     if isinstance(image, Image.Image):
         _check_pixels(image.height, image.width, max_pixels, f"PIL image ({image.mode})")
-        return np.asarray(cio.to_rgb(image))
+        return np.asarray(image_io.to_rgb(image))
     if isinstance(image, np.ndarray):
         return _array_to_rgb(image, max_pixels)
     if isinstance(image, (str, os.PathLike, bytes, bytearray)):
         src = bytes(image) if isinstance(image, bytearray) else image
-        return np.asarray(cio.load_image(src, max_pixels=max_pixels))
+        return np.asarray(image_io.load_image(src, max_pixels=max_pixels))
     raise TypeError(
         f"cannot colorize a {type(image).__name__}: pass a PIL image, a path, bytes or a numpy array"
     )
@@ -212,7 +211,7 @@ def prepare_image(
     image: ImageInput,
     size: int = DEFAULT_WORKING_SIZE,
     stride: int = 1,
-    max_pixels: int | None = cio.DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = image_io.DEFAULT_MAX_PIXELS,
     hints: Sequence[Hint | Mapping[str, Any] | str] | None = None,
 ) -> PreparedImage:
     """Decode/convert ``image`` and build the network input (CPU only; safe in DataLoader workers).
@@ -267,7 +266,7 @@ class Colorizer:
         backend: the network (:class:`TorchBackend` or :class:`colorization.onnx_export.OnnxBackend`).
         size: working short side in px; None: the model's ``working_size`` or
             :data:`colorization.checkpoint.DEFAULT_WORKING_SIZE`.
-        max_pixels: inputs with more pixels raise :class:`colorization.io.ImageTooLargeError`
+        max_pixels: inputs with more pixels raise :class:`colorization.image_io.ImageTooLargeError`
             (None: unlimited).
         refine: default for the edge-aware ab upsampling (guided filter); off by default because
             it did not reduce colour error on our measurement (docs/colorize.md).
@@ -279,7 +278,7 @@ class Colorizer:
         backend: Backend,
         *,
         size: int | None = None,
-        max_pixels: int | None = cio.DEFAULT_MAX_PIXELS,
+        max_pixels: int | None = image_io.DEFAULT_MAX_PIXELS,
         refine: bool = False,
         refine_config: RefineConfig = _REFINE,
     ) -> None:
@@ -301,7 +300,7 @@ class Colorizer:
         device: str | torch.device | None = None,
         backend: str = "torch",
         size: int | None = None,
-        max_pixels: int | None = cio.DEFAULT_MAX_PIXELS,
+        max_pixels: int | None = image_io.DEFAULT_MAX_PIXELS,
         refine: bool = False,
         *,
         precision: str = "auto",
@@ -369,7 +368,7 @@ class Colorizer:
         if hints and not self.accepts_hints:
             raise ValueError(
                 f"the {self.model_name} model does not take colour hints; use a model trained with "
-                "hints (configs/effnet_fpn_hints.yaml trains one)"
+                "hints (configs/default.yaml trains one)"
             )
         return prepare_image(image, int(size or self.size), self.stride, self.max_pixels, hints)
 
@@ -444,8 +443,8 @@ class Colorizer:
             RGB PIL image with the input's width and height.
 
         Raises:
-            colorization.io.ImageTooLargeError: the input has more than ``max_pixels`` pixels.
-            colorization.io.ImageError: the input cannot be read.
+            colorization.image_io.ImageTooLargeError: the input has more than ``max_pixels`` pixels.
+            colorization.image_io.ImageError: the input cannot be read.
             ValueError: a bad ``saturation``, a malformed hint, a point outside the image, or
                 hints for a model without hint input.
         """

@@ -7,10 +7,10 @@ Sections (``--sections``, all by default):
 ``folder``
     Colorize a folder (default ``/work/shared/data/bench/kodak24`` when it exists, read only;
     otherwise ``--folder-images`` synthetic photos) the way ``colorization colorize`` does it:
-    decode (:func:`colorization.io.open_image`), prepare (full-resolution L, resize to the working
+    decode (:func:`colorization.image_io.open_image`), prepare (full-resolution L, resize to the working
     size, pad: :meth:`Colorizer.prepare`), network (:meth:`Colorizer.predict`, ``--batch-size``
     images per call), recombination (ab upsampling + Lab -> sRGB with the original L:
-    :meth:`Colorizer.finish`) and encode (:func:`colorization.io.save_image`, the input's format).
+    :meth:`Colorizer.finish`) and encode (:func:`colorization.image_io.save_image`, the input's format).
     The floor is decode + encode of the same files in the same run. The CLI itself is then timed
     on the same folder (wall clock, including interpreter start-up and model loading).
 ``sizes``
@@ -124,7 +124,7 @@ def _colorizer(
 
 def run_pipeline(colorizer: Any, files: list[Path], out_dir: Path, batch_size: int) -> dict[str, float]:
     """Colorize ``files`` into ``out_dir`` (chunks of ``batch_size`` like the CLI); seconds per stage."""
-    from colorization import io as cio
+    from colorization import image_io
 
     dev = colorizer.device
     t = dict.fromkeys(STAGES, 0.0)
@@ -133,7 +133,7 @@ def run_pipeline(colorizer: Any, files: list[Path], out_dir: Path, batch_size: i
         ready = []
         for f in chunk:
             t0 = time.perf_counter()
-            loaded = cio.open_image(f)
+            loaded = image_io.open_image(f)
             t1 = time.perf_counter()
             prep = colorizer.prepare(loaded.image)
             t2 = time.perf_counter()
@@ -149,7 +149,7 @@ def run_pipeline(colorizer: Any, files: list[Path], out_dir: Path, batch_size: i
             img = colorizer.finish(prep, ab)
             sync(dev)
             t1 = time.perf_counter()
-            cio.save_image(img, out_dir / f.name, overwrite=True, exif=loaded.exif)
+            image_io.save_image(img, out_dir / f.name, overwrite=True, exif=loaded.exif)
             t["encode"] += time.perf_counter() - t1
             t["recombine"] += t1 - t0
     return t
@@ -157,14 +157,14 @@ def run_pipeline(colorizer: Any, files: list[Path], out_dir: Path, batch_size: i
 
 def run_floor(files: list[Path], out_dir: Path) -> dict[str, float]:
     """Decode + encode alone (the same files, formats and writer)."""
-    from colorization import io as cio
+    from colorization import image_io
 
     t = {"decode": 0.0, "encode": 0.0}
     for f in files:
         t0 = time.perf_counter()
-        loaded = cio.open_image(f)
+        loaded = image_io.open_image(f)
         t1 = time.perf_counter()
-        cio.save_image(loaded.image, out_dir / f.name, overwrite=True, exif=loaded.exif)
+        image_io.save_image(loaded.image, out_dir / f.name, overwrite=True, exif=loaded.exif)
         t["encode"] += time.perf_counter() - t1
         t["decode"] += t1 - t0
     return t
@@ -188,10 +188,10 @@ def folder_child(args: argparse.Namespace, files: list[Path], tmp: Path) -> dict
 
 
 def section_folder(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from colorization import io as cio
+    from colorization import image_io
 
     if args.folder is not None and args.folder.is_dir():
-        files = [f for f, _ in cio.find_images([args.folder])][: args.limit]
+        files = [f for f, _ in image_io.find_images([args.folder])][: args.limit]
         source = str(args.folder)
     else:
         files = write_synthetic(tmp / "folder_in", args.folder_images, 500, 500, gray=False)
@@ -316,12 +316,12 @@ def print_sizes(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 
 def photo_512(tmp: Path, folder: Path | None) -> tuple[Path, str]:
-    from colorization import io as cio
+    from colorization import image_io
 
     if folder is not None and folder.is_dir():
-        files = [f for f, _ in cio.find_images([folder])]
+        files = [f for f, _ in image_io.find_images([folder])]
         if files:
-            img = cio.load_image(files[0]).resize((512, 512), Image.Resampling.LANCZOS)
+            img = image_io.load_image(files[0]).resize((512, 512), Image.Resampling.LANCZOS)
             p = tmp / "photo512.jpg"
             img.save(p, quality=95)
             return p, f"{files[0].name} resized to 512x512 (colour JPEG q95)"
@@ -335,10 +335,10 @@ def onnx_child(
 ) -> dict[str, Any]:
     from common import time_call
 
-    from colorization import io as cio
+    from colorization import image_io
 
     colorizer = _colorizer(args, "onnx" if onnx_path else "torch", onnx_path, threads)
-    image = cio.load_image(photo)
+    image = image_io.load_image(photo)
     prep = colorizer.prepare(image)
     batch = prep.l_work[None]
     net = time_call(lambda: colorizer.backend(batch), warmup=1, reps=reps, device=colorizer.device)
@@ -346,8 +346,8 @@ def onnx_child(
     out = Path(tempfile.mkdtemp(dir=photo.parent))
 
     def file_to_file() -> None:
-        loaded = cio.open_image(photo)
-        cio.save_image(colorizer(loaded.image), out / "out.jpg", overwrite=True, exif=loaded.exif)
+        loaded = image_io.open_image(photo)
+        image_io.save_image(colorizer(loaded.image), out / "out.jpg", overwrite=True, exif=loaded.exif)
 
     f2f = time_call(file_to_file, warmup=1, reps=reps, device=colorizer.device)
     return {"network": net.median, "network_first": net.first, "call": call.median, "file": f2f.median,

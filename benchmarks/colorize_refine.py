@@ -28,8 +28,7 @@ import torch.nn.functional as F
 from skimage.color import deltaE_ciede2000, rgb2lab
 from tqdm import tqdm
 
-from colorization import color
-from colorization import io as cio
+from colorization import color, image_io
 from colorization.colorizer import prepare_image
 from colorization.fullres import RefineConfig, recombine
 
@@ -70,7 +69,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def evaluate(files: list[Path], factor: float, blur: float = 0.0) -> dict[str, list[tuple[float, float, float]]]:
     results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in SETTINGS}
     for path in tqdm(files, desc=f"factor {factor:g}", file=sys.stderr):
-        rgb = np.asarray(cio.load_image(path))
+        rgb = np.asarray(image_io.load_image(path))
         h_full, w_full = rgb.shape[:2]
         size = max(8, round(min(h_full, w_full) / factor))
         prep = prepare_image(rgb, size=size, stride=1)
@@ -98,7 +97,7 @@ def main() -> None:
                     help="Gaussian sigma (working-size px) applied to the oracle ab: simulated bleeding")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    files = [f for f, _ in cio.find_images([args.folder])]
+    files = [f for f, _ in image_io.find_images([args.folder])]
     files = files[: args.max_images] if args.max_images else files
     for factor in args.factor or [4.0]:
         start = time.perf_counter()

@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from colorization import io as cio  # noqa: E402
+from colorization import image_io  # noqa: E402
 from colorization import metrics as M  # noqa: E402
 from colorization.evaluate import list_group_images, load_ground_truth, resolve_model  # noqa: E402
 from colorization.hints import Hint  # noqa: E402
@@ -60,8 +60,8 @@ def evaluate_counts(colorizer, gts, counts, seed: int, radius: int, batch_size: 
             chunk = gts[s : s + batch_size]
             hints = [p[:n] or None for p in points[s : s + batch_size]]
             outs = colorizer.colorize_batch(chunk, batch_size=batch_size, hints=hints)
-            suite.update(torch.stack([cio.pil_to_tensor(o) for o in outs]),
-                         torch.stack([cio.pil_to_tensor(g) for g in chunk]))
+            suite.update(torch.stack([image_io.pil_to_tensor(o) for o in outs]),
+                         torch.stack([image_io.pil_to_tensor(g) for g in chunk]))
         res = suite.compute()
         row = {"hints": n, **{k: float(res[k]) for k in ("psnr", "ssim", "auc", "cf_pred", "cf_gt")}}
         tqdm.write(f"N={n:>3}: PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.4f}  AuC {row['auc']:.2f}  "
@@ -104,7 +104,7 @@ def figure(colorizer, photo: Path, point: tuple[int, int], size: int, out: Path)
     for i, (label, img) in enumerate(panels):
         sheet.paste(img, (pad + i * (size + pad), top))
         d.text((pad + i * (size + pad), 3), label, fill="black")
-    with cio.atomic_path(out) as tmp:
+    with image_io.atomic_path(out) as tmp:
         sheet.save(tmp, format="JPEG", quality=92)
 
 
@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = evaluate_counts(colorizer, gts, counts, args.seed, args.radius, args.batch_size)
     meta = {"data": Path(args.data).name, "images": len(files), "size": args.size, "model": args.model,
             "seed": args.seed, "radius": args.radius}
-    cio.atomic_write_text(args.out / "hints.json", json.dumps({"meta": meta, "rows": rows}, indent=1))
-    cio.atomic_write_text(args.out / "hints.md", markdown(rows, meta))
+    image_io.atomic_write_text(args.out / "hints.json", json.dumps({"meta": meta, "rows": rows}, indent=1))
+    image_io.atomic_write_text(args.out / "hints.md", markdown(rows, meta))
     print(markdown(rows, meta))
     return 0
 

@@ -21,8 +21,7 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from colorization import color  # noqa: E402
-from colorization import io as cio  # noqa: E402
+from colorization import color, image_io  # noqa: E402
 from colorization.evaluate import list_group_images, load_ground_truth, resolve_model  # noqa: E402
 
 HUES = {"red": (-30.0, 40.0), "green": (100.0, 170.0), "blue": (220.0, 290.0)}
@@ -30,7 +29,7 @@ HUES = {"red": (-30.0, 40.0), "green": (100.0, 170.0), "blue": (220.0, 290.0)}
 
 def hue_shares(img: Image.Image) -> dict[str, float]:
     """Share of pixels with chroma > 40 in each hue family of :data:`HUES`."""
-    lab = color.rgb_to_lab(cio.pil_to_tensor(img)[None].float())[0]
+    lab = color.rgb_to_lab(image_io.pil_to_tensor(img)[None].float())[0]
     a, b = lab[1], lab[2]
     chroma = torch.sqrt(a * a + b * b)
     hue = torch.rad2deg(torch.atan2(b, a))  # -180..180
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         for j, im in enumerate(row):
             sheet.paste(im, (left + pad + j * (s + pad), top + i * (s + pad)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with cio.atomic_path(args.out) as tmp:  # the format follows the suffix of --out
+    with image_io.atomic_path(args.out) as tmp:  # the format follows the suffix of --out
         sheet.save(tmp, format=Image.registered_extensions()[args.out.suffix.lower()], quality=90)
     print(f"wrote {args.out}: rows " + ", ".join(f"{h}:{f.name}" for h, f in picked))
     return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from colorization.io import atomic_write_text
+from colorization.image_io import atomic_write_text
 from colorization.models import create_model, get_config_class, list_models, model_info
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "models.md"

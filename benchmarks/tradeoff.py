@@ -29,7 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from colorization import io as cio  # noqa: E402
+from colorization import image_io  # noqa: E402
 from colorization import metrics as M  # noqa: E402
 from colorization.evaluate import list_group_images, load_ground_truth, resolve_model  # noqa: E402
 
@@ -88,7 +88,7 @@ def measure(colorizer, gts, target_batches, batch_size: int, saturation: float) 
     suite = M.MetricSuite(device=torch.device("cpu"), use_st_lpips=False, use_fid=False, use_ciede2000=False)
     for start, target in zip(range(0, len(gts), batch_size), target_batches):
         outs = colorizer.colorize_batch(gts[start : start + batch_size], batch_size=batch_size, saturation=saturation)
-        suite.update(torch.stack([cio.pil_to_tensor(o) for o in outs]), target)
+        suite.update(torch.stack([image_io.pil_to_tensor(o) for o in outs]), target)
     res = suite.compute()
     return {k: float(res[k]) for k in ("psnr", "ssim", "auc", "cf_pred", "cf_gt")}
 
@@ -131,7 +131,7 @@ def plot(points: list[dict], path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    with cio.atomic_path(path) as tmp:
+    with image_io.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=130, format="png")
     plt.close(fig)
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     files = list_group_images(args.data, args.limit)
     gts = [load_ground_truth(f, args.size) for f in tqdm(files, desc="loading photos", unit="img")]
     targets = [
-        torch.stack([cio.pil_to_tensor(g) for g in gts[s : s + args.batch_size]])
+        torch.stack([image_io.pil_to_tensor(g) for g in gts[s : s + args.batch_size]])
         for s in range(0, len(gts), args.batch_size)
     ]
     device = torch.device("cpu")
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"data": Path(args.data).name, "images": len(files), "size": args.size,
             "models": [{k: m[k] for k in ("name", "spec")} for m in models]}
-    cio.atomic_write_text(args.out / "tradeoff.json", json.dumps({"meta": meta, "points": points}, indent=1))
+    image_io.atomic_write_text(args.out / "tradeoff.json", json.dumps({"meta": meta, "points": points}, indent=1))
     plot(points, args.out / "tradeoff.png",
          f"PSNR vs colourfulness, {len(files)} {meta['data']} photos at {args.size}x{args.size}")
     print(f"wrote {args.out / 'tradeoff.json'} and {args.out / 'tradeoff.png'}")

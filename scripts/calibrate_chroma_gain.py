@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from colorization import color, io, metrics
+from colorization import color, image_io, metrics
 from colorization.checkpoint import CONFIG_NAME, read_config
 from colorization.colorizer import Colorizer
 from colorization.evaluate import load_ground_truth
@@ -38,7 +38,7 @@ def measure(model_dir: Path, files: list[Path], size: int, gains: list[float]) -
     gt_abs = []
     for f in tqdm(files, desc="calibrating", unit="img"):
         gt = load_ground_truth(f, size)
-        gt_t = io.pil_to_tensor(gt).unsqueeze(0)
+        gt_t = image_io.pil_to_tensor(gt).unsqueeze(0)
         cf_gt_sum += float(color.colorfulness(gt_t)[0])
         gt_ab = color.rgb_to_lab(gt_t)[:, 1:]
         gt_abs.append(gt_ab)
@@ -47,7 +47,7 @@ def measure(model_dir: Path, files: list[Path], size: int, gains: list[float]) -
         for g in sums:
             # the saturation factor multiplies on top of the gain already in the model
             out = colorizer.finish(prep, ab, saturation=g / base_gain if base_gain else g)
-            out_t = io.pil_to_tensor(out).unsqueeze(0)
+            out_t = image_io.pil_to_tensor(out).unsqueeze(0)
             sums[g]["psnr"] += float(metrics.psnr(out_t, gt_t)[0])
             sums[g]["cf"] += float(color.colorfulness(out_t)[0])
             sums[g]["err"].append(metrics.ab_error(color.rgb_to_lab(out_t)[:, 1:], gt_ab))
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write", default=None, help="'auto' or a gain to record in config.json")
     args = p.parse_args(argv)
 
-    files = [f for f, _ in io.find_images([args.data])]
+    files = [f for f, _ in image_io.find_images([args.data])]
     if not files:
         p.error(f"no images under {args.data}")
     g = torch.Generator().manual_seed(args.seed)
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.write == "auto" else "given"
         ), "table": rows,
     }
-    io.atomic_write_text(args.model / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    image_io.atomic_write_text(args.model / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     print(f"chroma_gain = {chosen} written to {args.model / CONFIG_NAME}")
     return 0
 

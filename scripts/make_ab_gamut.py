@@ -28,7 +28,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from colorization import color
-from colorization.io import atomic_write_text
+from colorization.image_io import atomic_write_text
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 # ab grid: cell (i, j) has centre ((i - HALF_CELLS) * 10, (j - HALF_CELLS) * 10); sRGB ab fits in it

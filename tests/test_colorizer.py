@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage.color import rgb2lab
 
-from colorization import Colorizer, color
-from colorization import io as cio
+from colorization import Colorizer, color, image_io
 from colorization.backends import Backend, TorchBackend
 from colorization.checkpoint import save_exported
 from colorization.colorizer import PreparedImage, prepare_image, working_shape
@@ -203,13 +202,13 @@ def test_bad_arguments(colorizer):
         colorizer(img, saturation=2.5)  # one rule for API, CLI and service: [0, 2]
     with pytest.raises(TypeError, match="cannot colorize"):
         colorizer(12345)
-    with pytest.raises(cio.ImageError, match="float images must be in"):
+    with pytest.raises(image_io.ImageError, match="float images must be in"):
         colorizer(np.full((8, 8), 3.0, np.float32))
-    with pytest.raises(cio.ImageError, match="shape"):
+    with pytest.raises(image_io.ImageError, match="shape"):
         colorizer(np.zeros((8, 8, 2), np.uint8))
-    with pytest.raises(cio.EmptyImageError):
+    with pytest.raises(image_io.EmptyImageError):
         colorizer(np.zeros((0, 8), np.uint8))
-    with pytest.raises(cio.NotAnImageError):
+    with pytest.raises(image_io.NotAnImageError):
         colorizer(b"definitely not an image")
     with pytest.raises(ValueError, match="working resolution"):
         colorizer(img, size=100_000)
@@ -226,7 +225,7 @@ def test_image_over_pixel_limit_raises(model_dir, tmp_path):
     path = tmp_path / "big.png"
     Image.fromarray(big).save(path)
     for image in (big, Image.fromarray(big), path):
-        with pytest.raises(cio.ImageTooLargeError, match="1,640"):
+        with pytest.raises(image_io.ImageTooLargeError, match="1,640"):
             c(image)
     assert c(gradient_rgb(40, 40)).size == (40, 40)
 

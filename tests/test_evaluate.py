@@ -13,9 +13,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from colorization import checkpoint, color, create_model
+from colorization import checkpoint, color, create_model, image_io
 from colorization import evaluate as ev
-from colorization import io as cio
 from colorization import metrics as M
 from colorization.cli import app
 
@@ -71,8 +70,8 @@ def test_gray_backend_output_equals_color_gray_baseline(tmp_path):
     files = _photos(tmp_path / "g", 1, 3)
     gt = ev.load_ground_truth(files[0], 32)
     model = ev.resolve_model("gray", torch.device("cpu"), 32)
-    out = cio.pil_to_tensor(model.colorizer(gt))
-    expected = M.quantize_8bit(color.rgb_to_gray(cio.pil_to_tensor(gt)))
+    out = image_io.pil_to_tensor(model.colorizer(gt))
+    expected = M.quantize_8bit(color.rgb_to_gray(image_io.pil_to_tensor(gt)))
     # same L, ab = 0; at most one 8-bit level apart from rounding of L
     assert (out - expected).abs().max() <= 1.0 / 255 + 1e-6
 
@@ -81,9 +80,9 @@ def test_evaluate_function_gray_metrics_match_direct_computation(tmp_path):
     _photos(tmp_path / "g", 3, 1)
     cfg = ev.EvaluationConfig(size=32, fid=False, st_lpips=False, figure_samples=0, device="cpu")
     (row,) = ev.evaluate(["gray"], {"g": tmp_path / "g"}, cfg, progress=False)
-    gts = torch.stack([cio.pil_to_tensor(ev.load_ground_truth(f, 32)) for f in sorted((tmp_path / "g").iterdir())])
+    gts = torch.stack([image_io.pil_to_tensor(ev.load_ground_truth(f, 32)) for f in sorted((tmp_path / "g").iterdir())])
     col = ev.resolve_model("gray", torch.device("cpu"), 32).colorizer
-    preds = torch.stack([cio.pil_to_tensor(col(cio.tensor_to_pil(g))) for g in gts])
+    preds = torch.stack([image_io.pil_to_tensor(col(image_io.tensor_to_pil(g))) for g in gts])
     assert row["images"] == 3
     assert row["psnr"] == pytest.approx(M.psnr(preds, gts).mean().item(), rel=1e-6)
     assert row["ssim"] == pytest.approx(M.ssim(preds, gts).mean().item(), rel=1e-6)

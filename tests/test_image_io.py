@@ -1,4 +1,4 @@
-"""Tests of colorization.io: every format/mode built on the fly, typed errors, atomic saving."""
+"""Tests of colorization.image_io: every format/mode built on the fly, typed errors, atomic saving."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from colorization import io as cio
+from colorization import image_io
 
 
 def _gradient(w: int = 16, h: int = 12) -> Image.Image:
@@ -50,8 +50,8 @@ def _write_png16(path: Path, arr: np.ndarray) -> None:
                                           (".webp", False), (".jpg", False)])
 def test_formats_round_trip(tmp_path: Path, ext: str, lossless: bool) -> None:
     img = _gradient()
-    path = cio.save_image(img, tmp_path / f"g{ext}")
-    loaded = cio.open_image(path)
+    path = image_io.save_image(img, tmp_path / f"g{ext}")
+    loaded = image_io.open_image(path)
     assert loaded.image.mode == "RGB" and loaded.image.size == img.size
     diff = np.abs(_arr(loaded.image) - _arr(img)).max()
     assert diff == 0 if lossless else diff < 24
@@ -63,7 +63,7 @@ def test_gif_first_frame_and_palette_transparency(tmp_path: Path) -> None:
     blue = Image.new("RGB", (8, 8), (0, 0, 255))
     red.save(tmp_path / "anim.gif", save_all=True, append_images=[blue], duration=100, loop=0)
     assert Image.open(tmp_path / "anim.gif").n_frames == 2
-    np.testing.assert_array_equal(_arr(cio.load_image(tmp_path / "anim.gif"))[0, 0], [255, 0, 0])
+    np.testing.assert_array_equal(_arr(image_io.load_image(tmp_path / "anim.gif"))[0, 0], [255, 0, 0])
 
     # palette image with a transparent index -> composited on white
     p = Image.new("P", (4, 4), 0)
@@ -71,7 +71,7 @@ def test_gif_first_frame_and_palette_transparency(tmp_path: Path) -> None:
     p.putpixel((1, 1), 1)
     for name in ("t.png", "t.gif"):
         p.save(tmp_path / name, transparency=0)
-        out = _arr(cio.load_image(tmp_path / name))
+        out = _arr(image_io.load_image(tmp_path / name))
         np.testing.assert_array_equal(out[0, 0], [255, 255, 255])
         np.testing.assert_array_equal(out[1, 1], [10, 200, 30])
 
@@ -79,7 +79,7 @@ def test_gif_first_frame_and_palette_transparency(tmp_path: Path) -> None:
 def test_grey_and_alpha_modes(tmp_path: Path) -> None:
     grey = Image.fromarray(np.array([[0, 100], [200, 255]], dtype=np.uint8))
     grey.save(tmp_path / "l.png")
-    loaded = cio.open_image(tmp_path / "l.png")
+    loaded = image_io.open_image(tmp_path / "l.png")
     assert loaded.source_mode == "L"
     np.testing.assert_array_equal(_arr(loaded.image)[..., 0], _arr(grey))
     np.testing.assert_array_equal(_arr(loaded.image)[..., 1], _arr(grey))
@@ -90,14 +90,14 @@ def test_grey_and_alpha_modes(tmp_path: Path) -> None:
     rgba[0, 1] = [20, 40, 60, 255]
     rgba[0, 2] = [0, 0, 0, 128]
     Image.fromarray(rgba).save(tmp_path / "a.png")
-    out = _arr(cio.load_image(tmp_path / "a.png"))[0]
+    out = _arr(image_io.load_image(tmp_path / "a.png"))[0]
     np.testing.assert_array_equal(out[0], [255, 255, 255])
     np.testing.assert_array_equal(out[1], [20, 40, 60])
     assert np.abs(out[2] - 127).max() <= 1
 
     la = Image.fromarray(np.array([[[50, 0], [50, 255]]], dtype=np.uint8), mode="LA")
     la.save(tmp_path / "la.png")
-    out = _arr(cio.load_image(tmp_path / "la.png"))[0]
+    out = _arr(image_io.load_image(tmp_path / "la.png"))[0]
     np.testing.assert_array_equal(out, [[255, 255, 255], [50, 50, 50]])
 
 
@@ -105,7 +105,7 @@ def test_grey_and_alpha_modes(tmp_path: Path) -> None:
 def test_cmyk(tmp_path: Path, ext: str) -> None:
     cmyk = Image.new("CMYK", (8, 8), (255, 0, 0, 0))  # pure cyan
     cmyk.save(tmp_path / f"c{ext}")
-    loaded = cio.open_image(tmp_path / f"c{ext}")
+    loaded = image_io.open_image(tmp_path / f"c{ext}")
     assert loaded.source_mode == "CMYK"
     assert np.abs(_arr(loaded.image)[4, 4] - [0, 255, 255]).max() <= 3
 
@@ -116,33 +116,33 @@ def test_sixteen_bit_scaled_not_clipped(tmp_path: Path) -> None:
     Image.fromarray(values).save(tmp_path / "g16.png")
     Image.fromarray(values).save(tmp_path / "g16.tif")
     for name in ("g16.png", "g16.tif"):
-        loaded = cio.open_image(tmp_path / name)
+        loaded = image_io.open_image(tmp_path / name)
         assert loaded.source_mode.startswith("I;16")
         np.testing.assert_array_equal(_arr(loaded.image)[..., 0], expected)
     _write_png16(tmp_path / "g16b.png", values)
-    np.testing.assert_array_equal(_arr(cio.load_image(tmp_path / "g16b.png"))[..., 2], expected)
+    np.testing.assert_array_equal(_arr(image_io.load_image(tmp_path / "g16b.png"))[..., 2], expected)
     # 16-bit RGB: PIL keeps the high byte, within one level of exact scaling
     rgb16 = np.stack([values, values[:, ::-1], np.full_like(values, 1000)], -1)
     _write_png16(tmp_path / "rgb16.png", rgb16)
-    out = _arr(cio.load_image(tmp_path / "rgb16.png"))
+    out = _arr(image_io.load_image(tmp_path / "rgb16.png"))
     assert np.abs(out - np.rint(rgb16 / 257.0)).max() <= 1
 
 
 def test_int_and_float_modes(tmp_path: Path) -> None:
     i16_in_32 = np.array([[0, 1000, 65535]], dtype=np.int32)
     Image.fromarray(i16_in_32).save(tmp_path / "i.tif")
-    loaded = cio.open_image(tmp_path / "i.tif")
+    loaded = image_io.open_image(tmp_path / "i.tif")
     assert loaded.source_mode == "I"
     np.testing.assert_array_equal(_arr(loaded.image)[0, :, 0], np.rint(i16_in_32[0] / 257))
     wide = np.array([[-100, 0, 900]], dtype=np.int32)  # outside 16 bits: min-max scaled
-    np.testing.assert_array_equal(_arr(cio.to_rgb(Image.fromarray(wide)))[0, :, 0], [0, 26, 255])
+    np.testing.assert_array_equal(_arr(image_io.to_rgb(Image.fromarray(wide)))[0, :, 0], [0, 26, 255])
     f = np.array([[0.0, 0.25, 1.0]], dtype=np.float32)
     Image.fromarray(f).save(tmp_path / "f.tif")
-    loaded = cio.open_image(tmp_path / "f.tif")
+    loaded = image_io.open_image(tmp_path / "f.tif")
     assert loaded.source_mode == "F"
     np.testing.assert_array_equal(_arr(loaded.image)[0, :, 1], [0, 64, 255])
     f255 = np.array([[0.0, 100.0, 255.0]], dtype=np.float32)
-    np.testing.assert_array_equal(_arr(cio.to_rgb(Image.fromarray(f255)))[0, :, 0], [0, 100, 255])
+    np.testing.assert_array_equal(_arr(image_io.to_rgb(Image.fromarray(f255)))[0, :, 0], [0, 100, 255])
 
 
 def test_exif_orientation(tmp_path: Path) -> None:
@@ -153,7 +153,7 @@ def test_exif_orientation(tmp_path: Path) -> None:
     exif[0x0112] = 6  # stored rotated: display needs 90° clockwise
     exif[0x010F] = "TestCam"
     Image.fromarray(arr).save(tmp_path / "o.png", exif=exif)
-    loaded = cio.open_image(tmp_path / "o.png")
+    loaded = image_io.open_image(tmp_path / "o.png")
     out = _arr(loaded.image)
     assert loaded.image.size == (2, 4)
     np.testing.assert_array_equal(out[0, 1], [255, 0, 0])  # top-left -> top-right
@@ -168,8 +168,8 @@ def test_sources_bytes_and_stream(tmp_path: Path) -> None:
     buf = io.BytesIO()
     _gradient().save(buf, format="PNG")
     data = buf.getvalue()
-    a = cio.load_image(data)
-    b = cio.load_image(io.BytesIO(data))
+    a = image_io.load_image(data)
+    b = image_io.load_image(io.BytesIO(data))
     np.testing.assert_array_equal(_arr(a), _arr(_gradient()))
     np.testing.assert_array_equal(_arr(a), _arr(b))
 
@@ -180,43 +180,43 @@ def test_sources_bytes_and_stream(tmp_path: Path) -> None:
 def test_typed_errors_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = tmp_path / "notes.jpg"
     text.write_text("hello, not an image")
-    with pytest.raises(cio.NotAnImageError, match="notes.jpg"):
-        cio.load_image(text)
+    with pytest.raises(image_io.NotAnImageError, match="notes.jpg"):
+        image_io.load_image(text)
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    with pytest.raises(cio.EmptyImageError, match="empty.png"):
-        cio.load_image(empty)
-    with pytest.raises(cio.EmptyImageError):
-        cio.load_image(b"")
+    with pytest.raises(image_io.EmptyImageError, match="empty.png"):
+        image_io.load_image(empty)
+    with pytest.raises(image_io.EmptyImageError):
+        image_io.load_image(b"")
     zero = tmp_path / "zero.png"  # valid signature, 0 x 0 header
     zero.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0)))
-    with pytest.raises(cio.EmptyImageError, match="zero.png"):
-        cio.load_image(zero)
+    with pytest.raises(image_io.EmptyImageError, match="zero.png"):
+        image_io.load_image(zero)
 
     for ext in (".jpg", ".png", ".webp"):
         buf = io.BytesIO()
         Image.effect_noise((64, 64), 60).convert("RGB").save(buf, format=Image.registered_extensions()[ext])
         cut = tmp_path / f"cut{ext}"
         cut.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
-        with pytest.raises(cio.CorruptImageError, match=f"cut{ext}"):
-            cio.load_image(cut)
+        with pytest.raises(image_io.CorruptImageError, match=f"cut{ext}"):
+            image_io.load_image(cut)
         if ext == ".webp":  # PIL's WebP reader decodes on open: no header-only size
             continue
         # the pixel limit is checked from the header, before decoding the (truncated) data
-        with pytest.raises(cio.ImageTooLargeError, match=f"cut{ext}"):
-            cio.load_image(cut, max_pixels=64 * 64 - 1)
+        with pytest.raises(image_io.ImageTooLargeError, match=f"cut{ext}"):
+            image_io.load_image(cut, max_pixels=64 * 64 - 1)
 
     _gradient(20, 20).save(tmp_path / "big.png")
-    assert cio.load_image(tmp_path / "big.png", max_pixels=400).size == (20, 20)
+    assert image_io.load_image(tmp_path / "big.png", max_pixels=400).size == (20, 20)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL's bomb error at 2x this
-    with pytest.raises(cio.ImageTooLargeError, match="big.png"):
-        cio.load_image(tmp_path / "big.png", max_pixels=None)
+    with pytest.raises(image_io.ImageTooLargeError, match="big.png"):
+        image_io.load_image(tmp_path / "big.png", max_pixels=None)
 
     with pytest.raises(FileNotFoundError, match="missing.png"):
-        cio.load_image(tmp_path / "missing.png")
+        image_io.load_image(tmp_path / "missing.png")
     with pytest.raises(IsADirectoryError):
-        cio.load_image(tmp_path)
-    assert issubclass(cio.CorruptImageError, cio.ImageError) and issubclass(cio.ImageError, ValueError)
+        image_io.load_image(tmp_path)
+    assert issubclass(image_io.CorruptImageError, image_io.ImageError) and issubclass(image_io.ImageError, ValueError)
 
 
 # --- saving -----------------------------------------------------------------------------------
@@ -224,13 +224,13 @@ def test_typed_errors_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_save_atomic_and_no_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "sub" / "dir" / "x.png"
-    assert cio.save_image(_gradient(), out) == out
+    assert image_io.save_image(_gradient(), out) == out
     assert out.read_bytes().startswith(b"\x89PNG")
     before = out.read_bytes()
     with pytest.raises(FileExistsError, match="x.png"):
-        cio.save_image(Image.new("RGB", (3, 3)), out)
+        image_io.save_image(Image.new("RGB", (3, 3)), out)
     assert out.read_bytes() == before
-    cio.save_image(Image.new("RGB", (3, 3)), out, overwrite=True)
+    image_io.save_image(Image.new("RGB", (3, 3)), out, overwrite=True)
     assert Image.open(out).size == (3, 3)
     assert sorted(p.name for p in out.parent.iterdir()) == ["x.png"]  # no temp files left
     umask = os.umask(0)
@@ -245,37 +245,37 @@ def test_save_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(Image.Image, "save", boom)
     with pytest.raises(OSError, match="disk full"):
-        cio.save_image(_gradient(), tmp_path / "y.png")
+        image_io.save_image(_gradient(), tmp_path / "y.png")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_save_formats_modes_and_exif(tmp_path: Path) -> None:
     rgba = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
-    cio.save_image(rgba, tmp_path / "a.jpg")
+    image_io.save_image(rgba, tmp_path / "a.jpg")
     with Image.open(tmp_path / "a.jpg") as im:
         assert im.format == "JPEG" and im.mode == "RGB"
         assert np.asarray(im).min() >= 250  # transparent -> white
-    cio.save_image(rgba, tmp_path / "a.png")
+    image_io.save_image(rgba, tmp_path / "a.png")
     with Image.open(tmp_path / "a.png") as im:
         assert im.mode == "RGBA"
     i16 = Image.fromarray(np.array([[0, 65535]], dtype=np.uint16))
-    cio.save_image(i16, tmp_path / "i.webp")
-    np.testing.assert_array_equal(_arr(cio.load_image(tmp_path / "i.webp"))[0, :, 0], [0, 255])
-    cio.save_image(Image.new("L", (4, 4), 7), tmp_path / "l.webp")
+    image_io.save_image(i16, tmp_path / "i.webp")
+    np.testing.assert_array_equal(_arr(image_io.load_image(tmp_path / "i.webp"))[0, :, 0], [0, 255])
+    image_io.save_image(Image.new("L", (4, 4), 7), tmp_path / "l.webp")
     # explicit format wins over the extension; unknown extension without format is refused
-    cio.save_image(_gradient(), tmp_path / "data.bin", format="png")
+    image_io.save_image(_gradient(), tmp_path / "data.bin", format="png")
     assert (tmp_path / "data.bin").read_bytes().startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="extension"):
-        cio.save_image(_gradient(), tmp_path / "data.xyz")
+        image_io.save_image(_gradient(), tmp_path / "data.xyz")
     exif = Image.Exif()
     exif[0x010F] = "TestCam"
     for ext in (".jpg", ".png", ".webp", ".tif"):
-        cio.save_image(_gradient(), tmp_path / f"e{ext}", exif=exif.tobytes())
+        image_io.save_image(_gradient(), tmp_path / f"e{ext}", exif=exif.tobytes())
         with Image.open(tmp_path / f"e{ext}") as im:
             assert im.getexif().get(0x010F) == "TestCam", ext
-    cio.save_image(_gradient(), tmp_path / "e.bmp", exif=exif)  # not storable: ignored
+    image_io.save_image(_gradient(), tmp_path / "e.bmp", exif=exif)  # not storable: ignored
     assert Image.open(tmp_path / "e.bmp").size == (16, 12)
-    cio.save_image(Image.new("CMYK", (4, 4)), tmp_path / "c.png")
+    image_io.save_image(Image.new("CMYK", (4, 4)), tmp_path / "c.png")
     assert Image.open(tmp_path / "c.png").mode == "RGB"
 
 
@@ -292,32 +292,32 @@ def test_find_images(tmp_path: Path) -> None:
     single = tmp_path / "single.gif"
     single.write_bytes(b"x")
 
-    found = cio.find_images([root])
+    found = image_io.find_images([root])
     assert [f.relative_to(root).as_posix() for f, _ in found] == [
         "a.JPG", "b.png", "sub/c.webp", "sub/deeper/d.tif"]
     assert all(r == root for _, r in found)
-    assert [f.name for f, _ in cio.find_images([root], recursive=False)] == ["a.JPG", "b.png"]
-    assert cio.find_images([single, root / "b.png", single]) == [(single, None), (root / "b.png", None)]
+    assert [f.name for f, _ in image_io.find_images([root], recursive=False)] == ["a.JPG", "b.png"]
+    assert image_io.find_images([single, root / "b.png", single]) == [(single, None), (root / "b.png", None)]
 
     pattern = str(root / "**" / "*.tif")
-    found = cio.find_images([pattern])
+    found = image_io.find_images([pattern])
     assert found == [(root / "sub" / "deeper" / "d.tif", root)]
-    found = cio.find_images([str(root / "sub" / "*")])
+    found = image_io.find_images([str(root / "sub" / "*")])
     assert [(f.name, r) for f, r in found] == [("c.webp", root / "sub"), ("d.tif", root / "sub")]
     with pytest.raises(FileNotFoundError, match="nothing"):
-        cio.find_images([tmp_path / "nothing"])
+        image_io.find_images([tmp_path / "nothing"])
     with pytest.raises(FileNotFoundError):
-        cio.find_images([str(tmp_path / "*.jpeg")])
+        image_io.find_images([str(tmp_path / "*.jpeg")])
 
 
 def test_tensor_conversions() -> None:
     img = _gradient()
-    t = cio.pil_to_tensor(img)
+    t = image_io.pil_to_tensor(img)
     assert t.shape == (3, 12, 16) and t.dtype == torch.float32
     assert t.min() >= 0 and t.max() <= 1
-    np.testing.assert_array_equal(_arr(cio.tensor_to_pil(t)), _arr(img))
-    np.testing.assert_array_equal(_arr(cio.tensor_to_pil(t.unsqueeze(0) * 2)), np.minimum(_arr(img) * 2, 255))
+    np.testing.assert_array_equal(_arr(image_io.tensor_to_pil(t)), _arr(img))
+    np.testing.assert_array_equal(_arr(image_io.tensor_to_pil(t.unsqueeze(0) * 2)), np.minimum(_arr(img) * 2, 255))
     u8 = torch.from_numpy(_arr(img).astype(np.uint8)).permute(2, 0, 1)
-    np.testing.assert_array_equal(_arr(cio.tensor_to_pil(u8)), _arr(img))
+    np.testing.assert_array_equal(_arr(image_io.tensor_to_pil(u8)), _arr(img))
     with pytest.raises(ValueError):
-        cio.tensor_to_pil(torch.zeros(2, 4, 4))
+        image_io.tensor_to_pil(torch.zeros(2, 4, 4))

@@ -13,6 +13,7 @@ __all__ = ["Colorizer", "create_model", "list_models", "__version__"]
 
 
 def __getattr__(name: str):
+    # lazy: these pull torch, and `import colorization` (the CLI included) stays torch-free
     if name == "Colorizer":
         from colorization.colorizer import Colorizer
 

@@ -15,13 +15,14 @@ import os
 from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:  # pragma: no cover
-    from colorization.checkpoint import ColorModel
+from colorization import checkpoint
+from colorization.checkpoint import ColorModel
+from colorization.onnx_export import OnnxBackend
 
 __all__ = ["Backend", "TorchBackend", "PRECISIONS", "default_device", "load_backend"]
 
@@ -199,8 +200,6 @@ def load_backend(
             (bf16/fp16, ``channels_last=True``, ``compile=True``) with ``backend="onnx"``.
         FileNotFoundError: no model at ``path``.
     """
-    from colorization import checkpoint
-
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if backend == "torch":
@@ -217,8 +216,6 @@ def load_backend(
     for option, value in torch_only.items():
         if value is not None:
             raise ValueError(f"{option}={value!r} applies to the torch backend only, not backend='onnx'")
-    from colorization.onnx_export import OnnxBackend
-
     return OnnxBackend(_onnx_file(checkpoint.resolve_model_dir(path)), device=device or "cpu")
 
 

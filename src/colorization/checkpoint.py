@@ -30,7 +30,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from colorization.io import atomic_write_bytes
+from colorization import __version__, color
+from colorization.image_io import atomic_write_bytes
+from colorization.models import create_model, list_models
 
 __all__ = [
     "FORMAT_VERSION",
@@ -118,8 +120,6 @@ class ColorModel(nn.Module):
             raise ValueError(f"a regression head needs out_channels=2, the network has {out_channels}")
         if head == "classification":
             with torch.device("cpu"):  # keep color's cached gamut tensors off e.g. meta
-                from colorization import color
-
                 q = color.num_ab_bins()
             if out_channels != q:
                 raise ValueError(
@@ -167,8 +167,6 @@ class ColorModel(nn.Module):
         else:
             out = self.network(l_norm, hints)
         if self.head == "classification":
-            from colorization import color
-
             assert self.temperature is not None
             out = color.normalize_ab(color.annealed_mean(out, self.temperature))
         return out * self.chroma_gain if self.chroma_gain != 1.0 else out
@@ -255,9 +253,6 @@ def save_exported(
     Returns:
         The output folder as a ``Path``.
     """
-    from colorization import __version__
-    from colorization.models import create_model, list_models
-
     net = unwrap_model(model)
     name = getattr(net, "model_name", None)
     if name not in list_models("generator"):
@@ -426,8 +421,6 @@ def load_exported(
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from colorization.models import create_model, list_models
 
     config = read_config(path)
     folder = _resolve_dir(path)

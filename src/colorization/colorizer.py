@@ -149,7 +149,7 @@ def _array_to_rgb(arr: np.ndarray, max_pixels: int | None) -> np.ndarray:
         x = np.clip(x, 0.0, 1.0)
     else:
         raise image_io.ImageError(f"{name}: unsupported dtype (use uint8, uint16 or float in [0, 1])")
-    if x.shape[2] == 4:  # composite on white, like io.to_rgb does for RGBA
+    if x.shape[2] == 4:  # composite on white, like image_io.to_rgb does for RGBA
         alpha = x[:, :, 3:4]
         x = x[:, :, :3] * alpha + (1.0 - alpha)
     elif x.shape[2] == 1:

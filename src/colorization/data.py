@@ -31,8 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 from tqdm import tqdm
 
-from colorization import color
-from colorization import io as cio
+from colorization import color, image_io
 
 __all__ = [
     "ImageFolderDataset",
@@ -75,7 +74,7 @@ def default_cache_dir() -> Path:
 
 def _score_one(path: str) -> tuple[float, float]:
     """(colourfulness, grayscale spread) of one image, on a thumbnail."""
-    img = cio.load_image(path)
+    img = image_io.load_image(path)
     img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BILINEAR)
     arr = np.asarray(img, dtype=np.float32)
     spread = float((arr.max(axis=2) - arr.min(axis=2)).mean())
@@ -111,7 +110,7 @@ def compute_image_scores(
 
     Returns:
         ``(colorfulness (N,) float64 on the 0..255 scale, spread (N,) float64)``, see
-        :data:`GRAY_MAX_SPREAD`. Unreadable files raise :class:`colorization.io.ImageError`.
+        :data:`GRAY_MAX_SPREAD`. Unreadable files raise :class:`colorization.image_io.ImageError`.
     """
     files = [Path(f) for f in files]
     key = _file_list_key(files)
@@ -150,7 +149,7 @@ def compute_image_scores(
         "colorfulness": [round(float(v), 4) for v in cf],
         "spread": [round(float(v), 4) for v in spread],
     }
-    cio.atomic_write_text(cache_file, json.dumps(scores))
+    image_io.atomic_write_text(cache_file, json.dumps(scores))
     return cf, spread
 
 
@@ -218,7 +217,7 @@ class ImageFolderDataset(Dataset):
         seed: seed of the ``max_images`` subset.
         cache_dir: cache of filter scores (default :func:`default_cache_dir`).
         score_workers: processes used to compute filter scores the first time.
-        max_pixels: per-image pixel limit passed to :func:`colorization.io.load_image`.
+        max_pixels: per-image pixel limit passed to :func:`colorization.image_io.load_image`.
 
     Items are dicts: ``rgb`` uint8 ``(3, crop, crop)``, ``label`` int (``-1`` if unknown or
     ``with_labels=False``), ``index`` int (position in :attr:`files`).
@@ -245,7 +244,7 @@ class ImageFolderDataset(Dataset):
         *,
         cache_dir: str | Path | None = None,
         score_workers: int = 2,
-        max_pixels: int | None = cio.DEFAULT_MAX_PIXELS,
+        max_pixels: int | None = image_io.DEFAULT_MAX_PIXELS,
         progress: bool = True,
     ) -> None:
         if isinstance(roots, (str, Path)):
@@ -268,7 +267,7 @@ class ImageFolderDataset(Dataset):
         self.max_pixels = max_pixels
         self.roots = [Path(r) for r in roots]
 
-        found = cio.find_images(roots)
+        found = image_io.find_images(roots)
         files = [f for f, _ in found]
         if not files:
             raise FileNotFoundError(f"no images found under {', '.join(map(str, roots))}")
@@ -351,7 +350,7 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Tensor | int]:
         path = self.files[index]
-        img = cio.load_image(path, max_pixels=self.max_pixels)
+        img = image_io.load_image(path, max_pixels=self.max_pixels)
         box = self._crop_box(*img.size)
         out = img.resize((self.crop, self.crop), _RESAMPLE, box=box)
         if self.train and self.hflip and float(torch.rand(())) < 0.5:

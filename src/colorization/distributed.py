@@ -30,8 +30,9 @@ from typing import Any
 
 import torch
 
-from colorization import io as cio
-from colorization import jobs
+from colorization import image_io, jobs
+from colorization.colorizer import Colorizer
+from colorization.hint_files import HintsFileError, load_hints_file, match_inputs
 
 __all__ = [
     "ManyConfig",
@@ -85,14 +86,14 @@ class ManyConfig:
     batch_size: int = 8
     workers: int = 2
     force: bool = False
-    max_pixels: int = cio.DEFAULT_MAX_PIXELS
+    max_pixels: int = image_io.DEFAULT_MAX_PIXELS
     hints_file: str | None = None
 
     def __post_init__(self) -> None:
         if (self.list_file is None) == (self.input_dir is None):
             raise ValueError("give exactly one of list_file (--list) and input_dir (--input)")
-        if self.fmt is not None and self.fmt not in cio.OUTPUT_FORMATS:
-            raise ValueError(f"fmt must be one of {', '.join(cio.OUTPUT_FORMATS)} or None, got {self.fmt!r}")
+        if self.fmt is not None and self.fmt not in image_io.OUTPUT_FORMATS:
+            raise ValueError(f"fmt must be one of {', '.join(image_io.OUTPUT_FORMATS)} or None, got {self.fmt!r}")
         if self.batch_size < 1 or self.workers < 0:
             raise ValueError("batch_size must be >= 1 and workers >= 0")
         if self.backend not in ("torch", "onnx"):
@@ -140,7 +141,7 @@ def _walk_sorted(folder: Path) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in cio.IMAGE_EXTENSIONS:
+            if not name.startswith(".") and Path(name).suffix.lower() in image_io.IMAGE_EXTENSIONS:
                 yield Path(dirpath) / name
 
 
@@ -184,8 +185,6 @@ def resolve_hints(config: ManyConfig) -> dict[Path, list]:
     """
     if config.hints_file is None:
         return {}
-    from colorization.hint_files import HintsFileError, load_hints_file, match_inputs
-
     loaded = load_hints_file(config.hints_file)
     if not isinstance(loaded, dict):
         raise HintsFileError(
@@ -202,8 +201,6 @@ def check_hints_model(hints: dict[Path, list], accepts_hints: bool, model_name: 
         colorization.hint_files.HintsFileError: naming the file and the model.
     """
     if not accepts_hints and any(hints.values()):
-        from colorization.hint_files import HintsFileError
-
         raise HintsFileError(
             f"{hints_file}: the model {model_name} does not take colour hints (it was trained without them); "
             "use --model with a hint-aware model"
@@ -216,7 +213,7 @@ def check_hints_model(hints: dict[Path, list], accepts_hints: bool, model_name: 
 
 
 def _write_json(path: Path, data: Any) -> None:
-    cio.atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    image_io.atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _count_entries(config: ManyConfig) -> int | None:
@@ -247,8 +244,6 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
     destroys it at the end.
     """
     import torch.distributed as dist
-
-    from colorization.colorizer import Colorizer
 
     ctx = ctx or DistContext.from_env()
     own_group = False

@@ -2,7 +2,7 @@
 
 Protocol (see docs/evaluation.md):
 
-* Every ground-truth (GT) photo of a group is loaded with :func:`colorization.io.load_image`.
+* Every ground-truth (GT) photo of a group is loaded with :func:`colorization.image_io.load_image`.
   Default protocol: its short side is resized to ``size`` with PIL bicubic (antialiased) and the
   centre ``size x size`` square is cropped (no aspect distortion). ``native=True`` keeps the photo
   at its native resolution.
@@ -21,7 +21,7 @@ Protocol (see docs/evaluation.md):
 from __future__ import annotations
 
 import csv
-import io as _pyio
+import io
 import json
 import math
 import os
@@ -38,9 +38,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from colorization import io as cio
+from colorization import color, image_io
 from colorization import metrics as M
 from colorization.checkpoint import DEFAULT_MODEL, resolve_model_dir
+from colorization.colorizer import Colorizer
 
 __all__ = [
     "EvaluationConfig",
@@ -209,11 +210,9 @@ def resolve_model(spec: str, device: torch.device, size: int | None) -> EvalMode
         FileNotFoundError: the folder (or the shipped default model) does not exist.
         colorization.checkpoint.CheckpointError: the folder is not a valid exported model.
     """
-    from colorization.colorizer import Colorizer
-
     name, target = parse_named(spec, "--model")
     if target == GRAY:
-        col = Colorizer(GrayBackend(device), size=size, max_pixels=cio.DEFAULT_MAX_PIXELS)
+        col = Colorizer(GrayBackend(device), size=size, max_pixels=image_io.DEFAULT_MAX_PIXELS)
         return EvalModel(name or GRAY, spec, col, {"source": "ab = 0 (gray baseline)"}, GRAY)
     kind: Literal["default", "folder"] = "default" if target == DEFAULT else "folder"
     folder = resolve_model_dir(target)
@@ -251,9 +250,9 @@ def list_group_images(folder: str | os.PathLike, limit: int | None = None, seed:
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
-    files = sorted({f for f, _ in cio.find_images([root], recursive=True)})
+    files = sorted({f for f, _ in image_io.find_images([root], recursive=True)})
     if not files:
-        raise FileNotFoundError(f"{root}: no images found (extensions {sorted(cio.IMAGE_EXTENSIONS)})")
+        raise FileNotFoundError(f"{root}: no images found (extensions {sorted(image_io.IMAGE_EXTENSIONS)})")
     if limit is not None and limit < len(files):
         files = sorted(random.Random(seed).sample(files, limit))
     return files
@@ -261,8 +260,8 @@ def list_group_images(folder: str | os.PathLike, limit: int | None = None, seed:
 
 def load_ground_truth(path: Path, size: int | None) -> Image.Image:
     """Load a GT photo as RGB; with ``size``, short side -> ``size`` (PIL bicubic) and centre crop
-    to ``size x size``. Raises :class:`colorization.io.ImageError` naming the file."""
-    img = cio.load_image(path)
+    to ``size x size``. Raises :class:`colorization.image_io.ImageError` naming the file."""
+    img = image_io.load_image(path)
     if size is None:
         return img
     w, h = img.size
@@ -288,7 +287,7 @@ class _Outcome:
 
 
 def _to_batch(images: Sequence[Image.Image]) -> torch.Tensor:
-    return torch.stack([cio.pil_to_tensor(im) for im in images])
+    return torch.stack([image_io.pil_to_tensor(im) for im in images])
 
 
 def _json_number(v: Any) -> Any:
@@ -400,10 +399,8 @@ def _run(
 
 
 def _gray_of(img: Image.Image) -> Image.Image:
-    from colorization import color
-
-    t = cio.pil_to_tensor(img)
-    return cio.tensor_to_pil(color.rgb_to_gray(t))
+    t = image_io.pil_to_tensor(img)
+    return image_io.tensor_to_pil(color.rgb_to_gray(t))
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,7 +416,7 @@ def _fmt(v: Any, spec: str) -> str:
 
 def results_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     """The long table: one row per (model, group), notes joined with '; '."""
-    buf = _pyio.StringIO()
+    buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(RESULT_KEYS)
     for r in rows:
@@ -496,9 +493,9 @@ def results_markdown(
 
 
 def _savefig_atomic(fig: Any, path: Path) -> None:
-    buf = _pyio.BytesIO()
+    buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    cio.atomic_write_bytes(path, buf.getvalue())
+    image_io.atomic_write_bytes(path, buf.getvalue())
 
 
 def plot_auc_curves(
@@ -570,9 +567,10 @@ def write_outputs(
         "results.md": out / "results.md",
         "run.json": out / "run.json",
     }
-    cio.atomic_write_bytes(paths["results.json"], (json.dumps(list(rows), indent=2, allow_nan=False) + "\n").encode())
-    cio.atomic_write_bytes(paths["results.csv"], results_csv(rows).encode())
-    cio.atomic_write_bytes(paths["results.md"], results_markdown(rows, config, evals).encode())
+    results_json = json.dumps(list(rows), indent=2, allow_nan=False) + "\n"
+    image_io.atomic_write_bytes(paths["results.json"], results_json.encode())
+    image_io.atomic_write_bytes(paths["results.csv"], results_csv(rows).encode())
+    image_io.atomic_write_bytes(paths["results.md"], results_markdown(rows, config, evals).encode())
     run = {
         "config": config.to_dict(),
         "protocol": config.protocol(),
@@ -587,7 +585,7 @@ def write_outputs(
             "colorfulness": config.cf_variant,
         },
     }
-    cio.atomic_write_bytes(paths["run.json"], (json.dumps(run, indent=2) + "\n").encode())
+    image_io.atomic_write_bytes(paths["run.json"], (json.dumps(run, indent=2) + "\n").encode())
     if outcome is not None:
         if outcome.curves:
             paths["auc_curves.json"] = out / "auc_curves.json"
@@ -595,7 +593,7 @@ def write_outputs(
                 {"model": m, "group": g, "raw": raw, "rebalanced": reb}
                 for (m, g), (raw, reb) in outcome.curves.items()
             ]
-            cio.atomic_write_bytes(paths["auc_curves.json"], json.dumps(payload).encode())
+            image_io.atomic_write_bytes(paths["auc_curves.json"], json.dumps(payload).encode())
             paths["auc_curves.png"] = out / "auc_curves.png"
             plot_auc_curves(outcome.curves, paths["auc_curves.png"])
         if outcome.samples:
@@ -666,5 +664,5 @@ def merge_outputs(folders: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     paths = write_outputs(out_dir, merged_rows, config, evals, outcome)  # type: ignore[arg-type]
     merged = json.loads(paths["run.json"].read_text())
     merged["merged_from"] = [str(f) for f, _, _, _ in runs]
-    cio.atomic_write_text(paths["run.json"], json.dumps(merged, indent=2) + "\n")
+    image_io.atomic_write_text(paths["run.json"], json.dumps(merged, indent=2) + "\n")
     return paths

@@ -73,7 +73,7 @@ def parse_points(items: Any, where: str) -> list:
         HintsFileError: not a list, more than ``MAX_HINTS`` points, or a bad point; the message
             starts with ``where`` and names the point by index and value.
     """
-    from colorization.hints import MAX_HINTS, coerce_hints
+    from colorization.hints import MAX_HINTS, coerce_hints  # lazy: hints imports torch (see the module docstring)
 
     if not isinstance(items, list):
         raise HintsFileError(f"{where}: expected a list of points, got {_kind(items)}")
@@ -192,7 +192,7 @@ def match_inputs(
     hints: HintsMap, inputs: Iterable[tuple[Path, Path | None]], source: str | os.PathLike
 ) -> dict[Path, list]:
     """Assign the entries of a name -> points mapping (:func:`load_hints_file`) to ``inputs``,
-    ``(file, root)`` pairs as :func:`colorization.io.find_images` gives them. The
+    ``(file, root)`` pairs as :func:`colorization.image_io.find_images` gives them. The
     inputs are streamed once (memory grows with the names, not the inputs). A name matches a file
     exactly (relative path, path as given, absolute path), or else by base name.
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
-import io as _io
+import io
 import os
 import struct
 import tempfile
@@ -288,7 +288,7 @@ def open_image(
     elif isinstance(src, (bytes, bytearray)):
         if len(src) == 0:
             raise EmptyImageError(f"{label}: no data (0 bytes)")
-        fp = _io.BytesIO(bytes(src))
+        fp = io.BytesIO(bytes(src))
     elif hasattr(src, "read"):
         fp = src  # type: ignore[assignment]
     else:

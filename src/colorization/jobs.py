@@ -15,15 +15,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from colorization import io as cio
-
-if TYPE_CHECKING:
-    from colorization.colorizer import Colorizer
+from colorization import image_io
+from colorization.colorizer import SATURATION_RANGE, Colorizer, prepare_image
 
 __all__ = ["output_path", "compare_path", "side_by_side", "Outputs", "Task", "JobSummary", "FileDataset",
            "ProgressReporter", "colorize_files"]
@@ -38,7 +36,7 @@ PENDING_PIXELS = 64_000_000
 def output_path(file: Path, root: Path | None, out_dir: Path, fmt: str | None = None) -> Path:
     """Where the colorized ``file`` goes: ``out_dir/<name>`` for a file named directly (``root``
     None), else its path relative to ``root`` mirrored under ``out_dir`` (a file outside ``root``
-    mirrored whole, without its anchor and ``..``); ``fmt`` (:data:`colorization.io.OUTPUT_FORMATS`)
+    mirrored whole, without its anchor and ``..``); ``fmt`` (:data:`colorization.image_io.OUTPUT_FORMATS`)
     sets the suffix."""
     file = Path(file)
     if root is None:
@@ -49,7 +47,7 @@ def output_path(file: Path, root: Path | None, out_dir: Path, fmt: str | None = 
         except ValueError:
             rel = file.relative_to(file.anchor) if file.is_absolute() else file
     out = Path(out_dir).joinpath(*[part for part in rel.parts if part != ".."])
-    return out.with_suffix(cio.OUTPUT_FORMATS[fmt].suffix) if fmt else out
+    return out.with_suffix(image_io.OUTPUT_FORMATS[fmt].suffix) if fmt else out
 
 
 def compare_path(out: Path) -> Path:
@@ -154,7 +152,7 @@ class FileDataset(IterableDataset):
 
     def __init__(
         self, entries: Iterable[Entry], outputs: Outputs, size: int, stride: int,
-        max_pixels: int | None = cio.DEFAULT_MAX_PIXELS, hints: Mapping[Path, list] | None = None,
+        max_pixels: int | None = image_io.DEFAULT_MAX_PIXELS, hints: Mapping[Path, list] | None = None,
         rank: int = 0, world_size: int = 1, unique_outputs: bool = False,
     ) -> None:
         self.entries, self.outputs, self.size, self.stride = entries, outputs, size, stride
@@ -162,8 +160,6 @@ class FileDataset(IterableDataset):
         self.rank, self.world_size, self.unique_outputs = rank, world_size, unique_outputs
 
     def __iter__(self) -> Iterator[Task]:
-        from colorization.colorizer import prepare_image
-
         info = get_worker_info()
         wid, nworkers = (info.id, info.num_workers) if info is not None else (0, 1)
         claimed: dict[Path, Path] | None = {} if self.unique_outputs else None
@@ -173,7 +169,7 @@ class FileDataset(IterableDataset):
             task = self.outputs.plan(index, file, root, claimed)
             if task.status == "todo":
                 try:
-                    loaded = cio.open_image(task.src, max_pixels=self.max_pixels)
+                    loaded = image_io.open_image(task.src, max_pixels=self.max_pixels)
                     points = self.hints.get(task.src)  # ValueError: a point outside the image
                     task.prep = prepare_image(loaded.image, self.size, self.stride, self.max_pixels, points)
                     task.exif, task.status = loaded.exif, "ready"
@@ -234,8 +230,6 @@ def colorize_files(
     Raises:
         ValueError: ``saturation`` outside ``colorizer.SATURATION_RANGE`` (before any file).
     """
-    from colorization.colorizer import SATURATION_RANGE
-
     if not SATURATION_RANGE[0] <= saturation <= SATURATION_RANGE[1]:
         raise ValueError(f"saturation must be a number in {list(SATURATION_RANGE)}, got {saturation!r}")
     start, summary = time.perf_counter(), JobSummary()
@@ -287,7 +281,7 @@ def _write(colorizer: Colorizer, task: Task, ab: Any, saturation: float, outputs
         for path in outputs.targets(task.out):
             if outputs.force or not path.exists():
                 image = result if path == task.out else side_by_side(colorizer.finish(task.prep, ab, 0.0), result)
-                cio.save_image(image, path, overwrite=outputs.force, format=outputs.fmt, exif=task.exif)
+                image_io.save_image(image, path, overwrite=outputs.force, format=outputs.fmt, exif=task.exif)
                 written = True
     except FileExistsError:  # appeared between the check and the write
         pass

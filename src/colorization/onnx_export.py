@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from colorization.image_io import atomic_path
+
 __all__ = [
     "DEFAULT_OPSET",
     "INPUT_NAME",
@@ -92,7 +94,6 @@ def export_onnx(
     if getattr(model, "accepts_hints", False):
         args = (example, torch.zeros(1, 3, side, side + stride))
         names.append(HINTS_NAME)
-    from colorization.io import atomic_path
 
     with atomic_path(out) as tmp:
         with warnings.catch_warnings():

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import html
-import io as _pyio
+import io
 import json
 import logging
 import math
@@ -51,9 +51,8 @@ from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from colorization import __version__
-from colorization import io as cio
-from colorization.colorizer import SATURATION_RANGE
+from colorization import __version__, image_io
+from colorization.colorizer import SATURATION_RANGE, Colorizer
 from colorization.hints import MAX_HINTS
 from colorization.service_hints import (
     HINTS_EXAMPLE,
@@ -79,14 +78,14 @@ logger = logging.getLogger("colorization.service")
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 """Largest accepted upload (the ``file`` part), in bytes."""
 DEFAULT_MAX_PIXELS = 16_000_000
-"""Largest accepted image, in pixels (width * height); tighter than ``io.DEFAULT_MAX_PIXELS``
+"""Largest accepted image, in pixels (width * height); tighter than ``image_io.DEFAULT_MAX_PIXELS``
 because every pixel of a served image is held several times over as float tensors."""
 DEFAULT_WORKERS = 1
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Allowance for multipart boundaries, headers and the small form fields on top of the file."""
 SIZE_RANGE = (32, 1024)
 
-OUTPUT_FORMATS = cio.OUTPUT_FORMATS  # name -> OutputFormat(pil_format, suffix, media_type, ...): io's table
+OUTPUT_FORMATS = image_io.OUTPUT_FORMATS  # name -> OutputFormat(pil_format, suffix, media_type, ...): image_io's table
 _FORMAT_ALIASES = {"jpg": "jpeg"}
 _INPUT_FORMAT = "input"
 # PIL format of the upload -> output format name for format=input (others fall back to PNG)
@@ -261,7 +260,7 @@ def _safe_stem(filename: str | None) -> str:
 
 def _encode(image: Image.Image, fmt: str) -> bytes:
     pil_format = OUTPUT_FORMATS[fmt].pil_format
-    buf = _pyio.BytesIO()
+    buf = io.BytesIO()
     if pil_format == "PNG":
         image.save(buf, format="PNG", compress_level=4)
     elif pil_format == "JPEG":
@@ -272,18 +271,16 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
 
 
 def _map_image_error(exc: Exception, filename: str) -> ServiceError:
-    from colorization import io as cio
-
     message = str(exc) or type(exc).__name__
     if filename and filename not in message:
         message = f"{filename}: {message}"
-    if isinstance(exc, cio.ImageTooLargeError):
+    if isinstance(exc, image_io.ImageTooLargeError):
         return ServiceError(413, "image_too_large", message)
-    if isinstance(exc, cio.NotAnImageError):
+    if isinstance(exc, image_io.NotAnImageError):
         return ServiceError(415, "not_an_image", message)
-    if isinstance(exc, cio.EmptyImageError):
+    if isinstance(exc, image_io.EmptyImageError):
         return ServiceError(422, "empty_image", message)
-    if isinstance(exc, cio.CorruptImageError):
+    if isinstance(exc, image_io.CorruptImageError):
         return ServiceError(422, "corrupt_image", message)
     return ServiceError(422, "invalid_image", message)
 
@@ -422,8 +419,6 @@ def create_app(
         max_upload_bytes=max_upload_bytes, max_pixels=max_pixels, queue_size=queue_size, workers=workers
     )
     if colorizer is None:
-        from colorization.colorizer import Colorizer
-
         colorizer = Colorizer.from_pretrained(model, device=device, max_pixels=config.max_pixels)
     if not callable(colorizer):
         raise TypeError(f"colorizer must be callable, got {type(colorizer).__name__}")
@@ -599,11 +594,9 @@ def create_app(
             )
 
         def work() -> tuple[bytes, str, tuple[int, int]]:
-            from colorization import io as cio
-
             try:
-                loaded = cio.open_image(data, max_pixels=config.max_pixels, name=filename)
-            except cio.ImageError as exc:
+                loaded = image_io.open_image(data, max_pixels=config.max_pixels, name=filename)
+            except image_io.ImageError as exc:
                 raise _map_image_error(exc, filename) from exc
             try:
                 check_hints_inside(points, loaded.image.size)
@@ -615,7 +608,7 @@ def create_app(
             extra = {"hints": points} if points else {}
             try:
                 result = colorizer(loaded.image, size=size, saturation=saturation, **extra)
-            except cio.ImageError as exc:  # e.g. the colorizer's own pixel limit
+            except image_io.ImageError as exc:  # e.g. the colorizer's own pixel limit
                 raise _map_image_error(exc, filename) from exc
             if result.size != loaded.image.size:
                 raise RuntimeError(f"colorizer returned {result.size}, expected {loaded.image.size}")

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import typer
 
-from colorization import io as cio
+from colorization import image_io
+from colorization.hint_files import HintsFileError, load_hints_file, match_inputs
 
 __all__ = ["main", "OutputFormat", "find_inputs"]
 
@@ -40,7 +41,7 @@ def _shipped_working_size() -> str:
         return "unknown"
 
 
-OutputFormat = Enum("OutputFormat", {name: name for name in cio.OUTPUT_FORMATS}, type=str)  # type: ignore[misc]
+OutputFormat = Enum("OutputFormat", {name: name for name in image_io.OUTPUT_FORMATS}, type=str)  # type: ignore[misc]
 
 
 class Device(str, Enum):
@@ -61,7 +62,7 @@ class BackendName(str, Enum):
 
 
 def find_inputs(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[tuple[str, str]]]:
-    """Expand each argument with :func:`colorization.io.find_images` (files, folders, globs).
+    """Expand each argument with :func:`colorization.image_io.find_images` (files, folders, globs).
 
     Returns ``(files, problems)``: ``(file, root)`` pairs (a file is listed once even when several
     arguments name it) and ``(argument, reason)`` for arguments that match nothing.
@@ -71,7 +72,7 @@ def find_inputs(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[
     seen: set[Path] = set()
     for arg in paths:
         try:
-            found = cio.find_images([arg], recursive=True)
+            found = image_io.find_images([arg], recursive=True)
         except FileNotFoundError as exc:
             problems.append((arg, str(exc).removeprefix(f"{arg}: ")))
             continue
@@ -94,12 +95,10 @@ def _hints_for_inputs(
     """
     if not hint and hints_file is None:
         return {}
-    from colorization.hint_files import HintsFileError, load_hints_file, match_inputs
-
     if hint and hints_file is not None:
         raise typer.BadParameter("give --hint or --hints, not both", param_hint="'--hint'")
     if hint:
-        from colorization.hints import MAX_HINTS, parse_hint
+        from colorization.hints import MAX_HINTS, parse_hint  # lazy: torch-free CLI import
 
         if len(hint) > MAX_HINTS:
             raise typer.BadParameter(f"{len(hint)} points; at most {MAX_HINTS} per image", param_hint="'--hint'")
@@ -167,6 +166,7 @@ def main(
     ),
 ) -> None:
     """Colorize image files, folders and globs into OUTDIR."""
+    # lazy: torch-free CLI import
     from colorization import jobs
     from colorization.colorizer import Colorizer
 
@@ -206,7 +206,7 @@ def main(
             reporter.close()
 
     failed = summary.failed + len(problems)
-    others = sum(cio.count_non_images(p) for p in paths if Path(p).is_dir())
+    others = sum(image_io.count_non_images(p) for p in paths if Path(p).is_dir())
     not_images = f", {others} not images (left alone)" if others else ""
     typer.echo(f"{summary.done} colorized, {summary.skipped} skipped, {failed} failed{not_images}")
     if failed:

@@ -27,6 +27,7 @@ from pathlib import Path
 import typer
 
 from colorization.commands.colorize import BackendName, Device, OutputFormat
+from colorization.hint_files import HintsFileError
 
 __all__ = ["main"]
 
@@ -68,6 +69,7 @@ def main(
     ),
 ) -> None:
     """Colorize a file list or folder across torchrun ranks; resumable (finished files are skipped)."""
+    # lazy: torch-free CLI import
     from colorization.distributed import STATE_DIR, DistContext, ManyConfig, colorize_many, launch_local
 
     if (list_file is None) == (input_dir is None):
@@ -93,14 +95,14 @@ def main(
         force=force,
         hints_file=str(hints_file) if hints_file is not None else None,
     )
-    from colorization.checkpoint import CheckpointError
-    from colorization.hint_files import HintsFileError
+    from colorization.checkpoint import CheckpointError  # lazy: torch-free CLI import
 
     ctx = DistContext.from_env()
     if nproc > 1 and ctx.world_size > 1:
         raise typer.BadParameter("--nproc cannot be combined with torchrun (WORLD_SIZE is set)", param_hint="--nproc")
     try:
         if nproc > 1:
+            # lazy: torch-free CLI import
             from colorization.checkpoint import load_exported, resolve_model_dir
             from colorization.distributed import check_hints_model, resolve_hints
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from colorization.image_io import ImageError
+
 __all__ = ["main"]
 
 
@@ -63,9 +65,9 @@ def main(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Evaluate colorization models (PSNR, SSIM, ST-LPIPS, FID, AuC, colourfulness, CIEDE2000)."""
+    # lazy: torch-free CLI import
     from colorization import evaluate as ev
     from colorization.checkpoint import CheckpointError
-    from colorization.io import ImageError
 
     try:
         groups: dict[str, str] = {}

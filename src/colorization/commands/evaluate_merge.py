@@ -16,7 +16,7 @@ def main(
 ) -> None:
     """Merge evaluation runs made with the same protocol (size, photo subset, seed) into one
     results.json/.csv/.md and AuC plot (see colorization.evaluate.merge_outputs)."""
-    from colorization.evaluate import merge_outputs
+    from colorization.evaluate import merge_outputs  # lazy: torch-free CLI import
 
     try:
         paths = merge_outputs(folders, out)

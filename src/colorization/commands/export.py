@@ -24,6 +24,7 @@ def main(
     check: bool = typer.Option(True, "--check/--no-check", help="Compare ONNX Runtime with PyTorch after export."),
 ) -> None:
     """Export a model (network + head decoding) to ONNX with dynamic batch/height/width."""
+    # lazy: torch-free CLI import
     from colorization import checkpoint
     from colorization.onnx_export import export_onnx, onnx_parity
 

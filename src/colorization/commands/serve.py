@@ -46,7 +46,7 @@ def main(
     try:
         import uvicorn  # noqa: F401  (checked here for a clear message)
 
-        from colorization.service import create_app
+        from colorization.service import create_app  # lazy: fastapi and torch (optional extra)
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise typer.BadParameter(
             f"the service needs the 'serve' extras ({exc.name} is missing): pip install 'colorization[serve]'"

@@ -45,7 +45,7 @@ def main(
     as_json: bool = typer.Option(False, "--json", help="report: print JSON instead of a table."),
 ) -> None:
     """Blind rating study: build a study folder, serve the rating page, report mean ratings."""
-    from colorization.study.db import StudyError
+    from colorization.study.db import StudyError  # lazy: torch-free CLI import (colorization.study loads build)
 
     if report:
         if action not in (None, Action.report):
@@ -56,20 +56,20 @@ def main(
     folder = study_dir or dir_ or (out if action is Action.build else None)
     try:
         if action is Action.build:
-            from colorization.study.build import build_study
+            from colorization.study.build import build_study  # lazy: torch-free CLI import
 
             if images is None or not model or folder is None:
                 raise typer.BadParameter("build needs --images DIR, at least one --model and --out STUDYDIR")
             path = build_study(images, model, folder, count=count, size=size, seed=seed, device=device)
             typer.echo(f"study written to {path}; run: colorization study serve {path}")
         elif action is Action.serve:
-            from colorization.study.app import serve_study
+            from colorization.study.app import serve_study  # lazy: fastapi (optional extra)
 
             if folder is None:
                 raise typer.BadParameter("serve needs STUDYDIR (or --dir)")
             serve_study(folder, host=host, port=port)
         else:
-            from colorization.study.report import study_report
+            from colorization.study.report import study_report  # lazy: torch-free CLI import
 
             if folder is None:
                 raise typer.BadParameter("report needs STUDYDIR (or --dir)")

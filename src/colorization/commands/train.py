@@ -271,6 +271,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def main(**values: Any) -> None:
     """Train a colorization network; writes OUT/model/ (exported), OUT/log.jsonl, OUT/samples/, OUT/state/."""
+    # lazy: torch-free CLI import
     from colorization.train import NonFiniteLossError, load_config_file, resolve_config, train
 
     run = {name: values.pop(name) for name in _RUN_NAMES}

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from colorization import color
 from colorization.models.blocks import (
     OutputHead,
     check_input,
@@ -91,8 +92,6 @@ class ECCV16(nn.Module):
             # Read the gamut on the CPU even when the caller builds under another default device
             # (e.g. ``with torch.device("meta")``), so that color's cached tensors stay real.
             with torch.device("cpu"):
-                from colorization import color
-
                 num_bins = color.num_ab_bins()
             config = dataclasses.replace(config, out_channels=num_bins)
         self.config = config

@@ -120,6 +120,7 @@ def register_model(
 def _ensure_builtin() -> None:
     # Importing the package registers the built-in networks; this makes the registry usable when
     # someone imports colorization.models.registry directly.
+    # lazy: cycle (colorization.models imports this module)
     import colorization.models  # noqa: F401
 
 

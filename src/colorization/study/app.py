@@ -14,6 +14,7 @@ Routes (nothing here names a model; images are addressed by opaque random ids):
 
 from __future__ import annotations
 
+import html
 import json
 from importlib import resources
 from pathlib import Path
@@ -56,7 +57,7 @@ def create_app(study_dir: str | Path) -> FastAPI:
     db = StudyDB(root / DB_NAME)
     img_dir = (root / IMAGES_DIR).resolve()
     question = db.meta().get("question", "How natural do the colours of this photo look?")
-    page = _static_text("index.html").replace("{{QUESTION}}", _escape(question))
+    page = _static_text("index.html").replace("{{QUESTION}}", html.escape(question))
 
     app = FastAPI(title="Colour rating study", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.db = db
@@ -129,12 +130,6 @@ def create_app(study_dir: str | Path) -> FastAPI:
         return JSONResponse({"ok": True}, status_code=201, headers=_HEADERS)
 
     return app
-
-
-def _escape(text: str) -> str:
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-    )
 
 
 def serve_study(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8765) -> None:

@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from colorization import image_io
+from colorization.evaluate import _unique_names, list_group_images, load_ground_truth, resolve_model
 from colorization.study.db import DB_NAME, REAL_LABEL, Item, StudyDB
 
 __all__ = ["IMAGES_DIR", "JPEG_QUALITY", "DEFAULT_QUESTION", "build_study"]
@@ -61,9 +63,6 @@ def build_study(
     Raises:
         FileExistsError: ``out`` already holds a study. ValueError / FileNotFoundError: bad input.
     """
-    from colorization import io as cio
-    from colorization.evaluate import _unique_names, list_group_images, load_ground_truth, resolve_model
-
     if not models:
         raise ValueError("a study needs at least one model")
     if count < 1:
@@ -87,7 +86,7 @@ def build_study(
     def store(img, model: str, source: str) -> None:
         item_id = secrets.token_hex(16)
         name = f"{item_id}.jpg"
-        cio.save_image(img.convert("RGB"), img_dir / name, format="JPEG", quality=JPEG_QUALITY)
+        image_io.save_image(img.convert("RGB"), img_dir / name, format="JPEG", quality=JPEG_QUALITY)
         items.append(Item(item_id, model, source, name))
 
     for f in tqdm(files, desc="study images", unit="photo", disable=not progress):
@@ -106,5 +105,5 @@ def build_study(
         "conditions": [REAL_LABEL] + [e.name for e in evals],
         "models": [{"name": e.name, "spec": e.spec, **e.info} for e in evals],
     }
-    cio.atomic_write_text(out_dir / "study.json", json.dumps(manifest, indent=2) + "\n")
+    image_io.atomic_write_text(out_dir / "study.json", json.dumps(manifest, indent=2) + "\n")
     return out_dir

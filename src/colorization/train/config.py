@@ -154,7 +154,7 @@ class TrainConfig:
     init_from: str | None = None
 
     def __post_init__(self) -> None:
-        from colorization.objectives import OBJECTIVES, objective_option_names
+        from colorization.objectives import OBJECTIVES, objective_option_names  # lazy: torch-free CLI import
 
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"config field {name!r}: {why} (got {getattr(self, name)!r})")
@@ -356,7 +356,7 @@ def resolve_config(
     ``objective_options``/``model_config``/``discriminator_config`` overrides are merged key by key
     into the file's mappings.
     """
-    from colorization import color
+    from colorization import color  # lazy: torch-free CLI import
 
     merged: dict[str, Any] = dict(file_values or {})
     for key, value in (overrides or {}).items():

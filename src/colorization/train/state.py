@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from colorization import io as cio
+from colorization import image_io
 from colorization.train.config import ConfigError
 from colorization.train.processes import Processes
 
@@ -53,7 +53,7 @@ STATE_FORMAT_VERSION = 1
 
 def save_tensors(path: Path, tensors: Mapping[str, Tensor]) -> None:
     """Write ``tensors`` to a safetensors file atomically (on the CPU, contiguous)."""
-    with cio.atomic_path(path) as tmp:
+    with image_io.atomic_path(path) as tmp:
         # clone: safetensors refuses tensors that share storage
         save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, str(tmp))
 
@@ -166,7 +166,7 @@ def save_state(
     step_dir.mkdir(parents=True, exist_ok=True)  # every rank: nodes may not share a filesystem
     rng_t, rng_meta = rng_state()
     save_tensors(step_dir / f"rng_rank{procs.rank}.safetensors", rng_t)
-    cio.atomic_write_text(step_dir / f"rng_rank{procs.rank}.json", json_dumps(rng_meta))
+    image_io.atomic_write_text(step_dir / f"rng_rank{procs.rank}.json", json_dumps(rng_meta))
     if procs.is_main:
         save_tensors(step_dir / "objective.safetensors", objective.state_dict())
         if ema is not None:
@@ -186,10 +186,10 @@ def save_state(
             "last_val": last_val,
             "config": config,
         }
-        cio.atomic_write_text(step_dir / "meta.json", json_dumps(meta))
+        image_io.atomic_write_text(step_dir / "meta.json", json_dumps(meta))
     procs.barrier()
     if procs.is_main:
-        cio.atomic_write_text(state_dir / "latest.json", json_dumps({"step": step, "dir": step_name}))
+        image_io.atomic_write_text(state_dir / "latest.json", json_dumps({"step": step, "dir": step_name}))
         for old in state_dir.glob("step_*"):
             if old.name != step_name and old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
@@ -242,4 +242,4 @@ def trim_log(log: Path, step: int) -> None:
                 kept.append(line)
         except json.JSONDecodeError:
             continue
-    cio.atomic_write_text(log, "".join(line + "\n" for line in kept))
+    image_io.atomic_write_text(log, "".join(line + "\n" for line in kept))

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from colorization import data as cdata
-from colorization import io as cio
+from colorization import image_io
 from colorization.models import get_config_class, list_models
 from colorization.objectives import Objective
 from colorization.train import state
@@ -269,7 +269,7 @@ class _Trainer:
             random.seed(mix(cfg.seed, self.dist.rank, 4))
             np.random.seed(mix(cfg.seed, self.dist.rank, 5) % (2**32))
         if self.dist.is_main:
-            cio.atomic_write_text(self.out / "train_config.json", state.json_dumps(cfg.to_dict()))
+            image_io.atomic_write_text(self.out / "train_config.json", state.json_dumps(cfg.to_dict()))
             if step == 0:
                 self._log({"kind": "start", "step": 0, "world_size": self.dist.world, "device": str(self.device),
                            "train_images": len(self.train_ds), "val_images": len(self.val_ds) if self.val_ds else 0})

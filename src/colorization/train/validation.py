@@ -10,9 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from colorization import color, metrics
+from colorization import color, image_io, metrics
 from colorization import data as cdata
-from colorization import io as cio
 
 __all__ = ["validate"]
 
@@ -67,5 +66,5 @@ def validate(
     if rows and sample_images > 0:
         grid = torch.cat(rows, dim=0)[:sample_images]  # (N, 3, H, 3W)
         grid = torch.cat(list(grid), dim=1).clamp(0, 1)  # (3, N*H, 3W)
-        cio.save_image(cio.tensor_to_pil(grid), sample_path, overwrite=True)
+        image_io.save_image(image_io.tensor_to_pil(grid), sample_path, overwrite=True)
     return result

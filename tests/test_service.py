@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import io
 import json
 import re
@@ -370,10 +372,29 @@ def test_openapi_and_offline_docs(client: TestClient) -> None:
     op = schema["paths"]["/colorize"]["post"]
     assert {"200", "413", "415", "422", "503"} <= set(op["responses"])
     docs = client.get("/docs")
-    assert docs.status_code == 200
-    for needle in ("POST /colorize", "GET /health", "saturation", "/openapi.json", "503"):
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
+    for needle in (
+        '"/docs-assets/swagger-ui-bundle.js"', '"/docs-assets/swagger-ui.css"', "url: '/openapi.json'",
+        '"/favicon.ico"', '"validatorUrl": null',
+    ):
         assert needle in docs.text, needle
-    assert not EXTERNAL_URL.search(docs.text)
+    assert not EXTERNAL_URL.search(docs.text) and "http" not in docs.text  # no CDN, no URL of any kind
+    # the CSP allows the one inline script by its hash, nothing else from outside
+    csp = docs.headers["content-security-policy"]
+    (inline,) = re.findall(r"<script>(.*?)</script>", docs.text, re.S)
+    digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+    assert f"script-src 'self' 'sha256-{digest}';" in csp
+    for directive in ("default-src 'self'", "connect-src 'self'", "img-src 'self' blob: data:", "style-src 'self'"):
+        assert directive in csp, directive
+    assert "unsafe" not in csp and "http" not in csp
+    for name, media in (("swagger-ui-bundle.js", "text/javascript"), ("swagger-ui.css", "text/css")):
+        asset = client.get(f"/docs-assets/{name}")
+        assert asset.status_code == 200 and asset.headers["content-type"].startswith(media), name
+        assert asset.headers["x-content-type-options"] == "nosniff" and len(asset.content) > 10_000
+    assert "SwaggerUIBundle" in client.get("/docs-assets/swagger-ui-bundle.js").text
+    for name in ("index.html", "swagger-ui.js.map", "secret.txt", "..%2F__init__.py"):
+        assert_error(client.get(f"/docs-assets/{name}"), 404, "not_found")
+    assert client.get("/redoc").status_code == 404  # FastAPI's CDN-based pages stay off
 
 
 def test_serve_command_is_registered() -> None:

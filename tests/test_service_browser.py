@@ -146,3 +146,45 @@ def test_api_errors_are_shown(page, tmp_path: Path) -> None:
     assert page.is_hidden("#results")
     assert page.get_attribute("#result-image", "src") is None
     assert page.get_attribute("#gray-image", "src") is None  # no broken preview of the non-image
+
+
+
+def test_api_reference_renders_offline_and_tries_a_request(chromium_browser, server_url: str, tmp_path: Path) -> None:
+    """/docs is FastAPI's Swagger UI with its assets served by this app: it renders the operations
+    of /openapi.json, "Try it out" colorizes an upload, and its CSP (the inline script allowed by
+    hash) blocks nothing the page needs."""
+    context = chromium_browser.new_context(viewport={"width": 1100, "height": 900})
+    try:
+        pg = context.new_page()
+        requested: list[str] = []
+        errors: list[str] = []
+        pg.on("request", lambda req: requested.append(req.url))
+        pg.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        pg.goto(server_url + "/docs")
+        pg.wait_for_selector(".opblock-post .opblock-summary-path:has-text('/colorize')", timeout=30_000)
+        paths = pg.locator(".opblock-summary-path").all_inner_texts()
+        assert sorted(p.strip() for p in paths) == ["/colorize", "/health"], paths
+        post = ".opblock-post"
+        pg.click(f"{post} .opblock-summary")  # expand POST /colorize: its form fields render
+        for field in ("file", "size", "saturation", "format", "hints"):
+            pg.wait_for_selector(f"{post} tr[data-property-name={field}]", timeout=10_000)
+        pg.click(f"{post} button.try-out__btn")
+        pg.set_input_files(f"{post} input[type=file]", str(gray_photo(tmp_path / "docs.png")))
+        pg.fill(f"{post} tr[data-property-name=hints] input[type=text]", "")  # Swagger fills in the example
+        pg.click(f"{post} button.execute")
+        status = f"{post} .live-responses-table tr.response .response-col_status"
+        pg.wait_for_selector(status, timeout=60_000)
+        assert pg.inner_text(status).strip() == "200", pg.inner_text(f"{post} .live-responses-table")
+        img = pg.locator(f"{post} .live-responses-table img").first
+        img.wait_for(timeout=10_000)
+        assert img.get_attribute("src").startswith("blob:")
+        size = img.evaluate("img => img.decode().then(() => [img.naturalWidth, img.naturalHeight])")
+        assert size == [WIDTH, HEIGHT]
+        for url in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css", "/openapi.json"):
+            assert server_url + url in requested, url
+        external = [u for u in requested if not u.startswith((server_url, "blob:", "data:"))]
+        assert external == []
+        assert errors == []  # a CSP violation would be reported here
+    finally:
+        context.close()

@@ -17,8 +17,8 @@ Endpoints
                     and the limits in force.
 ``GET /``           the browser page (``static/index.html``, ``app.js``, ``hints.js``,
                     ``style.css``; no external assets).
-``GET /docs``       an offline API reference rendered from ``/openapi.json`` (FastAPI's Swagger
-                    UI is not used because it loads its JavaScript and CSS from a CDN).
+``GET /docs``       FastAPI's Swagger UI for ``/openapi.json``, its JavaScript and CSS served by
+                    this app under ``/docs-assets/`` (from package ``fastapi-offline``; no CDN).
 
 Limits (all configurable, see :class:`ServiceConfig`): the request body is counted while it is
 received and the request is refused with 413 as soon as it exceeds the upload limit; images whose
@@ -31,8 +31,9 @@ Every error response is JSON ``{"error": "<machine-readable code>", "detail": "<
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import html
+import hashlib
 import io
 import json
 import logging
@@ -46,7 +47,8 @@ from typing import Any, Protocol
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -103,6 +105,11 @@ _PAGE_CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
+# Swagger UI 5 (OpenAPI 3.1, which FastAPI emits) as shipped by package fastapi-offline (serve extra):
+# the files /docs loads, served at /docs-assets/ (swagger-ui-bundle on PyPI has Swagger UI 4, which
+# cannot read OpenAPI 3.1)
+_DOCS_ASSET_DIR = resources.files("fastapi_offline") / "static"
+_DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8"}
 
 
 class ColorizerLike(Protocol):
@@ -297,80 +304,26 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def _render_docs(schema: dict[str, Any]) -> str:
-    """A small offline HTML API reference generated from the OpenAPI schema."""
+def _docs_page(openapi_url: str, title: str) -> tuple[bytes, str]:
+    """FastAPI's Swagger UI page for ``/docs`` (assets from this server) and its CSP.
 
-    def resolve(node: dict[str, Any]) -> dict[str, Any]:
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
-            return schema.get("components", {}).get("schemas", {}).get(ref.rsplit("/", 1)[-1], {})
-        return node
-
-    def type_of(node: dict[str, Any]) -> str:
-        node = resolve(node)
-        if "anyOf" in node:
-            return " | ".join(type_of(n) for n in node["anyOf"])
-        t = str(node.get("type", "object"))
-        if node.get("format") == "binary" or "contentMediaType" in node:
-            return "file"
-        if "enum" in node:
-            return t + " (" + ", ".join(map(str, node["enum"])) + ")"
-        low, high = node.get("minimum"), node.get("maximum")
-        if low is not None or high is not None:
-            t += f" [{'' if low is None else f'{low:g}'}, {'' if high is None else f'{high:g}'}]"
-        return t
-
-    e = html.escape
-    out = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{e(schema.get('info', {}).get('title', 'API'))} reference</title>",
-        "<link rel='stylesheet' href='/static/style.css'></head><body class='docs'><main>",
-        f"<h1>{e(schema.get('info', {}).get('title', 'API'))} "
-        f"<small>{e(str(schema.get('info', {}).get('version', '')))}</small></h1>",
-        "<p class='note'>This offline reference is generated from "
-        "<a href='/openapi.json'>/openapi.json</a>. FastAPI's interactive Swagger UI is not served "
-        "because it loads its scripts from a CDN; load <code>/openapi.json</code> into any OpenAPI "
-        "viewer for an interactive console. <a href='/'>Back to the colorizer page</a>.</p>",
+    The page starts Swagger UI from one inline script. Rather than ``'unsafe-inline'``, the CSP
+    allows exactly that script by its SHA-256 hash (the page is the same for every request);
+    everything else stays ``'self'`` as on the colorizer page, so the page cannot reach a CDN.
+    """
+    page = get_swagger_ui_html(
+        openapi_url=openapi_url,
+        title=f"{title} API reference",
+        swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs-assets/swagger-ui.css",
+        swagger_favicon_url="/favicon.ico",
+        swagger_ui_parameters={"validatorUrl": None},  # no badge image from validator.swagger.io
+    ).body
+    hashes = [
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        for script in re.findall(r"<script>(.*?)</script>", page.decode(), re.S)
     ]
-    for path, methods in schema.get("paths", {}).items():
-        for method, op in methods.items():
-            out.append(f"<section class='endpoint'><h2><code>{e(method.upper())} {e(path)}</code></h2>")
-            if op.get("summary"):
-                out.append(f"<p><strong>{e(op['summary'])}</strong></p>")
-            if op.get("description"):
-                out.append(f"<pre class='description'>{e(op['description'])}</pre>")
-            fields: list[tuple[str, str, bool, str]] = []
-            for p in op.get("parameters", []):
-                fields.append(
-                    (p["name"], type_of(p.get("schema", {})), bool(p.get("required")), p.get("description", ""))
-                )
-            for media, body in op.get("requestBody", {}).get("content", {}).items():
-                body_schema = resolve(body.get("schema", {}))
-                required = set(body_schema.get("required", []))
-                for name, prop in body_schema.get("properties", {}).items():
-                    desc = prop.get("description", "")
-                    if "default" in prop:
-                        desc = f"{desc} (default: {prop['default']})".strip()
-                    fields.append((name, type_of(prop), name in required, desc))
-                out.append(f"<p>Request body: <code>{e(media)}</code></p>")
-            if fields:
-                out.append("<table><thead><tr><th>field</th><th>type</th><th>required</th>"
-                           "<th>description</th></tr></thead><tbody>")
-                for name, t, req, desc in fields:
-                    out.append(f"<tr><td><code>{e(name)}</code></td><td>{e(t)}</td>"
-                               f"<td>{'yes' if req else 'no'}</td><td>{e(desc)}</td></tr>")
-                out.append("</tbody></table>")
-            responses = op.get("responses", {})
-            if responses:
-                out.append("<table><thead><tr><th>status</th><th>meaning</th><th>content</th></tr></thead><tbody>")
-                for status, resp in responses.items():
-                    media = ", ".join(resp.get("content", {}).keys())
-                    out.append(f"<tr><td>{e(str(status))}</td><td>{e(resp.get('description', ''))}</td>"
-                               f"<td><code>{e(media)}</code></td></tr>")
-                out.append("</tbody></table>")
-            out.append("</section>")
-    out.append("</main></body></html>")
-    return "\n".join(out)
+    return bytes(page), _PAGE_CSP.replace("script-src 'self'", " ".join(["script-src 'self'", *hashes]))
 
 
 def _page_file(name: str) -> bytes:
@@ -634,9 +587,19 @@ def create_app(
             },
         )
 
-    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    docs_page, docs_csp = _docs_page(app.openapi_url or "/openapi.json", app.title)
+
+    @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return HTMLResponse(_render_docs(app.openapi()), headers={"Content-Security-Policy": _PAGE_CSP})
+        return HTMLResponse(docs_page, headers={"Content-Security-Policy": docs_csp})
+
+    @app.get("/docs-assets/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> Response:
+        if name not in _DOCS_ASSETS:
+            raise ServiceError(404, "not_found", f"no docs asset {name!r}")
+        return FileResponse(
+            _DOCS_ASSET_DIR / name, media_type=_DOCS_ASSETS[name], headers={"X-Content-Type-Options": "nosniff"}
+        )
 
     page_cache: dict[str, bytes] = {}
 

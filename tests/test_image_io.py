@@ -321,3 +321,15 @@ def test_tensor_conversions() -> None:
     np.testing.assert_array_equal(_arr(image_io.tensor_to_pil(u8)), _arr(img))
     with pytest.raises(ValueError):
         image_io.tensor_to_pil(torch.zeros(2, 4, 4))
+
+
+@pytest.mark.parametrize("name", ["png", "jpeg", "jpg", "webp"])
+def test_encode_image_matches_save_image(tmp_path: Path, name: str) -> None:
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8))
+    data = image_io.encode_image(img, name)
+    path = image_io.save_image(img, tmp_path / f"x.{name}")
+    assert data == path.read_bytes()  # one encoder: the service's bytes equal the CLI's file
+    assert Image.open(io.BytesIO(data)).size == (40, 24)
+    with pytest.raises(ValueError, match="cannot write format"):
+        image_io.encode_image(img, "nosuchformat")

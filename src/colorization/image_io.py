@@ -48,6 +48,7 @@ __all__ = [
     "open_image",
     "to_rgb",
     "save_image",
+    "encode_image",
     "find_images",
     "pil_to_tensor",
     "tensor_to_pil",
@@ -410,6 +411,39 @@ def _prepare_for_format(img: Image.Image, fmt: str) -> Image.Image:
     return to_rgb(img)  # e.g. RGBA -> JPEG composited on white, 16-bit -> 8-bit
 
 
+def _write_encoded(
+    fh: BinaryIO, img: Image.Image, fmt: str, *, exif: bytes | Image.Exif | None, quality: int | None
+) -> None:
+    """Encode ``img`` as PIL format ``fmt`` into ``fh`` with the format's save options."""
+    out = _prepare_for_format(img, fmt)
+    spec = next((f for f in OUTPUT_FORMATS.values() if f.pil_format == fmt), None)
+    params: dict[str, object] = dict(spec.save_options) if spec else {}
+    if quality is not None and "quality" in params:
+        params["quality"] = int(quality)
+        params["subsampling"] = 0 if quality >= 90 else 2
+    if fmt != "JPEG" or out.mode != "RGB":
+        params.pop("subsampling", None)
+    if exif is not None and fmt in _EXIF_FORMATS:
+        params["exif"] = exif.tobytes() if isinstance(exif, Image.Exif) else bytes(exif)
+    out.save(fh, format=fmt, **params)
+
+
+def encode_image(img: Image.Image, format: str, *, quality: int | None = None) -> bytes:
+    """``img`` encoded in memory exactly as :func:`save_image` writes it to a file.
+
+    Args:
+        img: PIL image of any mode (converted as the format needs).
+        format: a name of :data:`OUTPUT_FORMATS` ("jpg" too) or a PIL format name.
+        quality: JPEG/WebP quality (default: the format's ``save_options``).
+
+    Returns:
+        The encoded file's bytes.
+    """
+    buf = io.BytesIO()
+    _write_encoded(buf, img, _format_for(Path("image"), format), exif=None, quality=quality)
+    return buf.getvalue()
+
+
 def save_image(
     img: Image.Image,
     path: str | os.PathLike,
@@ -442,21 +476,11 @@ def save_image(
         raise FileExistsError(f"{target}: already exists (pass overwrite=True to replace it)")
     if target.is_dir():
         raise IsADirectoryError(f"{target}: is a folder")
-    out = _prepare_for_format(img, fmt)
-    spec = next((f for f in OUTPUT_FORMATS.values() if f.pil_format == fmt), None)
-    params: dict[str, object] = dict(spec.save_options) if spec else {}
-    if quality is not None and "quality" in params:
-        params["quality"] = int(quality)
-        params["subsampling"] = 0 if quality >= 90 else 2
-    if fmt != "JPEG" or out.mode != "RGB":
-        params.pop("subsampling", None)
-    if exif is not None and fmt in _EXIF_FORMATS:
-        params["exif"] = exif.tobytes() if isinstance(exif, Image.Exif) else bytes(exif)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            out.save(fh, format=fmt, **params)
+            _write_encoded(fh, img, fmt, exif=exif, quality=quality)
             fh.flush()
             os.fsync(fh.fileno())
         umask = os.umask(0)

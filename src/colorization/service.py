@@ -34,7 +34,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import math
@@ -263,18 +262,6 @@ def _safe_stem(filename: str | None) -> str:
     stem = stem.rsplit(".", 1)[0] if "." in stem else stem
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "image"
     return stem[:100]
-
-
-def _encode(image: Image.Image, fmt: str) -> bytes:
-    pil_format = OUTPUT_FORMATS[fmt].pil_format
-    buf = io.BytesIO()
-    if pil_format == "PNG":
-        image.save(buf, format="PNG", compress_level=4)
-    elif pil_format == "JPEG":
-        image.save(buf, format="JPEG", quality=92)
-    else:
-        image.save(buf, format="WEBP", quality=90, method=4)
-    return buf.getvalue()
 
 
 def _map_image_error(exc: Exception, filename: str) -> ServiceError:
@@ -565,7 +552,7 @@ def create_app(
                 raise _map_image_error(exc, filename) from exc
             if result.size != loaded.image.size:
                 raise RuntimeError(f"colorizer returned {result.size}, expected {loaded.image.size}")
-            return _encode(result.convert("RGB"), out_fmt), out_fmt, result.size
+            return image_io.encode_image(result.convert("RGB"), out_fmt), out_fmt, result.size
 
         start = time.perf_counter()
         try:

@@ -447,3 +447,13 @@ def test_torch_backend_takes_a_raw_registry_network(model_dir):
     x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     assert torch.equal(backend(x), net.eval()(x).float())
     assert TorchBackend(create_model("baseline", width=8, depth=2), "cpu").config["width"] == 8
+
+
+def test_windows_bounds_count_and_pixels() -> None:
+    from colorization.colorizer import PENDING_PIXELS, windows
+
+    assert [len(w) for w in windows(range(10), 2, lambda _: 1)] == [8, 2]  # 4 * batch_size per window
+    assert list(windows([], 2, lambda _: 1)) == []
+    big = PENDING_PIXELS // 2
+    assert [len(w) for w in windows(range(5), 8, lambda _: big)] == [2, 2, 1]  # pixel bound first
+    assert [x for w in windows(range(7), 1, lambda _: 1) for x in w] == list(range(7))  # order kept

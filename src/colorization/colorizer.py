@@ -28,9 +28,9 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from colorization.hints import HINT_CHANNELS, Hint, coerce_hints, hint_map
 
 __all__ = [
     "Colorizer",
+    "windows",
     "SATURATION_RANGE",
     "PreparedImage",
     "ImageInput",
@@ -76,9 +77,10 @@ MAX_ASPECT = 4
 MAX_WORKING_SIZE = 2048
 """Largest accepted working size (short side, px); bounds the network's input."""
 _MISSING = object()
+T = TypeVar("T")
 _REFINE = RefineConfig()
-_PENDING_PIXELS = 64_000_000
-"""colorize_batch: flush the pending window once its full-resolution pixels exceed this."""
+PENDING_PIXELS = 64_000_000
+"""Full-resolution pixels prepared ahead at most before a window is run (see :func:`windows`)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,6 +257,25 @@ def prepare_image(
 # --------------------------------------------------------------------------------------------
 # Colorizer
 # --------------------------------------------------------------------------------------------
+
+def windows(items: Iterable[T], batch_size: int, pixels: Callable[[T], int]) -> Iterator[list[T]]:
+    """Group a stream of prepared images into windows for :meth:`Colorizer.predict`.
+
+    A window closes at ``4 * batch_size`` items or once its items' full-resolution pixels
+    (``pixels(item)``) reach :data:`PENDING_PIXELS`, so memory stays bounded while images of equal
+    working shape within a window share network calls. The last, partial window is yielded too.
+    """
+    window: list[T] = []
+    total = 0
+    for item in items:
+        window.append(item)
+        total += pixels(item)
+        if len(window) >= 4 * batch_size or total >= PENDING_PIXELS:
+            yield window
+            window, total = [], 0
+    if window:
+        yield window
+
 
 class Colorizer:
     """Colorize photos of any size and mode with an exported model.
@@ -471,28 +492,18 @@ class Colorizer:
         saturation = _check_saturation(saturation)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        window: list[PreparedImage] = []
-        pixels = 0
         per_image: Iterator[Any] = iter(hints) if hints is not None else itertools.repeat(None)
-        for image in images:
-            points = next(per_image, _MISSING)
-            if points is _MISSING:
-                raise ValueError("hints ran out before the images: give one entry (points or None) per image")
-            prep = self.prepare(image, size, points)
-            window.append(prep)
-            pixels += prep.l_full.numel()
-            if len(window) >= 4 * batch_size or pixels >= _PENDING_PIXELS:
-                yield from self._flush(window, batch_size, saturation, refine)
-                window, pixels = [], 0
-        if window:
-            yield from self._flush(window, batch_size, saturation, refine)
 
-    def _flush(
-        self, window: list[PreparedImage], batch_size: int, saturation: float, refine: bool | None
-    ) -> Iterator[Image.Image]:
-        abs_ = self.predict(window, batch_size)
-        for prep, ab in zip(window, abs_):
-            yield self.finish(prep, ab, saturation, refine)
+        def prepared() -> Iterator[PreparedImage]:
+            for image in images:
+                points = next(per_image, _MISSING)
+                if points is _MISSING:
+                    raise ValueError("hints ran out before the images: give one entry (points or None) per image")
+                yield self.prepare(image, size, points)
+
+        for window in windows(prepared(), batch_size, lambda prep: prep.l_full.numel()):
+            for prep, ab in zip(window, self.predict(window, batch_size)):
+                yield self.finish(prep, ab, saturation, refine)
 
     def colorize_batch(
         self,

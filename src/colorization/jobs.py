@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from colorization import image_io
-from colorization.colorizer import SATURATION_RANGE, Colorizer, prepare_image
+from colorization.colorizer import SATURATION_RANGE, Colorizer, prepare_image, windows
 
 __all__ = ["output_path", "compare_path", "side_by_side", "Outputs", "Task", "JobSummary", "FileDataset",
            "ProgressReporter", "colorize_files"]
@@ -29,8 +29,6 @@ __all__ = ["output_path", "compare_path", "side_by_side", "Outputs", "Task", "Jo
 Entry = tuple[Path, Path | None]
 MAX_FAILURES_LISTED = 10_000
 """Failures a summary lists by name (it counts them all)."""
-PENDING_PIXELS = 64_000_000
-"""Full-resolution pixels prepared ahead at most (a window of up to ``4 * batch_size`` images)."""
 
 
 def output_path(file: Path, root: Path | None, out_dir: Path, fmt: str | None = None) -> Path:
@@ -256,18 +254,15 @@ def colorize_files(
                 task.end("failed", describe_error(task.src, exc))
             finish(task)
 
-    window: list[Task] = []  # like Colorizer.colorize_iter: predict batches equal shapes within a window
-    pixels = 0
-    for task in tasks:
-        if task.status != "ready":
-            finish(task)
-            continue
-        window.append(task)
-        pixels += task.prep.l_full.numel()
-        if len(window) >= 4 * batch_size or pixels >= PENDING_PIXELS:
-            run(window)
-            window, pixels = [], 0
-    run(window)
+    def ready() -> Iterator[Task]:
+        for task in tasks:
+            if task.status == "ready":
+                yield task
+            else:
+                finish(task)  # skipped or failed while preparing
+
+    for window in windows(ready(), batch_size, lambda task: task.prep.l_full.numel()):
+        run(window)
     summary.seconds = round(time.perf_counter() - start, 3)
     return summary
 

@@ -107,9 +107,10 @@ def plot(points: list[dict], path: Path, title: str) -> None:
     for name in dict.fromkeys(p["model"] for p in points if p["model"] != "gray"):
         mine = [p for p in points if p["model"] == name]
         series: dict[str, list[dict]] = {}
+        one_saturation = len({q["saturation"] for q in mine}) == 1
         for p in mine:
             by_saturation = p["decoding"] is None or len(mine) == len({q["saturation"] for q in mine})
-            key = "saturation" if by_saturation else f"blend {p['decoding'][0]:g}"
+            key = "saturation" if by_saturation else "decoding" if one_saturation else f"blend {p['decoding'][0]:g}"
             series.setdefault(key, []).append(p)
         for key, ps in series.items():
             ps = sorted(ps, key=lambda p: p["cf_pred"])

@@ -30,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     model = checkpoint.load_exported(args.src)
     config = checkpoint.read_config(args.src)
     extra = {k: v for k, v in config.items() if k not in _FORMAT_KEYS}
-    checkpoint.save_exported(model, args.dst, head=model.head, extra=extra, half=not args.float32)
+    try:
+        checkpoint.save_exported(model, args.dst, head=model.head, extra=extra, half=not args.float32)
+    except ValueError as exc:
+        if "overflows float16" not in str(exc):
+            raise
+        raise SystemExit(f"error: {exc} (ship_model.py: pass --float32)") from None
     shipped = checkpoint.load_exported(args.dst)
     x = torch.rand(2, 1, 128, 128) * 2 - 1
     with torch.no_grad():

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from colorization import color
-from colorization.losses import gaussian_window, ssim, ssim_loss
+from colorization.losses import ssim, ssim_loss
 from colorization.metrics import psnr
 from colorization.models import create_model, get_config_class
 from colorization.objectives import (
@@ -20,6 +20,7 @@ from colorization.objectives import (
     RegressionObjective,
     build_objective,
 )
+from colorization.ssim import gaussian_window
 
 
 def tiny(name: str, **overrides) -> nn.Module:

@@ -7,6 +7,10 @@ every test (code under test, such as the trainer, may change the thread count).
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -87,3 +91,27 @@ def tiny_colorizer(tmp_path_factory) -> Colorizer:
         net.head.conv.bias.copy_(torch.tensor([0.25, 0.35]))
     folder = save_exported(net, tmp_path_factory.mktemp("tiny_model"), head="regression")
     return Colorizer.from_pretrained(folder, device="cpu", size=32)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free 127.0.0.1 port in a daemon thread; yield its base URL.
+
+    Waits up to 30 s for start-up (fails the test if the server dies or does not start) and
+    stops the server on exit.
+    """
+    import uvicorn  # the browser tests skip themselves when it is missing
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(15)

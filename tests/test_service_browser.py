@@ -9,8 +9,6 @@ the server.
 from __future__ import annotations
 
 import os
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,8 @@ from PIL import Image
 pytestmark = pytest.mark.browser
 
 uvicorn = pytest.importorskip("uvicorn")
+
+from conftest import serve_in_thread  # noqa: E402
 
 from colorization.service import create_app  # noqa: E402
 
@@ -57,20 +57,8 @@ def chroma(img: Image.Image) -> float:
 
 @pytest.fixture(scope="module")
 def server_url(tiny_colorizer):
-    app = create_app(tiny_colorizer, max_upload_bytes=1_000_000)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(15)
+    with serve_in_thread(create_app(tiny_colorizer, max_upload_bytes=1_000_000)) as url:
+        yield url
 
 
 @pytest.fixture()

@@ -15,8 +15,6 @@ spread a hint over the whole 64 px working image.)
 from __future__ import annotations
 
 import os
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,8 @@ from PIL import Image
 pytestmark = pytest.mark.browser
 
 uvicorn = pytest.importorskip("uvicorn")
+
+from conftest import serve_in_thread  # noqa: E402
 
 from colorization import Colorizer, create_model  # noqa: E402
 from colorization.checkpoint import save_exported  # noqa: E402
@@ -68,17 +68,8 @@ def gray_photo(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory):
     app = create_app(local_hint_colorizer(tmp_path_factory.mktemp("local_hints")), max_upload_bytes=1_000_000)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="uvicorn-hints-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    thread.join(15)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def result_pixels(page) -> np.ndarray:
@@ -181,26 +172,17 @@ def test_hints_placed_with_mouse_and_keyboard_change_the_result_locally(chromium
 
 def test_hint_controls_are_hidden_for_models_without_hints(chromium_browser, tmp_path, model_dir):
     app = create_app(Colorizer.from_pretrained(model_dir, device="cpu"))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    context = chromium_browser.new_context()
-    try:
-        page = context.new_page()
-        page.goto(url + "/")
-        page.wait_for_selector("#model-info:has-text('baseline')")
-        page.set_input_files("#file-input", str(gray_photo(tmp_path / "wide.png")))
-        wait_for_result(page, "")
-        assert page.is_hidden("#hint-panel")
-        assert page.get_attribute("#hint-area", "tabindex") is None
-        page.mouse.click(*screen_xy(page, 20, 20))  # clicking the result places nothing
-        assert page.get_attribute("#hint-list", "data-points") == ""
-    finally:
-        context.close()
-        server.should_exit = True
-        thread.join(15)
+    with serve_in_thread(app) as url:
+        context = chromium_browser.new_context()
+        try:
+            page = context.new_page()
+            page.goto(url + "/")
+            page.wait_for_selector("#model-info:has-text('baseline')")
+            page.set_input_files("#file-input", str(gray_photo(tmp_path / "wide.png")))
+            wait_for_result(page, "")
+            assert page.is_hidden("#hint-panel")
+            assert page.get_attribute("#hint-area", "tabindex") is None
+            page.mouse.click(*screen_xy(page, 20, 20))  # clicking the result places nothing
+            assert page.get_attribute("#hint-list", "data-points") == ""
+        finally:
+            context.close()

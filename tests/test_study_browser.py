@@ -7,10 +7,7 @@ blinding of everything the browser saw, and the report.
 
 from __future__ import annotations
 
-import socket
 import sqlite3
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -21,18 +18,14 @@ pytestmark = pytest.mark.browser
 
 uvicorn = pytest.importorskip("uvicorn")
 
+from conftest import serve_in_thread  # noqa: E402
+
 from colorization import checkpoint, create_model  # noqa: E402
 from colorization.study import REAL_LABEL, build_study, create_app  # noqa: E402
 from colorization.study.db import DB_NAME  # noqa: E402
 from colorization.study.report import study_report  # noqa: E402
 
 SECRET_MODEL = "zebranet"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture()
@@ -51,20 +44,8 @@ def server(tmp_path):
         photos, ["gray", f"{SECRET_MODEL}={model_dir}"], tmp_path / "study", count=3, size=32,
         device="cpu", progress=False,
     )
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(study), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started:
-        if time.time() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield study, f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_thread(create_app(study)) as url:
+        yield study, url
 
 
 def test_rate_photos_in_browser(server, chromium_browser):

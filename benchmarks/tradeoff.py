@@ -107,10 +107,12 @@ def plot(points: list[dict], path: Path, title: str) -> None:
     for name in dict.fromkeys(p["model"] for p in points if p["model"] != "gray"):
         mine = [p for p in points if p["model"] == name]
         series: dict[str, list[dict]] = {}
-        one_saturation = len({q["saturation"] for q in mine}) == 1
+        saturations = len({q["saturation"] for q in mine})  # one line per saturation sweep or decoding sweep
         for p in mine:
-            by_saturation = p["decoding"] is None or len(mine) == len({q["saturation"] for q in mine})
-            key = "saturation" if by_saturation else "decoding" if one_saturation else f"blend {p['decoding'][0]:g}"
+            if p["decoding"] is None or saturations == len(mine):
+                key = "saturation"
+            else:
+                key = "decoding" if saturations == 1 else f"blend {p['decoding'][0]:g}"
             series.setdefault(key, []).append(p)
         for key, ps in series.items():
             ps = sorted(ps, key=lambda p: p["cf_pred"])

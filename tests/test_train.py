@@ -400,3 +400,32 @@ def test_init_from_rejects_other_models_and_shapes(image_dirs, tmp_path, model_d
                           init_from=str(model_dir)), progress=False)
     with pytest.raises(ConfigError, match="init_from.*does not exist"):
         train(base_config(train_dir, tmp_path / "c", init_from=str(tmp_path / "missing")), progress=False)
+
+
+def test_keep_best_exports_the_best_validation_and_survives_resume(image_dirs, tmp_path):
+    from colorization.checkpoint import load_exported
+
+    train_dir, val_dir = image_dirs
+    out = tmp_path / "best"
+    cfg = base_config(train_dir, out, steps=6, val=str(val_dir), val_every=2, save_every=2, keep_best=True)
+    res = train(cfg, progress=False)
+    vals = [r for r in read_log(out) if r["kind"] == "val"]
+    bests = [r for r in read_log(out) if r["kind"] == "best"]
+    assert [r["step"] for r in vals] == [2, 4, 6]
+    # a "best" record exactly where the val PSNR beat every earlier one, the first always
+    running, expected = -math.inf, []
+    for r in vals:
+        if r["psnr"] > running:
+            running, expected = r["psnr"], expected + [r["step"]]
+    assert [r["step"] for r in bests] == expected
+    best_cfg = json.loads((out / "model_best" / "config.json").read_text())
+    assert best_cfg["metrics"]["val"]["psnr"] == pytest.approx(running)
+    assert best_cfg["training"]["steps"] == expected[-1]
+    load_exported(out / "model_best")  # loads strictly
+    assert res.model_dir == out / "model"
+    # resuming compares against the recorded best: an extension only exports a better validation
+    train(resolve_config({**cfg.to_dict(), "steps": 8}), resume=True, progress=False)
+    later = [r for r in read_log(out) if r["kind"] in ("val", "best") and r["step"] > 6]
+    new_best = [r for r in later if r["kind"] == "best"]
+    val8 = next(r for r in later if r["kind"] == "val")
+    assert bool(new_best) == (val8["psnr"] > running)

@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 #: fields that may differ between a run and its resumption (they do not change the maths)
 RUNTIME_FIELDS = frozenset(
     {"out", "device", "workers", "threads", "compile", "val_every", "save_every", "log_every", "val_images",
-     "sample_images", "working_size"}
+     "sample_images", "working_size", "keep_best"}
 )
 
 #: fields without a default: a config file, the command line or a resumed run must give them
@@ -108,6 +108,8 @@ class TrainConfig:
         resizes to; ship a model at the scale it was trained for); none: the checkpoint default (256).
     init_from: Exported model folder whose weights initialise the generator (fine-tuning, e.g.
         at a larger crop); its model and model_config must match.
+    keep_best: Also export the validated weights to OUT/model_best/ whenever a validation beats
+        the best val PSNR so far (OUT/model/ stays the final weights).
     """
 
     model: str
@@ -152,6 +154,7 @@ class TrainConfig:
     hflip: bool = True
     working_size: int | None = None
     init_from: str | None = None
+    keep_best: bool = False
 
     def __post_init__(self) -> None:
         from colorization.objectives import OBJECTIVES, objective_option_names  # lazy: torch-free CLI import

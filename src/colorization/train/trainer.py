@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import random
 import time
@@ -26,8 +27,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from colorization import checkpoint, image_io
 from colorization import data as cdata
-from colorization import image_io
 from colorization.models import get_config_class, list_models
 from colorization.objectives import Objective
 from colorization.train import state
@@ -434,6 +435,8 @@ class _Trainer:
                         if self.dist.is_main:
                             last_val = self._validate(step)
                             self._log({"kind": "val", "step": step, **last_val})
+                            if cfg.keep_best:
+                                self._keep_if_best(step, images_seen, wall_before + elapsed, last_val)
                         self.dist.barrier()
                     if do_save:
                         self._save_state(step, images_seen, wall_before + elapsed, last_val)
@@ -491,17 +494,31 @@ class _Trainer:
     def _export(self, result: TrainResult) -> Path:
         model_dir = self.out / "model"
         if self.dist.is_main:
-            generator = self.ema.module if self.ema is not None else self.objective.generator
-            class_names = (getattr(self.train_ds, "class_names", []) or []) if self.with_labels else None
-            training = training_record(
-                self.cfg, base_options=self.base_options, world_size=self.dist.world,
-                train_images=len(self.train_ds), class_names=class_names, step=result.step,
-                images_seen=result.images_seen, wall_time_s=result.wall_time_s, device=self.device,
-            )
-            export_model(model_dir, generator, self.objective, self.cfg, training, result.metrics)
+            self._export_to(model_dir, result.step, result.images_seen, result.wall_time_s, result.metrics)
             print(f"[train] exported {model_dir}", flush=True)
         self.dist.barrier()
         return model_dir
+
+    def _export_to(self, model_dir: Path, step: int, images_seen: int, wall: float, metrics: dict[str, float]) -> None:
+        """Export the validated weights (the EMA when on) of ``step`` to ``model_dir`` (main rank)."""
+        generator = self.ema.module if self.ema is not None else self.objective.generator
+        class_names = (getattr(self.train_ds, "class_names", []) or []) if self.with_labels else None
+        training = training_record(
+            self.cfg, base_options=self.base_options, world_size=self.dist.world,
+            train_images=len(self.train_ds), class_names=class_names, step=step,
+            images_seen=images_seen, wall_time_s=wall, device=self.device,
+        )
+        export_model(model_dir, generator, self.objective, self.cfg, training, metrics)
+
+    def _keep_if_best(self, step: int, images_seen: int, wall: float, val: dict[str, float]) -> None:
+        """Export to OUT/model_best/ when ``val`` beats the val PSNR recorded there (survives resumes)."""
+        best_dir = self.out / "model_best"
+        best = -math.inf
+        if (best_dir / "config.json").is_file():
+            best = float(checkpoint.read_config(best_dir).get("metrics", {}).get("val", {}).get("psnr", -math.inf))
+        if val.get("psnr", -math.inf) > best:
+            self._export_to(best_dir, step, images_seen, wall, val)
+            self._log({"kind": "best", "step": step, "psnr": val["psnr"]})
 
     def close(self) -> None:
         self.dist.close()

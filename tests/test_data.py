@@ -221,3 +221,35 @@ def test_max_images_scores_only_a_pool(tmp_path: Path, monkeypatch: pytest.Monke
     assert len(ds) == 4
     pool = ds.filter_stats["scored_pool"]
     assert len(scored) == pool < 60  # 4 / (0.5 * 0.9) * 1.1 + 16 = 26
+
+
+def test_groups_and_the_held_out_slice(tmp_path: Path) -> None:
+    root = tmp_path / "train"
+    for g in ("alpha", "beta"):
+        for i in range(40):
+            _tinted(root / g / f"img_{i:03d}.png", 1.0, size=(8, 8), seed=i)
+    found = __import__("colorization.image_io", fromlist=["find_images"]).find_images([root])
+    assert {data.group_of(f, r) for f, r in found} == {"alpha", "beta"}
+    assert data.group_of(root / "x.png", root) == "" and data.group_of(root / "a" / "x.png", None) == ""
+    held = data.select_files(found, holdout="only")
+    rest = data.select_files(found, holdout="exclude")
+    assert len(held) + len(rest) == len(found) and not {f for f, _ in held} & {f for f, _ in rest}
+    # membership depends on group and name only: the same under another root folder
+    moved = tmp_path / "elsewhere"
+    for f, _ in found:
+        _tinted(moved / f.relative_to(root), 1.0, size=(8, 8))
+    assert [data.is_held_out(f, root) for f, _ in found] == [
+        data.is_held_out(moved / f.relative_to(root), moved) for f, _ in found]
+    # about HOLDOUT_SHARE of many names, in every group
+    names = [(Path(f"/d/{g}/{i}.webp"), Path("/d")) for g in ("a", "b") for i in range(4000)]
+    for g in ("a", "b"):
+        share = np.mean([data.is_held_out(f, r) for f, r in names if data.group_of(f, r) == g])
+        assert abs(share - data.HOLDOUT_SHARE) < 0.01
+    only_beta = data.ImageFolderDataset([root], crop=8, train=False, drop_grayscale=False, progress=False,
+                                        groups=["beta"], holdout="exclude")
+    assert set(only_beta.groups) == {"beta"}
+    assert len(only_beta) == sum(1 for f, r in rest if data.group_of(f, r) == "beta")
+    with pytest.raises(ValueError, match=r"unknown data group\(s\) \['gamma'\].*'alpha', 'beta'"):
+        data.ImageFolderDataset([root], groups=["gamma"], progress=False)
+    with pytest.raises(ValueError, match="holdout must be one of"):
+        data.select_files(found, holdout="skip")

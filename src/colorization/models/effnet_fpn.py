@@ -28,6 +28,14 @@ area-averaged to stride 4 and encoded by a small conv pyramid whose outputs are 
 laterals at strides 4, 8, 16 and 32, so a hint spreads through the same top-down path as the
 image context (the single-network design of Zhang et al. 2017). An all-zero map (or ``None``)
 means automatic colorization, which the network is trained on too.
+
+Global context (``global_context``, in the spirit of Iizuka et al.'s global branch): the
+pretrained EfficientNet-Lite's own 1x1 head (1,280 channels) runs on the top encoder features and
+is average-pooled (``"pooled"``), optionally followed by its ImageNet classifier (``"logits"``:
+the 1,000 class logits, layer-normalised). Both pretrained pieces stay frozen. A small MLP turns
+that vector into a per-channel scale and shift (FiLM) of the stride-4 trunk's input, initialised
+to the identity, so the whole photo's semantics reach every pixel's chroma. ``head_dropout``
+drops whole channels of the trunk's output during training (regularisation).
 """
 
 from __future__ import annotations
@@ -42,19 +50,25 @@ from colorization import color
 from colorization.hints import HINT_CHANNELS
 from colorization.models.blocks import ConvNormAct, check_choice, check_input, check_positive, init_weights
 from colorization.models.efficientnet_lite import (
+    HEAD_CHANNELS,
+    NUM_CLASSES,
     STRIDE,
     VARIANTS,
+    ConvBNAct,
     EfficientNetLite,
+    convert_reference_state_dict,
     load_pretrained_,
     load_reference_state_dict,
 )
 from colorization.models.registry import register_model
 
-__all__ = ["EffNetFPNConfig", "EffNetFPN", "HINT_CHANNELS", "HEAD_STRIDE"]
+__all__ = ["EffNetFPNConfig", "EffNetFPN", "HINT_CHANNELS", "HEAD_STRIDE", "GLOBAL_CONTEXTS"]
 
 HEAD_STRIDE = 4
 """The heads predict at this stride; the decoded ab is upsampled to the input size."""
 _LATERAL_STAGES = (1, 2, 4, 6)
+GLOBAL_CONTEXTS = ("none", "pooled", "logits")
+"""Values of :attr:`EffNetFPNConfig.global_context`."""
 """EfficientNet-Lite stages feeding the laterals (strides 4, 8, 16, 32)."""
 
 
@@ -71,6 +85,9 @@ class EffNetFPNConfig:
     blend: weight of the classification head's annealed mean in the decoded ab (0 = regression
         head only, 1 = classification head only).
     temperature: annealed-mean temperature (Zhang et al. use 0.38).
+    global_context: "none" | "pooled" (the pretrained 1,280-channel head, pooled) | "logits"
+        (its 1,000 ImageNet logits), fused into the head by FiLM (module docs).
+    head_dropout: channel dropout probability on the trunk's output during training (0: off).
     """
 
     out_channels: int = 2
@@ -81,6 +98,8 @@ class EffNetFPNConfig:
     hints: bool = True
     blend: float = 0.5
     temperature: float = color.DEFAULT_TEMPERATURE
+    global_context: str = "none"
+    head_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         owner = "EffNetFPNConfig"
@@ -98,6 +117,9 @@ class EffNetFPNConfig:
             raise ValueError(f"{owner}.blend must be in [0, 1], got {self.blend!r}")
         if not float(self.temperature) > 0.0:
             raise ValueError(f"{owner}.temperature must be > 0, got {self.temperature!r}")
+        check_choice(owner, "global_context", self.global_context, GLOBAL_CONTEXTS)
+        if not 0.0 <= float(self.head_dropout) < 1.0:
+            raise ValueError(f"{owner}.head_dropout must be in [0, 1), got {self.head_dropout!r}")
 
     @classmethod
     def tiny(cls) -> EffNetFPNConfig:
@@ -163,21 +185,57 @@ class EffNetFPN(nn.Module):
         self.regression = nn.Conv2d(w, 2, 1)
         self.classification = nn.Conv2d(w, self.num_bins, 1)
         self.hint_encoder = _HintEncoder(w) if config.hints else None
+        self.global_head: ConvBNAct | None = None
+        self.global_fc: nn.Linear | None = None
+        self.global_film: nn.Sequential | None = None
+        if config.global_context != "none":
+            self.global_head = ConvBNAct(chans[-1], HEAD_CHANNELS, 1)
+            dim = HEAD_CHANNELS
+            if config.global_context == "logits":
+                self.global_fc = nn.Linear(HEAD_CHANNELS, NUM_CLASSES)
+                dim = NUM_CLASSES
+            self.global_film = nn.Sequential(nn.Linear(dim, 2 * w), nn.ReLU(inplace=True), nn.Linear(2 * w, 2 * w))
+        self.head_dropout = nn.Dropout2d(float(config.head_dropout)) if config.head_dropout > 0 else nn.Identity()
         init_weights(self)
         self.regression.reset_parameters()
         self.classification.reset_parameters()
         if self.hint_encoder is not None:
             self.hint_encoder.zero_outputs_()
+        if self.global_film is not None:
+            nn.init.zeros_(self.global_film[-1].weight)  # FiLM starts as the identity
+            nn.init.zeros_(self.global_film[-1].bias)
         if config.pretrained:
-            load_pretrained_(self.encoder, load_reference_state_dict(config.variant))
+            reference = load_reference_state_dict(config.variant)
+            load_pretrained_(self.encoder, reference)
+            if self.global_head is not None:
+                self._load_global_pretrained(reference)
         for module in self.frozen_modules():
             for p in module.parameters():
                 p.requires_grad_(False)
 
+    def _load_global_pretrained(self, reference: dict[str, Tensor]) -> None:
+        """The reference classifier's 1x1 head (and FC) into the global branch, strictly."""
+        state = convert_reference_state_dict(reference, self.config.variant, classifier=True, in_channels=1)
+        assert self.global_head is not None
+        self.global_head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")}, strict=True)
+        if self.global_fc is not None:
+            self.global_fc.load_state_dict({k[3:]: v for k, v in state.items() if k.startswith("fc.")}, strict=True)
+
     def frozen_modules(self) -> list[nn.Module]:
-        """The stem and the first ``freeze_stages`` encoder stages."""
+        """The stem and the first ``freeze_stages`` encoder stages, and the global branch's
+        pretrained head and classifier (always frozen)."""
         n = self.config.freeze_stages
-        return [self.encoder.stem, *self.encoder.stages[:n]] if n > 0 else []
+        frozen: list[nn.Module] = [self.encoder.stem, *self.encoder.stages[:n]] if n > 0 else []
+        frozen += [m for m in (self.global_head, self.global_fc) if m is not None]
+        return frozen
+
+    def _global_vector(self, top: Tensor) -> Tensor:
+        """``(B, C, h, w)`` top encoder features -> ``(B, D)`` global context (frozen pretrained)."""
+        assert self.global_head is not None
+        g = F.adaptive_avg_pool2d(self.global_head(top), 1).flatten(1).float()
+        if self.global_fc is not None:
+            g = F.layer_norm(self.global_fc(g), (NUM_CLASSES,))
+        return g
 
     def train(self, mode: bool = True) -> EffNetFPN:
         """Like ``nn.Module.train``; frozen modules stay in eval mode (fixed BatchNorm stats)."""
@@ -231,7 +289,10 @@ class EffNetFPN(nn.Module):
         for i in range(len(lat) - 2, -1, -1):
             y = F.interpolate(y, size=lat[i].shape[-2:], mode="bilinear", align_corners=False) + lat[i]
             y = self.smooth[i](y)
-        y = self.trunk(y)
+        if self.global_film is not None:
+            scale, shift = self.global_film(self._global_vector(feats[-1])).to(y.dtype).chunk(2, dim=1)
+            y = y * (1.0 + scale[:, :, None, None]) + shift[:, :, None, None]
+        y = self.head_dropout(self.trunk(y))
         return {"regression": self.regression(y), "logits": self.classification(y)}
 
     def decode(self, heads: dict[str, Tensor]) -> Tensor:

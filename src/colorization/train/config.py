@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 #: fields that may differ between a run and its resumption (they do not change the maths)
 RUNTIME_FIELDS = frozenset(
     {"out", "device", "workers", "threads", "compile", "val_every", "save_every", "log_every", "val_images",
-     "sample_images", "working_size", "keep_best"}
+     "sample_images", "working_size", "keep_best", "curve_images"}
 )
 
 #: fields without a default: a config file, the command line or a resumed run must give them
@@ -99,6 +99,12 @@ class TrainConfig:
     save_every: Save resumable state every N steps.
     log_every: Log to log.jsonl every N steps (a time limit is checked then too).
     max_images: Use at most N training images; none: all.
+    groups: Training data groups to use (first folder level under each data folder, e.g.
+        flowers5); none: every group. List them explicitly so that new groups added to a data
+        folder enter a run only when its config names them.
+    holdout: Leave out the fixed held-out slice of the training folders (3 % of each group,
+        colorization.data.is_held_out) so that benchmarks/generalisation.py can measure the model
+        on unseen photos of the kinds it trained on.
     min_colorfulness_quantile: Drop the least colourful fraction of the training images (0-1);
         none: keep all.
     drop_grayscale: Drop grayscale training images.
@@ -108,6 +114,9 @@ class TrainConfig:
         resizes to; ship a model at the scale it was trained for); none: the checkpoint default (256).
     init_from: Exported model folder whose weights initialise the generator (fine-tuning, e.g.
         at a larger crop); its model and model_config must match.
+    curve_images: At each validation also measure this many held-out training photos (holdout)
+        and this many photos the run trains on (seen), logged as holdout/... and seen/... in
+        log.jsonl: the learning curves of the generalisation gap; 0: off.
     keep_best: Also export the validated weights to OUT/model_best/ whenever a validation beats
         the best val PSNR so far (OUT/model/ stays the final weights).
     """
@@ -148,6 +157,8 @@ class TrainConfig:
     save_every: int = 500
     log_every: int = 25
     max_images: int | None = None
+    groups: tuple[str, ...] | None = None
+    holdout: bool = True
     min_colorfulness_quantile: float | None = None
     drop_grayscale: bool = True
     scale_jitter: tuple[float, float] = (0.75, 1.0)
@@ -155,6 +166,7 @@ class TrainConfig:
     working_size: int | None = None
     init_from: str | None = None
     keep_best: bool = False
+    curve_images: int = 0
 
     def __post_init__(self) -> None:
         from colorization.objectives import OBJECTIVES, objective_option_names  # lazy: torch-free CLI import
@@ -177,7 +189,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise bad(name, "must be a positive integer")
-        for name in ("workers", "val_images", "sample_images", "seed"):
+        for name in ("workers", "val_images", "sample_images", "seed", "curve_images"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise bad(name, "must be a non-negative integer")
@@ -192,6 +204,12 @@ class TrainConfig:
             raise bad("init_from", "must be an exported model folder or null")
         if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
             raise bad("max_images", "must be a positive integer or null")
+        if self.groups is not None and (
+            not self.groups or not all(isinstance(g, str) and g and "/" not in g for g in self.groups)
+        ):
+            raise bad("groups", "must be null or a non-empty list of group (sub-folder) names")
+        if not isinstance(self.holdout, bool):
+            raise bad("holdout", "must be true or false")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise bad("lr", "must be > 0")
         if self.d_lr is not None and not (isinstance(self.d_lr, (int, float)) and self.d_lr > 0):
@@ -260,6 +278,9 @@ class TrainConfig:
         for name in ("betas", "scale_jitter"):
             if name in kw:
                 kw[name] = tuple(float(v) for v in kw[name])
+        if kw.get("groups") is not None:
+            groups = kw["groups"]
+            kw["groups"] = (groups,) if isinstance(groups, str) else tuple(str(g) for g in groups)
         if "stages" in kw:
             stages = kw["stages"] or ()
             if not isinstance(stages, (list, tuple)):

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,6 +105,9 @@ class _Trainer:
 
     def _check_resume_config(self, saved: Mapping[str, Any], saved_step: int) -> None:
         mine = self.cfg.to_dict()
+        # a field added after the run was saved counts as its default there
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+        saved = {k: saved.get(k, defaults.get(k)) for k in mine}
         diffs = [
             f"{k}: saved {saved.get(k)!r}, now {mine.get(k)!r}"
             for k in mine
@@ -139,6 +143,8 @@ class _Trainer:
             seed=cfg.seed,
             score_workers=score_workers,
             progress=show,
+            groups=cfg.groups,
+            holdout="exclude" if cfg.holdout else "include",
         )
         if self.with_labels:
             n_classes = len(self.train_ds.class_names)
@@ -164,8 +170,34 @@ class _Trainer:
                 score_workers=score_workers,
                 progress=show,
             )
+        self.curve_sets: dict[str, cdata.ImageFolderDataset] = {}
+        if cfg.curve_images > 0 and cfg.val is not None and self.dist.is_main:
+            self._build_curve_sets(score_workers)
         if self.dist.is_main:
             self.dist.barrier()
+
+    def _build_curve_sets(self, score_workers: int) -> None:
+        """Fixed held-out and seen photos for the learning curves (``curve_images``). The held-out
+        photos pass the same grayscale and colourfulness filters as the training photos, so the
+        two sets differ only in whether the run trains on them."""
+        cfg = self.cfg
+        crop = int(cfg.val_crop or cfg.crop)
+        found = cdata.select_files(image_io.find_images(list(cfg.data)), groups=cfg.groups)
+        if cfg.holdout and not any(cdata.is_held_out(f, r) for f, r in found):
+            print("[train] curve_images: the training folders hold no held-out photo; no holdout curve", flush=True)
+        elif cfg.holdout:
+            self.curve_sets["holdout"] = cdata.ImageFolderDataset(
+                list(cfg.data), crop=crop, train=False, groups=cfg.groups, holdout="only",
+                drop_grayscale=cfg.drop_grayscale, min_colorfulness_quantile=cfg.min_colorfulness_quantile,
+                max_images=cfg.curve_images, seed=cfg.seed,
+                score_workers=score_workers, progress=False,
+            )
+        rng = np.random.default_rng(mix(cfg.seed, 3))
+        files = self.train_ds.files
+        chosen = np.sort(rng.choice(len(files), size=min(cfg.curve_images, len(files)), replace=False))
+        self.curve_sets["seen"] = cdata.ImageFolderDataset(
+            [files[i] for i in chosen], crop=crop, train=False, drop_grayscale=False, progress=False
+        )
 
     def _build_objective(self) -> None:
         cfg = self.cfg
@@ -205,6 +237,34 @@ class _Trainer:
             ema=self.ema.module if self.ema is not None else None, optimizers=self.optimizers,
             images_seen=images_seen, wall_time_s=wall, last_val=last_val, config=self.cfg.to_dict(),
         )
+        if self.dist.is_main:
+            self._settle_best(step)
+
+    def _settle_best(self, saved_step: int) -> None:
+        """Promote OUT/model_best.pending/ to OUT/model_best/ once the state of its step is saved.
+
+        A new best is exported to the pending folder first, so a run killed between that export and
+        the next state save never leaves OUT/model_best/ ahead of the state it resumes from: on
+        resume, a pending best from a later step than the saved state is dropped (the replayed steps
+        validate it again), one from the saved step or earlier is promoted.
+        """
+        pending = self.out / "model_best.pending"
+        if not (pending / "config.json").is_file():
+            if pending.exists():
+                shutil.rmtree(pending)  # an export killed half-way
+            return
+        pending_step = int(checkpoint.read_config(pending).get("training", {}).get("steps", -1))
+        if pending_step > saved_step:
+            shutil.rmtree(pending)
+            return
+        best, old = self.out / "model_best", self.out / "model_best.old"
+        if old.exists():
+            shutil.rmtree(old)
+        if best.exists():
+            best.rename(old)
+        pending.rename(best)
+        if old.exists():
+            shutil.rmtree(old)
 
     def _load_state(self, meta: Mapping[str, Any]) -> None:
         state.load_state(
@@ -229,18 +289,18 @@ class _Trainer:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _validate(self, step: int) -> dict[str, float]:
+        """Metrics on the val photos, plus ``holdout/...`` and ``seen/...`` with ``curve_images``."""
         assert self.val_ds is not None
-        return validate(
-            self.objective,
-            self.ema.module if self.ema is not None else self.objective.generator,
-            self.val_ds,
-            device=self.device,
-            batch_size=min(16, self.cfg.val_images),
-            channels_last=self._channels_last,
-            autocast=self._autocast,
-            sample_images=self.cfg.sample_images,
-            sample_path=self.out / "samples" / f"step_{step:06d}.png",
+        generator = self.ema.module if self.ema is not None else self.objective.generator
+        common = dict(device=self.device, batch_size=16, channels_last=self._channels_last, autocast=self._autocast)
+        result = validate(
+            self.objective, generator, self.val_ds, **common,
+            sample_images=self.cfg.sample_images, sample_path=self.out / "samples" / f"step_{step:06d}.png",
         )
+        for name, ds in self.curve_sets.items():
+            curve = validate(self.objective, generator, ds, **common, sample_images=0, sample_path=self.out)
+            result.update({f"{name}/{k}": v for k, v in curve.items()})
+        return result
 
     # --- main loop -----------------------------------------------------------------------------------
     def run(self, stop_after: int | None, time_limit: float | None, export_now: bool = False) -> TrainResult:
@@ -263,6 +323,7 @@ class _Trainer:
             last_val = dict(saved_meta.get("last_val") or {})
             if self.dist.is_main:
                 state.trim_log(self.out / "log.jsonl", step)
+                self._settle_best(step)
                 print(f"[train] resumed from {saved_meta['_dir']} at step {step}", flush=True)
         else:
             # each rank draws its own random numbers (dropout, ...) from here on
@@ -511,13 +572,16 @@ class _Trainer:
         export_model(model_dir, generator, self.objective, self.cfg, training, metrics)
 
     def _keep_if_best(self, step: int, images_seen: int, wall: float, val: dict[str, float]) -> None:
-        """Export to OUT/model_best/ when ``val`` beats the val PSNR recorded there (survives resumes)."""
-        best_dir = self.out / "model_best"
+        """Export to OUT/model_best.pending/ when ``val`` beats the best val PSNR so far (recorded in
+        OUT/model_best/ and the pending folder, so it survives resumes); the next state save
+        promotes it to OUT/model_best/ (:meth:`_settle_best`)."""
         best = -math.inf
-        if (best_dir / "config.json").is_file():
-            best = float(checkpoint.read_config(best_dir).get("metrics", {}).get("val", {}).get("psnr", -math.inf))
+        for folder in (self.out / "model_best", self.out / "model_best.pending"):
+            if (folder / "config.json").is_file():
+                psnr = checkpoint.read_config(folder).get("metrics", {}).get("val", {}).get("psnr", -math.inf)
+                best = max(best, float(psnr))
         if val.get("psnr", -math.inf) > best:
-            self._export_to(best_dir, step, images_seen, wall, val)
+            self._export_to(self.out / "model_best.pending", step, images_seen, wall, val)
             self._log({"kind": "best", "step": step, "psnr": val["psnr"]})
 
     def close(self) -> None:

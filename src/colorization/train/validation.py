@@ -31,10 +31,12 @@ def validate(
 ) -> dict[str, float]:
     """Mean PSNR/SSIM (:mod:`colorization.metrics`) and colourfulness of ``generator``'s
     predictions on ``dataset``; writes the first ``sample_images`` rows (ground truth | gray |
-    prediction) to ``sample_path``. The objective is in eval mode meanwhile."""
+    prediction) to ``sample_path`` (none when ``sample_images`` is 0). ``psnr_gray`` is the PSNR of
+    the gray image (the input's L with a = b = 0), so ``psnr - psnr_gray`` is the gain over gray.
+    The objective is in eval mode meanwhile."""
     was_training = objective.training
     objective.eval()
-    psnrs, ssims, cf_pred, cf_gt = [], [], [], []
+    psnrs, psnrs_gray, ssims, cf_pred, cf_gt = [], [], [], [], []
     rows: list[Tensor] = []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     try:
@@ -48,16 +50,18 @@ def validate(
             pred = color.l_ab_to_rgb(l_norm.float(), ab_pred.float())
             gt = rgb_u8.float() / 255.0
             psnrs.append(metrics.psnr(pred, gt).cpu())
+            gray = color.l_ab_to_rgb(l_norm.float(), torch.zeros_like(ab_pred))
+            psnrs_gray.append(metrics.psnr(gray, gt).cpu())
             ssims.append(metrics.ssim(pred, gt).cpu())
             cf_pred.append(color.colorfulness(pred).cpu())
             cf_gt.append(color.colorfulness(gt).cpu())
             if sum(r.shape[0] for r in rows) < sample_images:
-                gray = color.l_ab_to_rgb(l_norm.float(), torch.zeros_like(ab_pred))
                 rows.append(torch.cat([gt, gray, pred], dim=3).cpu())
     finally:
         objective.train(was_training)
     result = {
         "psnr": float(torch.cat(psnrs).mean()),
+        "psnr_gray": float(torch.cat(psnrs_gray).mean()),
         "ssim": float(torch.cat(ssims).mean()),
         "colorfulness_pred": float(torch.cat(cf_pred).mean()),
         "colorfulness_gt": float(torch.cat(cf_gt).mean()),

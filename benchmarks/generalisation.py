@@ -56,7 +56,8 @@ SETS = ("seen", "holdout", "val")
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", action="append", required=True, metavar="NAME=PATH", "exported model folder ('default': the shipped one); repeatable; the first is the reference")
+    p.add_argument("--model", action="append", required=True, metavar="NAME=PATH",
+                   help="exported model folder ('default': the shipped one); repeatable; the first is the reference")
     p.add_argument("--train", default="../shared/data/train")
     p.add_argument("--val", default="../shared/data/val")
     p.add_argument("--groups", nargs="+", default=list(RECIPE_GROUPS))

@@ -19,7 +19,7 @@ Sections (``--sections``, all by default):
 ``onnx``
     The default model on a 512x512 photo: network only, ``colorizer(image)`` in memory, and file
     to file, with the PyTorch backend and with ONNX Runtime (exported in the run with
-    :func:`colorization.onnx_export.export_onnx`), with 1 and ``--threads`` threads.
+    :func:`colorization.inference.onnx_export.export_onnx`), with 1 and ``--threads`` threads.
 ``many``
     ``colorization colorize-many`` on ``--many-images`` synthetic 512 px photos with 1 process and
     with ``torchrun --nproc_per_node 2`` (threads per process = cores / processes).
@@ -112,11 +112,11 @@ def _colorizer(
 ):
     import torch
 
-    from colorization.colorizer import Colorizer
+    from colorization.inference.colorizer import Colorizer
 
     torch.set_num_threads(threads or args.threads)
     if backend == "onnx":
-        from colorization.onnx_export import OnnxBackend
+        from colorization.inference.onnx_export import OnnxBackend
 
         return Colorizer(OnnxBackend(onnx_path, device="cpu", threads=threads or args.threads))
     return Colorizer.from_pretrained(args.model, device=args.device, backend="torch")
@@ -385,8 +385,8 @@ def _cuda_available() -> bool:
 
 
 def _export_default(model: str | None, out: Path) -> None:
-    from colorization import checkpoint
-    from colorization.onnx_export import export_onnx
+    from colorization.inference import checkpoint
+    from colorization.inference.onnx_export import export_onnx
 
     export_onnx(checkpoint.load_exported(checkpoint.resolve_model_dir(model), device="cpu"), out)
 

@@ -2,7 +2,7 @@
 """Inference cost of every registered generator: parameters, FLOPs, throughput, memory.
 
 For each generator at its default (paper-sized) config, plus the network of the shipped default
-model (``colorization.checkpoint.DEFAULT_MODEL_DIR/config.json``):
+model (``colorization.inference.checkpoint.DEFAULT_MODEL_DIR/config.json``):
 
 * parameters and GFLOPs per image (``torch.utils.flop_counter.FlopCounterMode``: 2 FLOPs per
   multiply-add of convolutions and matrix products; counted on the meta device at each size);
@@ -63,7 +63,7 @@ class Spec:
 
 def default_model_spec() -> Spec | None:
     """The network of the shipped default model (its config.json), or None if it is missing."""
-    from colorization import checkpoint
+    from colorization.inference import checkpoint
 
     try:
         cfg = checkpoint.read_config(checkpoint.DEFAULT_MODEL_DIR)

@@ -74,7 +74,7 @@ def _device(args: argparse.Namespace) -> torch.device:
 
 def _objective(spec: Spec) -> Any:
     from colorization.models import create_model
-    from colorization.objectives import build_objective
+    from colorization.train.objectives import build_objective
 
     gen = create_model(spec.name, **spec.config)
     kind = "regression" if getattr(gen.config, "out_channels", 2) == 2 else "classification"
@@ -84,8 +84,8 @@ def _objective(spec: Spec) -> Any:
 def _recipe_objective(path: Path) -> tuple[Any, dict[str, Any]]:
     """The objective of a training config file (encoder weights not loaded) and its recipe facts."""
     from colorization.models import create_model
-    from colorization.objectives import build_objective
     from colorization.train import load_config_file
+    from colorization.train.objectives import build_objective
 
     raw = load_config_file(path)
     mc = dict(raw.get("model_config") or {})
@@ -410,7 +410,7 @@ def print_loader(res: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def trainer_child(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    from colorization import checkpoint
+    from colorization.inference import checkpoint
     from colorization.train import resolve_config, train
 
     cfg = checkpoint.read_config(checkpoint.DEFAULT_MODEL_DIR)

@@ -4,7 +4,7 @@ Oracle experiment that isolates the upsampling step: for each real colour photo,
 ab is downsampled to the working size (what a perfect network would predict there), then brought
 back to full resolution either bilinearly (default) or with the fast guided filter guided by the
 full-resolution L, and recombined with the original L exactly as the Colorizer does
-(``colorization.colorizer.recombine``). Reported: mean ab error (Lab units, Euclidean in the ab
+(``colorization.inference.colorizer.recombine``). Reported: mean ab error (Lab units, Euclidean in the ab
 plane) over all pixels and over colour-edge pixels (top 10 % of the ground-truth ab gradient, where
 bleeding shows), and mean CIEDE2000. ``--blur S`` smears the oracle ab with a Gaussian of S
 working-size pixels first, to emulate a network whose colours bleed across edges.
@@ -29,8 +29,8 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 from tqdm import tqdm
 
 from colorization import color, image_io
-from colorization.colorizer import prepare_image
-from colorization.fullres import RefineConfig, recombine
+from colorization.inference.colorizer import prepare_image
+from colorization.inference.fullres import RefineConfig, recombine
 
 SETTINGS: list[tuple[str, RefineConfig | None]] = [
     ("bilinear (default)", None),

@@ -6,8 +6,8 @@ Each photo is prepared as ``colorization evaluate`` prepares it (short side -> `
 crop). For every N the same seeded generator places N points uniformly on each photo (the points
 for N are the first N of one fixed list, so a larger N adds points); a point's colour is the
 ground-truth mean sRGB over a ``(2 * radius + 1)`` square around it, passed as a
-:class:`colorization.hints.Hint` in the photo's own pixel coordinates, exactly as a user's hint
-would be. PSNR, SSIM, AuC and colourfulness come from :class:`colorization.metrics.MetricSuite`.
+:class:`colorization.inference.hints.Hint` in the photo's own pixel coordinates, exactly as a user's hint
+would be. PSNR, SSIM, AuC and colourfulness come from :class:`colorization.evaluation.metrics.MetricSuite`.
 Writes ``hints.json`` and ``hints.md`` to ``--out``.
 
 ``--figure PHOTO --point X,Y`` also writes ``hints_figure.jpg``: the photo in gray, colorized with no
@@ -30,9 +30,9 @@ from PIL import Image, ImageDraw  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from colorization import image_io  # noqa: E402
-from colorization import metrics as M  # noqa: E402
-from colorization.evaluate import list_group_images, load_ground_truth, resolve_model  # noqa: E402
-from colorization.hints import Hint  # noqa: E402
+from colorization.evaluation import metrics as M  # noqa: E402
+from colorization.evaluation.evaluate import list_group_images, load_ground_truth, resolve_model  # noqa: E402
+from colorization.inference.hints import Hint  # noqa: E402
 
 
 def sample_points(gt: Image.Image, n: int, rng: np.random.Generator, radius: int) -> list[Hint]:

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from colorization import color, image_io  # noqa: E402
-from colorization.evaluate import list_group_images, load_ground_truth, resolve_model  # noqa: E402
+from colorization.evaluation.evaluate import list_group_images, load_ground_truth, resolve_model  # noqa: E402
 
 HUES = {"red": (-30.0, 40.0), "green": (100.0, 170.0), "blue": (220.0, 290.0)}
 

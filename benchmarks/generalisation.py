@@ -44,7 +44,7 @@ from tqdm import tqdm  # noqa: E402
 
 from colorization import Colorizer, color, image_io  # noqa: E402
 from colorization import data as cdata  # noqa: E402
-from colorization import metrics as M  # noqa: E402
+from colorization.evaluation import metrics as M  # noqa: E402
 
 RECIPE_GROUPS = (
     "animals22", "bsds500", "caltech101", "cats_dogs", "faces", "flickr8k", "flowers5", "imagenet_det",

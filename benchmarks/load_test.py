@@ -54,7 +54,7 @@ def make_tiny_model(folder: Path) -> Path:
     import torch
 
     from colorization import create_model
-    from colorization.checkpoint import save_exported
+    from colorization.inference.checkpoint import save_exported
 
     torch.manual_seed(0)
     save_exported(create_model("baseline", width=16, depth=3), folder, head="regression")

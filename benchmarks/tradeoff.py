@@ -11,7 +11,7 @@ after a ``--model`` apply to that model. The model's own operating point (satura
 decoding of its config.json) is marked. The gray baseline (ab = 0) is always measured.
 
 Ground truth is prepared as ``colorization evaluate`` does (short side -> ``--size``, centre crop)
-and PSNR / colourfulness are computed by the same :class:`colorization.metrics.MetricSuite`, so the
+and PSNR / colourfulness are computed by the same :class:`colorization.evaluation.metrics.MetricSuite`, so the
 points agree with the evaluation tables. Writes ``tradeoff.json`` and ``tradeoff.png`` to ``--out``.
 """
 
@@ -30,8 +30,8 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from colorization import image_io  # noqa: E402
-from colorization import metrics as M  # noqa: E402
-from colorization.evaluate import list_group_images, load_ground_truth, resolve_model  # noqa: E402
+from colorization.evaluation import metrics as M  # noqa: E402
+from colorization.evaluation.evaluate import list_group_images, load_ground_truth, resolve_model  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[dict]]:

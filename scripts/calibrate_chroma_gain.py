@@ -24,10 +24,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from colorization import color, image_io, metrics
-from colorization.checkpoint import CONFIG_NAME, read_config
-from colorization.colorizer import Colorizer
-from colorization.evaluate import load_ground_truth
+from colorization import color, image_io
+from colorization.evaluation import metrics
+from colorization.evaluation.evaluate import load_ground_truth
+from colorization.inference.checkpoint import CONFIG_NAME, read_config
+from colorization.inference.colorizer import Colorizer
 
 
 def measure(model_dir: Path, files: list[Path], size: int, gains: list[float]) -> list[dict]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from colorization import checkpoint
+from colorization.inference import checkpoint
 
 _FORMAT_KEYS = {"format_version", "model", "model_config", "head", "weights_dtype", "package_version"}
 

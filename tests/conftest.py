@@ -23,7 +23,7 @@ torch.set_num_threads(1)
 import pytest  # noqa: E402
 
 from colorization import Colorizer  # noqa: E402
-from colorization.checkpoint import save_exported  # noqa: E402
+from colorization.inference.checkpoint import save_exported  # noqa: E402
 from colorization.models import create_model  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")

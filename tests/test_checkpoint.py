@@ -12,8 +12,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import colorization
-from colorization import checkpoint, color
-from colorization.checkpoint import (
+from colorization import color
+from colorization.inference import checkpoint
+from colorization.inference.checkpoint import (
     CONFIG_NAME,
     DEFAULT_MODEL_DIR,
     FORMAT_VERSION,

@@ -11,8 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from colorization import cli
-from colorization.hint_files import MAX_HINTS_FILE_BYTES
-from colorization.hints import MAX_HINTS
+from colorization.batch.hint_files import MAX_HINTS_FILE_BYTES
+from colorization.inference.hints import MAX_HINTS
 
 runner = CliRunner()
 
@@ -201,7 +201,7 @@ def many(*args: str):
 
 
 def test_colorize_many_hints_file(album, tmp_path, hint_model_dir):
-    from colorization.distributed import STATE_DIR
+    from colorization.batch.distributed import STATE_DIR
 
     auto = many("--input", str(album), "-o", str(tmp_path / "auto"), "--model", str(hint_model_dir))
     assert auto.exit_code == 0, auto.output

@@ -324,8 +324,8 @@ def test_cached_gamut_tensors_work_in_autograd_after_a_first_call_in_inference_m
 
 
 def test_ssim_loss_works_in_autograd_after_a_first_call_in_inference_mode():
-    from colorization import losses
-    from colorization import ssim as ssim_module
+    from colorization.evaluation import ssim as ssim_module
+    from colorization.train import losses
 
     ssim_module._window_values.cache_clear()
     x = torch.rand(1, 3, 16, 16)

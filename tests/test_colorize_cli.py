@@ -172,7 +172,7 @@ def test_help_renders_cleanly(argv, monkeypatch):
 
 
 def test_cli_saturation_limit_is_the_api_rule(photos, tmp_path, model_dir):
-    from colorization.colorizer import SATURATION_RANGE
+    from colorization.inference.colorizer import SATURATION_RANGE
 
     result = run(str(photos / "photo.jpg"), "-o", str(tmp_path / "o"), "--model", str(model_dir),
                  "--saturation", str(SATURATION_RANGE[1] + 0.5))

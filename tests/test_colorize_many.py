@@ -14,8 +14,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from colorization import cli
-from colorization.distributed import STATE_DIR, DistContext, ManyConfig, colorize_many, iter_entries
-from colorization.jobs import FileDataset
+from colorization.batch.distributed import STATE_DIR, DistContext, ManyConfig, colorize_many, iter_entries
+from colorization.batch.jobs import FileDataset
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""Tests of the inference pipeline (colorization.colorizer) on a tiny untrained model."""
+"""Tests of the inference pipeline (colorization.inference.colorizer) on a tiny untrained model."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from PIL import Image
 from skimage.color import rgb2lab
 
 from colorization import Colorizer, color, image_io
-from colorization.backends import Backend, TorchBackend
-from colorization.checkpoint import save_exported
-from colorization.colorizer import PreparedImage, prepare_image, working_shape
-from colorization.fullres import RefineConfig, bilinear_upsample, guided_filter_coefficients
+from colorization.inference.backends import Backend, TorchBackend
+from colorization.inference.checkpoint import save_exported
+from colorization.inference.colorizer import PreparedImage, prepare_image, working_shape
+from colorization.inference.fullres import RefineConfig, bilinear_upsample, guided_filter_coefficients
 from colorization.models import create_model
 
 
@@ -404,7 +404,7 @@ def test_invalid_precision_names_the_option(model_dir):
 
 
 def test_channels_last_on_cpu_matches_contiguous(model_dir):
-    from colorization.checkpoint import load_exported
+    from colorization.inference.checkpoint import load_exported
 
     plain = TorchBackend(load_exported(model_dir), "cpu", precision="fp32", channels_last=False)
     nhwc = TorchBackend(load_exported(model_dir), "cpu", precision="fp32", channels_last=True)
@@ -417,7 +417,7 @@ def test_channels_last_on_cpu_matches_contiguous(model_dir):
 
 
 def test_compile_fails_clearly_without_torch_compile(monkeypatch, model_dir):
-    from colorization.checkpoint import load_exported
+    from colorization.inference.checkpoint import load_exported
 
     net = load_exported(model_dir)
     monkeypatch.delattr(torch, "compile")
@@ -426,7 +426,7 @@ def test_compile_fails_clearly_without_torch_compile(monkeypatch, model_dir):
 
 
 def test_compile_error_is_reraised_with_the_option(monkeypatch, model_dir):
-    from colorization.checkpoint import load_exported
+    from colorization.inference.checkpoint import load_exported
 
     def broken(*args, **kwargs):
         raise RuntimeError("Dynamo is not supported on this Python")
@@ -437,7 +437,7 @@ def test_compile_error_is_reraised_with_the_option(monkeypatch, model_dir):
 
 
 def test_torch_backend_takes_a_raw_registry_network(model_dir):
-    from colorization.checkpoint import load_exported
+    from colorization.inference.checkpoint import load_exported
     from colorization.models import create_model
 
     net = load_exported(model_dir).network  # the bare network, not the ColorModel wrapper
@@ -450,7 +450,7 @@ def test_torch_backend_takes_a_raw_registry_network(model_dir):
 
 
 def test_windows_bounds_count_and_pixels() -> None:
-    from colorization.colorizer import PENDING_PIXELS, windows
+    from colorization.inference.colorizer import PENDING_PIXELS, windows
 
     assert [len(w) for w in windows(range(10), 2, lambda _: 1)] == [8, 2]  # 4 * batch_size per window
     assert list(windows([], 2, lambda _: 1)) == []

@@ -83,7 +83,7 @@ def test_two_process_gloo_training_keeps_ranks_identical(tmp_path):
     assert ranks[0]["params_sha256"] == ranks[1]["params_sha256"]
 
     # training moved the weights away from the seeded initialisation (the trainer seeds with cfg.seed)
-    from colorization import checkpoint
+    from colorization.inference import checkpoint
     from colorization.models import create_model
     from colorization.train import resolve_config
 

@@ -10,10 +10,10 @@ import torch
 from test_train import make_images
 
 from colorization import color
-from colorization.hints import HINT_CHANNELS, empty_hint_map, simulate_hints
 from colorization.models import create_model
-from colorization.objectives import build_objective
+from colorization.models.hint_map import HINT_CHANNELS, empty_hint_map, simulate_hints
 from colorization.train import ConfigError, resolve_config, train
+from colorization.train.objectives import build_objective
 
 
 def tiny(**kw):
@@ -171,7 +171,7 @@ def test_stage_crop_must_fit_the_stride(tmp_path):
 
 
 def test_parse_hint_forms_and_errors():
-    from colorization.hints import Hint, parse_hint
+    from colorization.inference.hints import Hint, parse_hint
 
     assert parse_hint("120,340,#c0392b") == Hint(120, 340, (0xC0, 0x39, 0x2B))
     assert parse_hint(" 1.5, 2 ,10,20,30").rgb == (10, 20, 30)
@@ -183,7 +183,7 @@ def test_parse_hint_forms_and_errors():
 
 
 def test_hint_map_scales_points_and_keeps_colours_in_gamut():
-    from colorization.hints import Hint, hint_map
+    from colorization.inference.hints import Hint, hint_map
 
     l_norm = torch.full((1, 1, 16, 32), color.normalize_l(torch.tensor(30.0)).item())  # dark L = 30
     hints = [Hint(10, 5, "#ff0000"), Hint(63.9, 31.9, "#ffff00")]

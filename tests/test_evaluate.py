@@ -1,4 +1,4 @@
-"""Tests of colorization.evaluate and the ``colorization evaluate`` command on tiny generated
+"""Tests of colorization.evaluation.evaluate and the ``colorization evaluate`` command on tiny generated
 photo folders, with the gray baseline and a tiny exported model."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from colorization import checkpoint, color, create_model, image_io
-from colorization import evaluate as ev
-from colorization import metrics as M
+from colorization import color, create_model, image_io
 from colorization.cli import app
+from colorization.evaluation import evaluate as ev
+from colorization.evaluation import metrics as M
+from colorization.inference import checkpoint
 
 
 def _photos(folder: Path, n: int, seed: int, sizes=((40, 52), (48, 36))) -> list[Path]:

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from colorization import Colorizer
-from colorization.hints import MAX_HINTS, Hint, coerce_hints
+from colorization.inference.hints import MAX_HINTS, Hint, coerce_hints
 
 
 def gray_photo(w=96, h=64, seed=0):
@@ -95,8 +95,8 @@ def test_hint_coordinates_follow_the_input_resolution(hint_model_dir):
 
 def test_onnx_export_carries_the_hint_input(hint_model_dir, tmp_path):
     pytest.importorskip("onnxruntime")
-    from colorization.checkpoint import load_exported
-    from colorization.onnx_export import HINTS_NAME, OnnxBackend, export_onnx, onnx_parity
+    from colorization.inference.checkpoint import load_exported
+    from colorization.inference.onnx_export import HINTS_NAME, OnnxBackend, export_onnx, onnx_parity
 
     model = load_exported(hint_model_dir)
     path = export_onnx(model, tmp_path / "m.onnx")

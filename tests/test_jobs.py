@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorization import jobs
-from colorization.colorizer import Colorizer
+from colorization.batch import jobs
+from colorization.inference.colorizer import Colorizer
 
 
 def test_output_path_rule(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests of colorization.metrics and the networks of colorization.perceptual: golden values vs
+"""Tests of colorization.evaluation.metrics and the networks of colorization.evaluation.perceptual: golden values vs
 scikit-image, the stlpips-pytorch package and scipy, hand-computed AuC cases, accumulators equal to
 whole-set computations."""
 
@@ -16,8 +16,8 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from colorization import color
-from colorization import metrics as M
-from colorization import perceptual as P
+from colorization.evaluation import metrics as M
+from colorization.evaluation import perceptual as P
 
 
 def _pair(seed: int, shape=(2, 3, 37, 45), noise=0.1) -> tuple[torch.Tensor, torch.Tensor]:

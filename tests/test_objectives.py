@@ -10,17 +10,17 @@ import torch
 from torch import nn
 
 from colorization import color
-from colorization.losses import ssim, ssim_loss
-from colorization.metrics import psnr
+from colorization.evaluation.metrics import psnr
+from colorization.evaluation.ssim import gaussian_window
 from colorization.models import create_model, get_config_class
-from colorization.objectives import (
+from colorization.train.losses import ssim, ssim_loss
+from colorization.train.objectives import (
     REGRESSION_LOSSES,
     ClassificationObjective,
     GANObjective,
     RegressionObjective,
     build_objective,
 )
-from colorization.ssim import gaussian_window
 
 
 def tiny(name: str, **overrides) -> nn.Module:
@@ -112,7 +112,7 @@ def test_ssim_loss_properties_and_gradcheck():
 
 
 def test_psnr_hand_computed():
-    # PSNR is defined once, in colorization.metrics (the trainer logs that one).
+    # PSNR is defined once, in colorization.evaluation.metrics (the trainer logs that one).
     x = torch.zeros(2, 3, 4, 4)
     y = x.clone()
     y[0] += 0.1  # MSE 0.01 -> 20 dB

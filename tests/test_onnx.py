@@ -12,10 +12,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from colorization import Colorizer, cli, color
-from colorization.backends import Backend
-from colorization.checkpoint import load_exported, save_exported
+from colorization.inference.backends import Backend
+from colorization.inference.checkpoint import load_exported, save_exported
+from colorization.inference.onnx_export import INPUT_NAME, OUTPUT_NAME, OnnxBackend, export_onnx
 from colorization.models import create_model
-from colorization.onnx_export import INPUT_NAME, OUTPUT_NAME, OnnxBackend, export_onnx
 
 runner = CliRunner()
 

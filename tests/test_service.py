@@ -21,7 +21,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from colorization import Colorizer  # noqa: E402
-from colorization.service import InferenceQueue, ServiceConfig, create_app  # noqa: E402
+from colorization.serve.service import InferenceQueue, ServiceConfig, create_app  # noqa: E402
 
 MAX_UPLOAD = 200_000
 MAX_PIXELS = 100_000

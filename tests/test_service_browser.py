@@ -21,7 +21,7 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from conftest import serve_in_thread  # noqa: E402
 
-from colorization.service import create_app  # noqa: E402
+from colorization.serve.service import create_app  # noqa: E402
 
 WIDTH, HEIGHT = 96, 64
 

@@ -16,9 +16,9 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from colorization import Colorizer  # noqa: E402
-from colorization.hints import MAX_HINTS, Hint  # noqa: E402
-from colorization.service import create_app  # noqa: E402
-from colorization.service_hints import MAX_HINTS_FIELD_CHARS, parse_hints_field  # noqa: E402
+from colorization.inference.hints import MAX_HINTS, Hint  # noqa: E402
+from colorization.serve.service import create_app  # noqa: E402
+from colorization.serve.service_hints import MAX_HINTS_FIELD_CHARS, parse_hints_field  # noqa: E402
 
 WIDTH, HEIGHT = 96, 64
 

@@ -29,8 +29,8 @@ uvicorn = pytest.importorskip("uvicorn")
 from conftest import serve_in_thread  # noqa: E402
 
 from colorization import Colorizer, create_model  # noqa: E402
-from colorization.checkpoint import save_exported  # noqa: E402
-from colorization.service import create_app  # noqa: E402
+from colorization.inference.checkpoint import save_exported  # noqa: E402
+from colorization.serve.service import create_app  # noqa: E402
 
 WIDTH, HEIGHT = 256, 64
 

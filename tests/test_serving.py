@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from colorization.serving import bind_socket, url_of
+from colorization.serve.serving import bind_socket, url_of
 
 
 def test_bind_socket_port_zero_gets_a_real_port():

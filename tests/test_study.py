@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from colorization import checkpoint, create_model
+from colorization import create_model
 from colorization.cli import app as cli_app
+from colorization.inference import checkpoint
 from colorization.study import REAL_LABEL, build_study, create_app
 from colorization.study.db import DB_NAME, StudyDB, rater_order
 from colorization.study.report import format_report, summarize, summarize_ratings

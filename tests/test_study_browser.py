@@ -20,7 +20,8 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from conftest import serve_in_thread  # noqa: E402
 
-from colorization import checkpoint, create_model  # noqa: E402
+from colorization import create_model  # noqa: E402
+from colorization.inference import checkpoint  # noqa: E402
 from colorization.study import REAL_LABEL, build_study, create_app  # noqa: E402
 from colorization.study.db import DB_NAME  # noqa: E402
 from colorization.study.report import study_report  # noqa: E402

@@ -13,9 +13,9 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from colorization import checkpoint, color
+from colorization import color
 from colorization.cli import app
-from colorization.objectives import RegressionObjective
+from colorization.inference import checkpoint
 from colorization.train import (
     ConfigError,
     NonFiniteLossError,
@@ -27,6 +27,7 @@ from colorization.train import (
     resolve_config,
     train,
 )
+from colorization.train.objectives import RegressionObjective
 
 
 @pytest.fixture(autouse=True)
@@ -335,7 +336,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.rglob("*.*")), ids=lambda p: str(p.relative_to(CONFIG_DIR)))
 def test_example_configs_resolve_and_build(path):
     from colorization.models import create_model
-    from colorization.objectives import build_objective
+    from colorization.train.objectives import build_objective
 
     cfg = resolve_config(load_config_file(path), source=str(path))
     with torch.device("meta"):  # shapes only: cheap even for the paper-sized networks
@@ -353,7 +354,7 @@ def test_example_configs_resolve_and_build(path):
 
 
 def test_export_now_exports_the_saved_state_with_its_working_size(image_dirs, tmp_path):
-    from colorization.checkpoint import load_exported, read_config
+    from colorization.inference.checkpoint import load_exported, read_config
 
     train_dir, val_dir = image_dirs
     cfg = base_config(train_dir, tmp_path / "run", val=str(val_dir), val_images=2, working_size=64)
@@ -376,7 +377,7 @@ def test_export_now_exports_the_saved_state_with_its_working_size(image_dirs, tm
 
 
 def test_init_from_starts_from_the_exported_weights(image_dirs, tmp_path, model_dir):
-    from colorization.checkpoint import load_exported
+    from colorization.inference.checkpoint import load_exported
 
     train_dir, _ = image_dirs
     source = dict(load_exported(model_dir).network.named_parameters())
@@ -403,7 +404,7 @@ def test_init_from_rejects_other_models_and_shapes(image_dirs, tmp_path, model_d
 
 
 def test_keep_best_exports_the_best_validation_and_survives_resume(image_dirs, tmp_path):
-    from colorization.checkpoint import load_exported
+    from colorization.inference.checkpoint import load_exported
 
     train_dir, val_dir = image_dirs
     out = tmp_path / "best"

@@ -7,7 +7,7 @@ The public API is re-exported lazily so that ``import colorization`` stays cheap
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from colorization._version import __version__
 
 __all__ = ["Colorizer", "create_model", "list_models", "__version__"]
 
@@ -15,7 +15,7 @@ __all__ = ["Colorizer", "create_model", "list_models", "__version__"]
 def __getattr__(name: str):
     # lazy: these pull torch, and `import colorization` (the CLI included) stays torch-free
     if name == "Colorizer":
-        from colorization.colorizer import Colorizer
+        from colorization.inference.colorizer import Colorizer
 
         return Colorizer
     if name in ("create_model", "list_models"):

@@ -1,7 +1,7 @@
 """``colorize PATH... -o OUTDIR``: colorize image files, folders (recursive) and glob patterns.
 
-The work is :func:`colorization.jobs.colorize_files` (the job of ``colorize-many`` too). Output names
-mirror the inputs (:func:`colorization.jobs.output_path`): a file given directly goes to
+The work is :func:`colorization.batch.jobs.colorize_files` (the job of ``colorize-many`` too). Output names
+mirror the inputs (:func:`colorization.batch.jobs.output_path`): a file given directly goes to
 ``OUTDIR/<name>``; a file found in a folder given as ``IN`` goes to ``OUTDIR/<path relative to IN>``
 (``IN/a/b.jpg -> OUTDIR/a/b.jpg``).
 File names and formats are kept unless ``--format`` is given; EXIF metadata is kept where the
@@ -13,7 +13,7 @@ files); the exit status is 1 when anything failed.
 
 Colour hints (a hint-aware model): ``--hint X,Y,#rrggbb`` (repeatable) for a single image, or
 ``--hints FILE`` with a JSON list of points (a single image) or an object mapping file names to
-lists of points (:mod:`colorization.hint_files`). Both are checked before any image is read
+lists of points (:mod:`colorization.batch.hint_files`). Both are checked before any image is read
 (exit status 2); a point outside its image fails that file like an unreadable image.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import typer
 
 from colorization import image_io
-from colorization.hint_files import HintsFileError, load_hints_file, match_inputs
+from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs
 
 __all__ = ["main", "OutputFormat", "find_inputs"]
 
@@ -98,7 +98,7 @@ def _hints_for_inputs(
     if hint and hints_file is not None:
         raise typer.BadParameter("give --hint or --hints, not both", param_hint="'--hint'")
     if hint:
-        from colorization.hints import MAX_HINTS, parse_hint  # lazy: torch-free CLI import
+        from colorization.inference.hints import MAX_HINTS, parse_hint  # lazy: torch-free CLI import
 
         if len(hint) > MAX_HINTS:
             raise typer.BadParameter(f"{len(hint)} points; at most {MAX_HINTS} per image", param_hint="'--hint'")
@@ -167,8 +167,8 @@ def main(
 ) -> None:
     """Colorize image files, folders and globs into OUTDIR."""
     # lazy: torch-free CLI import
-    from colorization import jobs
-    from colorization.colorizer import Colorizer
+    from colorization.batch import jobs
+    from colorization.inference.colorizer import Colorizer
 
     inputs, problems = find_inputs(paths)
     hints_for = _hints_for_inputs(hint or [], hints_file, inputs)

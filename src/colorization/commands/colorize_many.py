@@ -16,7 +16,7 @@ Each rank takes the entries ``i`` with ``i % world_size == rank``; existing outp
 rerunning the same command after a crash finishes the job. Images that fail are reported by name
 and listed in ``OUTDIR/.colorize-many/summary.json``; the exit status is 0 when the job ran to the
 end (``--fail-on-error``: 1 when anything failed). ``--hints FILE`` maps file names to colour-hint
-points (checked before any image is read). See :mod:`colorization.distributed`.
+points (checked before any image is read). See :mod:`colorization.batch.distributed`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import typer
 
+from colorization.batch.hint_files import HintsFileError
 from colorization.commands.colorize import BackendName, Device, OutputFormat
-from colorization.hint_files import HintsFileError
 
 __all__ = ["main"]
 
@@ -70,7 +70,7 @@ def main(
 ) -> None:
     """Colorize a file list or folder across torchrun ranks; resumable (finished files are skipped)."""
     # lazy: torch-free CLI import
-    from colorization.distributed import STATE_DIR, DistContext, ManyConfig, colorize_many, launch_local
+    from colorization.batch.distributed import STATE_DIR, DistContext, ManyConfig, colorize_many, launch_local
 
     if (list_file is None) == (input_dir is None):
         raise typer.BadParameter("give exactly one of --list FILE and --input DIR")
@@ -95,7 +95,7 @@ def main(
         force=force,
         hints_file=str(hints_file) if hints_file is not None else None,
     )
-    from colorization.checkpoint import CheckpointError  # lazy: torch-free CLI import
+    from colorization.inference.checkpoint import CheckpointError  # lazy: torch-free CLI import
 
     ctx = DistContext.from_env()
     if nproc > 1 and ctx.world_size > 1:
@@ -103,8 +103,8 @@ def main(
     try:
         if nproc > 1:
             # lazy: torch-free CLI import
-            from colorization.checkpoint import load_exported, resolve_model_dir
-            from colorization.distributed import check_hints_model, resolve_hints
+            from colorization.batch.distributed import check_hints_model, resolve_hints
+            from colorization.inference.checkpoint import load_exported, resolve_model_dir
 
             hints = resolve_hints(config)  # fail fast, before spawning, on a bad hints file
             if backend.value == "torch":  # ... and on a model that cannot load

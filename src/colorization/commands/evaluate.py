@@ -66,8 +66,8 @@ def main(
 ) -> None:
     """Evaluate colorization models (PSNR, SSIM, ST-LPIPS, FID, AuC, colourfulness, CIEDE2000)."""
     # lazy: torch-free CLI import
-    from colorization import evaluate as ev
-    from colorization.checkpoint import CheckpointError
+    from colorization.evaluation import evaluate as ev
+    from colorization.inference.checkpoint import CheckpointError
 
     try:
         groups: dict[str, str] = {}

@@ -15,8 +15,8 @@ def main(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged results and AuC plot."),
 ) -> None:
     """Merge evaluation runs made with the same protocol (size, photo subset, seed) into one
-    results.json/.csv/.md and AuC plot (see colorization.evaluate.merge_outputs)."""
-    from colorization.evaluate import merge_outputs  # lazy: torch-free CLI import
+    results.json/.csv/.md and AuC plot (see colorization.evaluation.evaluate.merge_outputs)."""
+    from colorization.evaluation.evaluate import merge_outputs  # lazy: torch-free CLI import
 
     try:
         paths = merge_outputs(folders, out)

@@ -25,8 +25,8 @@ def main(
 ) -> None:
     """Export a model (network + head decoding) to ONNX with dynamic batch/height/width."""
     # lazy: torch-free CLI import
-    from colorization import checkpoint
-    from colorization.onnx_export import export_onnx, onnx_parity
+    from colorization.inference import checkpoint
+    from colorization.inference.onnx_export import export_onnx, onnx_parity
 
     try:
         color_model = checkpoint.load_exported(checkpoint.resolve_model_dir(model), device="cpu", strict=True)

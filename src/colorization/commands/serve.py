@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from colorization.serving import DEFAULT_QUEUE_SIZE, run_app
+from colorization.serve.serving import DEFAULT_QUEUE_SIZE, run_app
 
 
 def _is_loopback(host: str) -> bool:
@@ -46,7 +46,7 @@ def main(
     try:
         import uvicorn  # noqa: F401  (checked here for a clear message)
 
-        from colorization.service import create_app  # lazy: fastapi and torch (optional extra)
+        from colorization.serve.service import create_app  # lazy: fastapi and torch (optional extra)
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise typer.BadParameter(
             f"the service needs the 'serve' extras ({exc.name} is missing): pip install 'colorization[serve]'"

@@ -6,6 +6,7 @@
 
 See docs/models.md for the list of networks, their papers, sizes and output conventions.
 Importing this package registers every built-in network.
+The hint map that hint-aware networks read is defined in :mod:`colorization.models.hint_map`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ logits, temperature)`` (``blend`` and ``temperature`` are config fields, so an e
 ``config.json`` chooses its operating point without retraining), upsampled to the input size.
 
 Hints (``hints=True``): a user's colour points enter as a ``(B, 3, H, W)`` map ``[a_norm * m,
-b_norm * m, m]`` (``m`` = 1 on hinted pixels, see :func:`colorization.hints.hint_map`). It is
+b_norm * m, m]`` (``m`` = 1 on hinted pixels, see :func:`colorization.inference.hints.hint_map`). It is
 area-averaged to stride 4 and encoded by a small conv pyramid whose outputs are added to the
 laterals at strides 4, 8, 16 and 32, so a hint spreads through the same top-down path as the
 image context (the single-network design of Zhang et al. 2017). An all-zero map (or ``None``)
@@ -47,7 +47,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from colorization import color
-from colorization.hints import HINT_CHANNELS
 from colorization.models.blocks import ConvNormAct, check_choice, check_input, check_positive, init_weights
 from colorization.models.efficientnet_lite import (
     HEAD_CHANNELS,
@@ -60,6 +59,7 @@ from colorization.models.efficientnet_lite import (
     load_pretrained_,
     load_reference_state_dict,
 )
+from colorization.models.hint_map import HINT_CHANNELS
 from colorization.models.registry import register_model
 
 __all__ = ["EffNetFPNConfig", "EffNetFPN", "HINT_CHANNELS", "HEAD_STRIDE", "GLOBAL_CONTEXTS"]

@@ -25,7 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from colorization.serving import error_body, run_app, status_code_name
+from colorization.serve.serving import error_body, run_app, status_code_name
 from colorization.study.build import IMAGES_DIR
 from colorization.study.db import (
     DB_NAME,
@@ -74,7 +74,7 @@ def create_app(study_dir: str | Path) -> FastAPI:
 
     @app.get("/favicon.ico")
     def favicon() -> Response:  # the service's icon; browsers ask for it on every page
-        icon = resources.files("colorization").joinpath("static", "favicon.svg").read_bytes()
+        icon = resources.files("colorization.serve").joinpath("static", "favicon.svg").read_bytes()
         return Response(icon, media_type="image/svg+xml", headers=_HEADERS)
 
     @app.get("/static/{name}")

@@ -6,7 +6,7 @@ writes for each photo:
 
 * the photo itself (the "real photo" control), and
 * the output of every model, colorized from the photo's lightness through
-  :class:`colorization.colorizer.Colorizer` (``gray`` = ab 0),
+  :class:`colorization.inference.colorizer.Colorizer` (``gray`` = ab 0),
 
 all re-encoded the same way (JPEG quality 90, no metadata) under ``STUDYDIR/images/<id>.jpg`` with
 ``id`` a random 128-bit token, so neither the file, its URL nor its bytes name the condition. The
@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from colorization import image_io
-from colorization.evaluate import _unique_names, list_group_images, load_ground_truth, resolve_model
+from colorization.evaluation.evaluate import _unique_names, list_group_images, load_ground_truth, resolve_model
 from colorization.study.db import DB_NAME, REAL_LABEL, Item, StudyDB
 
 __all__ = ["IMAGES_DIR", "JPEG_QUALITY", "DEFAULT_QUESTION", "build_study"]

@@ -1,14 +1,14 @@
 """The trainer: one process, or many under ``torchrun`` (DistributedDataParallel).
 
 ``train(config)`` trains any registered generator with one of the objectives of
-:mod:`colorization.objectives` and writes, under ``config.out``:
+:mod:`colorization.train.objectives` and writes, under ``config.out``:
 
 * ``train_config.json`` - the resolved :class:`TrainConfig` (what a resume must match);
 * ``log.jsonl`` - one JSON object per line: ``{"kind": "train", ...}`` every ``log_every`` steps
   and ``{"kind": "val", ...}`` after each validation;
 * ``samples/step_XXXXXX.png`` - validation sample grids (ground truth | gray | prediction);
 * ``state/`` - resumable state (safetensors for tensors, JSON for everything else; no pickles);
-* ``model/`` - the exported model (:func:`colorization.checkpoint.save_exported`) once all steps
+* ``model/`` - the exported model (:func:`colorization.inference.checkpoint.save_exported`) once all steps
   are done; EMA weights when ``ema`` is on.
 
 Data order and augmentation are functions of ``(seed, step)`` only, so a run stopped at step
@@ -26,6 +26,8 @@ One module per part:
 :mod:`~.ema`                    EMA of the generator weights
 :mod:`~.processes`              rank, world size, device, process group
 :mod:`~.validation`             PSNR/SSIM/colourfulness and sample grids
+:mod:`~.objectives`             the objectives (regression, classification, GAN, hybrid)
+:mod:`~.losses`                 the SSIM loss (the one SSIM of :mod:`colorization.evaluation.ssim`)
 :mod:`~.export`                 ``OUT/model/`` and its ``training`` record
 :mod:`~.trainer`                the loop: :func:`train`, :class:`TrainResult`
 ==============================  ===============================================================

@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from colorization import checkpoint
+from colorization.inference import checkpoint
 from colorization.models import create_model, list_models
-from colorization.objectives import Objective, build_objective
 from colorization.train.config import ConfigError, TrainConfig
+from colorization.train.objectives import Objective, build_objective
 
 __all__ = ["init_generator", "build_run_objective", "build_optimizers"]
 

@@ -169,7 +169,7 @@ class TrainConfig:
     curve_images: int = 0
 
     def __post_init__(self) -> None:
-        from colorization.objectives import OBJECTIVES, objective_option_names  # lazy: torch-free CLI import
+        from colorization.train.objectives import OBJECTIVES, objective_option_names  # lazy: torch-free CLI import
 
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"config field {name!r}: {why} (got {getattr(self, name)!r})")

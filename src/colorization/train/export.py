@@ -1,6 +1,6 @@
 """The exported model of a run: ``OUT/model/`` with the training recipe in its ``config.json``.
 
-``config.json`` (written by :func:`colorization.checkpoint.save_exported`) gets a ``training``
+``config.json`` (written by :func:`colorization.inference.checkpoint.save_exported`) gets a ``training``
 block (the recipe, data, steps, images seen, wall time, device and the full train config),
 ``metrics.val`` (the last validation), ``working_size`` when the config sets one and, for a
 classification head, the annealed-mean ``temperature`` the objective used.
@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from colorization import checkpoint, color
-from colorization.objectives import Objective
+from colorization import color
+from colorization.inference import checkpoint
 from colorization.train.config import TrainConfig
+from colorization.train.objectives import Objective
 
 __all__ = ["training_record", "export_model"]
 

@@ -28,15 +28,16 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from colorization import checkpoint, image_io
 from colorization import data as cdata
+from colorization import image_io
+from colorization.inference import checkpoint
 from colorization.models import get_config_class, list_models
-from colorization.objectives import Objective
 from colorization.train import state
 from colorization.train.build import build_optimizers, build_run_objective
 from colorization.train.config import RUNTIME_FIELDS, ConfigError, TrainConfig
 from colorization.train.ema import EMA
 from colorization.train.export import export_model, training_record
+from colorization.train.objectives import Objective
 from colorization.train.processes import init_processes
 from colorization.train.sampling import SeededSamples, StepBatchSampler, mix
 from colorization.train.schedule import crop_at, lr_factor, stage_index, stage_table

@@ -10,8 +10,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from colorization import color, image_io, metrics
+from colorization import color, image_io
 from colorization import data as cdata
+from colorization.evaluation import metrics
 
 __all__ = ["validate"]
 
@@ -29,7 +30,7 @@ def validate(
     sample_images: int,
     sample_path: Path,
 ) -> dict[str, float]:
-    """Mean PSNR/SSIM (:mod:`colorization.metrics`) and colourfulness of ``generator``'s
+    """Mean PSNR/SSIM (:mod:`colorization.evaluation.metrics`) and colourfulness of ``generator``'s
     predictions on ``dataset``; writes the first ``sample_images`` rows (ground truth | gray |
     prediction) to ``sample_path`` (none when ``sample_images`` is 0). ``psnr_gray`` is the PSNR of
     the gray image (the input's L with a = b = 0), so ``psnr - psnr_gray`` is the gain over gray.

@@ -1,14 +1,8 @@
-"""Colour hints: the ``(B, 3, H, W)`` map a hint-aware network reads, and simulated hints for
-training.
+"""Users' colour hints: :class:`Hint` points, their parsing and checks, and the hint map they
+render to for a network input.
 
-A hint map holds ``[a_norm * m, b_norm * m, m]``: ``m`` is 1 on hinted pixels and 0 elsewhere, and
-``a_norm``/``b_norm`` are the hinted colour's normalised ab (:func:`colorization.color.normalize_ab`).
-An all-zero map means automatic colorization.
-
-Training draws hints from the ground truth as Zhang et al. (2017) do: a random number of points
-per image (none for a share ``p_none`` of the images, otherwise geometric with mean ``mean_count``,
-at most ``max_count``), at uniform positions, each a square patch of random side whose colour is the
-patch's mean ab.
+The map's encoding (``(B, 3, H, W)``, ``[a_norm * m, b_norm * m, m]``) and the hints simulated for
+training belong to the networks: :mod:`colorization.models.hint_map`.
 """
 
 from __future__ import annotations
@@ -20,16 +14,14 @@ import torch
 from torch import Tensor
 
 from colorization import color
+from colorization.models.hint_map import HINT_CHANNELS
 
 __all__ = [
-    "HINT_CHANNELS",
     "MAX_HINTS",
     "Hint",
     "parse_hint",
     "coerce_hints",
     "hint_map",
-    "empty_hint_map",
-    "simulate_hints",
 ]
 
 MAX_HINTS = 256
@@ -170,67 +162,3 @@ def hint_map(hints: list[Hint], image_size: tuple[int, int], l_norm: Tensor, rad
         out[0, 0:2, y0:y1, x0:x1] = v[:, None, None]
         out[0, 2, y0:y1, x0:x1] = 1.0
     return out
-
-HINT_CHANNELS = 3
-
-
-def empty_hint_map(batch: int, height: int, width: int, *, device=None, dtype=torch.float32) -> Tensor:
-    """All-zero hint map ``(batch, 3, height, width)`` (automatic colorization)."""
-    return torch.zeros(batch, HINT_CHANNELS, height, width, device=device, dtype=dtype)
-
-
-def simulate_hints(
-    ab_norm: Tensor,
-    *,
-    p_none: float = 0.5,
-    mean_count: float = 8.0,
-    max_count: int = 32,
-    max_patch: int = 9,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Hint map sampled from the ground truth.
-
-    Args:
-        ab_norm: float ``(B, 2, H, W)`` normalised ab of the ground truth.
-        p_none: probability that an image gets no hint at all.
-        mean_count: mean number of points of an image that gets hints (geometric, >= 1).
-        max_count: cap on the number of points per image.
-        max_patch: largest patch side in pixels (sides are uniform in ``1..max_patch``, capped at
-            ``H // 8``).
-        generator: random source (default: torch's global one).
-
-    Returns:
-        float32 ``(B, 3, H, W)`` hint map on ``ab_norm``'s device.
-    """
-    if ab_norm.dim() != 4 or ab_norm.shape[1] != 2:
-        raise ValueError(f"ab_norm must have shape (B, 2, H, W), got {tuple(ab_norm.shape)}")
-    if not 0.0 <= p_none <= 1.0 or mean_count < 1.0 or max_count < 1 or max_patch < 1:
-        raise ValueError("need 0 <= p_none <= 1, mean_count >= 1, max_count >= 1, max_patch >= 1")
-    b, _, h, w = ab_norm.shape
-    ab = ab_norm.detach().float().cpu()
-    out = torch.zeros(b, HINT_CHANNELS, h, w)
-    top = max(1, min(max_patch, min(h, w) // 8))
-    u = torch.rand(b, generator=generator)
-    # geometric on {1, 2, ...} with mean `mean_count`
-    g = torch.rand(b, generator=generator).clamp_min(1e-12)
-    p = 1.0 / mean_count
-    if p < 1:
-        counts = torch.floor(torch.log(g) / torch.log1p(torch.tensor(-p))).long() + 1
-    else:
-        counts = torch.ones(b, dtype=torch.long)
-    counts = counts.clamp(1, max_count)
-    counts[u < p_none] = 0
-    for i in range(b):
-        n = int(counts[i])
-        if n == 0:
-            continue
-        sides = torch.randint(1, top + 1, (n,), generator=generator)
-        ys = torch.rand(n, generator=generator)
-        xs = torch.rand(n, generator=generator)
-        for s, fy, fx in zip(sides.tolist(), ys.tolist(), xs.tolist()):
-            y0 = int(fy * (h - s + 1))
-            x0 = int(fx * (w - s + 1))
-            mean = ab[i, :, y0 : y0 + s, x0 : x0 + s].mean(dim=(1, 2))
-            out[i, 0:2, y0 : y0 + s, x0 : x0 + s] = mean[:, None, None]
-            out[i, 2, y0 : y0 + s, x0 : x0 + s] = 1.0
-    return out.to(ab_norm.device)

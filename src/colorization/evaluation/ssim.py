@@ -9,9 +9,9 @@ the golden reference.
 :func:`ssim_map` is the one implementation; it is differentiable and takes any number of channels
 and any value range. Its two users add their own contract on top:
 
-* :func:`colorization.metrics.ssim` — the evaluation metric: RGB ``(B, 3, H, W)`` in ``[0, 1]``,
+* :func:`colorization.evaluation.metrics.ssim` — the evaluation metric: RGB ``(B, 3, H, W)`` in ``[0, 1]``,
   float64, per image;
-* :func:`colorization.losses.ssim` / :func:`colorization.losses.ssim_loss` — the training loss
+* :func:`colorization.train.losses.ssim` / :func:`colorization.train.losses.ssim_loss` — the training loss
   (``1 - SSIM``): any channels (RGB, or normalised ab with data range 2), float32, with gradients.
 """
 

@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from colorization import image_io
-from colorization.colorizer import SATURATION_RANGE, Colorizer, prepare_image, windows
+from colorization.inference.colorizer import SATURATION_RANGE, Colorizer, prepare_image, windows
 
 __all__ = ["output_path", "compare_path", "side_by_side", "Outputs", "Task", "JobSummary", "FileDataset",
            "ProgressReporter", "colorize_files"]

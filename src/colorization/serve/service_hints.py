@@ -1,9 +1,9 @@
 """The ``hints`` form field of the REST service's ``POST /colorize``: its OpenAPI description and
-its parsing and checking, kept out of :mod:`colorization.service`.
+its parsing and checking, kept out of :mod:`colorization.serve.service`.
 
 The field is a JSON string holding a list of points ``{"x": .., "y": .., "color": ..}`` in the
 uploaded image's pixel coordinates (after its EXIF orientation is applied, i.e. as a browser shows
-it); ``color`` is ``"#rrggbb"`` or ``[r, g, b]`` (see :func:`colorization.hints.coerce_hints`). Every
+it); ``color`` is ``"#rrggbb"`` or ``[r, g, b]`` (see :func:`colorization.inference.hints.coerce_hints`). Every
 problem is a :class:`ValueError` whose message the service answers with 422.
 """
 
@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from colorization.hints import MAX_HINTS, Hint, coerce_hints
+from colorization.inference.hints import MAX_HINTS, Hint, coerce_hints
 
 __all__ = [
     "HINTS_EXAMPLE",

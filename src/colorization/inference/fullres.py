@@ -11,7 +11,6 @@ All Lab maths goes through :mod:`colorization.color`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,9 +19,7 @@ from PIL import Image
 from torch import Tensor
 
 from colorization import color
-
-if TYPE_CHECKING:  # pragma: no cover
-    from colorization.colorizer import PreparedImage
+from colorization.inference.prepared import PreparedImage
 
 __all__ = [
     "STRIP_PIXELS",

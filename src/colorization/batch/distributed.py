@@ -5,7 +5,7 @@ Launch one process per GPU (or several CPU processes) with ``torchrun``; every p
 * streams the input list (a text file with one path per line, or a folder walked in sorted order)
   and takes the entries whose index ``i`` satisfies ``i % world_size == rank`` (deterministic
   sharding; the list is never held in memory),
-* colorizes them with :func:`colorization.jobs.colorize_files` (the job of ``colorize`` too):
+* colorizes them with :func:`colorization.batch.jobs.colorize_files` (the job of ``colorize`` too):
   entries whose output exists are skipped (a rerun after a crash resumes where it stopped),
   images are decoded and prepared in DataLoader worker processes, equal working shapes share
   network calls, and every output is written atomically (temporary file + rename),
@@ -30,9 +30,10 @@ from typing import Any
 
 import torch
 
-from colorization import image_io, jobs
-from colorization.colorizer import Colorizer
-from colorization.hint_files import HintsFileError, load_hints_file, match_inputs
+from colorization import image_io
+from colorization.batch import jobs
+from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs
+from colorization.inference.colorizer import Colorizer
 
 __all__ = [
     "ManyConfig",
@@ -69,7 +70,7 @@ class ManyConfig:
         force: overwrite existing outputs instead of skipping them.
         max_pixels: larger images fail with ImageTooLargeError.
         hints_file: JSON object mapping input names (relative to the root, or base names) to
-            colour-hint points (:mod:`colorization.hint_files`); needs a hint-aware model.
+            colour-hint points (:mod:`colorization.batch.hint_files`); needs a hint-aware model.
     """
 
     out_dir: str
@@ -180,7 +181,7 @@ def resolve_hints(config: ManyConfig) -> dict[Path, list]:
     Reads the file and streams the input list once, so a bad file stops the job before any image.
 
     Raises:
-        colorization.hint_files.HintsFileError: a bad file, a list instead of a name -> points
+        colorization.batch.hint_files.HintsFileError: a bad file, a list instead of a name -> points
             object, or a name that matches no entry or several.
     """
     if config.hints_file is None:
@@ -198,7 +199,7 @@ def check_hints_model(hints: dict[Path, list], accepts_hints: bool, model_name: 
     """Refuse hints (any point at all) for a model without hint input.
 
     Raises:
-        colorization.hint_files.HintsFileError: naming the file and the model.
+        colorization.batch.hint_files.HintsFileError: naming the file and the model.
     """
     if not accepts_hints and any(hints.values()):
         raise HintsFileError(

@@ -1,10 +1,10 @@
 """ONNX export of exported models and the ONNX Runtime backend of :class:`~colorization.Colorizer`.
 
-The ONNX graph is the :class:`~colorization.checkpoint.ColorModel`: the network plus its head
+The ONNX graph is the :class:`~colorization.inference.checkpoint.ColorModel`: the network plus its head
 decoding (classification logits -> ab by the annealed mean). Input ``l_norm`` float32
 ``(B, 1, H, W)`` in ``[-1, 1]``; output ``ab_norm`` float32 ``(B, 2, H, W)`` (ab / 110). The batch,
 height and width axes are dynamic (H and W must be multiples of the model's stride). A hint-aware
-model has a second input ``hints`` float32 ``(B, 3, H, W)`` (:mod:`colorization.hints`; all zeros for
+model has a second input ``hints`` float32 ``(B, 3, H, W)`` (:mod:`colorization.inference.hints`; all zeros for
 automatic colorization). No Lab
 pre/post-processing is in the graph: :class:`~colorization.Colorizer` does that around it.
 
@@ -61,7 +61,7 @@ def export_onnx(
     """Export a ColorModel (normalised L in, normalised ab out) to ONNX, atomically.
 
     Args:
-        model: a :class:`colorization.checkpoint.ColorModel` (``.stride``, ``.config``,
+        model: a :class:`colorization.inference.checkpoint.ColorModel` (``.stride``, ``.config``,
             ``forward(l_norm (B,1,H,W)) -> ab_norm (B,2,H,W)``). Exported in float32 on CPU; the
             caller's model is not modified.
         out: destination ``.onnx`` file (parent folders are created). Written to a temporary file
@@ -128,7 +128,7 @@ def export_onnx(
 
 
 class OnnxBackend:
-    """The network run by ONNX Runtime (no torch forward): a :class:`colorization.backends.Backend`.
+    """The network run by ONNX Runtime (no torch forward): a :class:`colorization.inference.backends.Backend`.
 
     Args:
         path: a ``.onnx`` file written by :func:`export_onnx`.

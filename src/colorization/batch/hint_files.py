@@ -6,9 +6,9 @@ A hints file is JSON, at most :data:`MAX_HINTS_FILE_BYTES`, and either
 * or an object mapping file names to lists of points:
   ``{"photo.jpg": [...], "album/scan_01.png": [...]}``.
 
-Points are what :func:`colorization.hints.coerce_hints` takes from JSON: ``{"x", "y", "color"}``
+Points are what :func:`colorization.inference.hints.coerce_hints` takes from JSON: ``{"x", "y", "color"}``
 objects (``color`` as ``"#rrggbb"`` or ``[r, g, b]``) or ``"X,Y,#rrggbb"`` / ``"X,Y,R,G,B"``
-strings, at most :data:`colorization.hints.MAX_HINTS` per image, in the input image's pixel
+strings, at most :data:`colorization.inference.hints.MAX_HINTS` per image, in the input image's pixel
 coordinates. A file name is the path relative to the folder (or glob prefix) the file was found
 in, its base name when that is unambiguous, or the path as given. The whole file is checked before
 any image is read (:class:`HintsFileError` names the file, the entry and the point).
@@ -67,13 +67,16 @@ def _short(item: Any, limit: int = 60) -> str:
 
 
 def parse_points(items: Any, where: str) -> list:
-    """A JSON list of points -> list of :class:`colorization.hints.Hint`.
+    """A JSON list of points -> list of :class:`colorization.inference.hints.Hint`.
 
     Raises:
         HintsFileError: not a list, more than ``MAX_HINTS`` points, or a bad point; the message
             starts with ``where`` and names the point by index and value.
     """
-    from colorization.hints import MAX_HINTS, coerce_hints  # lazy: hints imports torch (see the module docstring)
+    from colorization.inference.hints import (  # lazy: hints imports torch (see the module docstring)
+        MAX_HINTS,
+        coerce_hints,
+    )
 
     if not isinstance(items, list):
         raise HintsFileError(f"{where}: expected a list of points, got {_kind(items)}")
@@ -111,7 +114,7 @@ def load_hints_file(path: str | os.PathLike) -> list | HintsMap:
     """Read and check a whole hints file.
 
     Returns:
-        A list of :class:`~colorization.hints.Hint` (the file holds a list), or a dict mapping each
+        A list of :class:`~colorization.inference.hints.Hint` (the file holds a list), or a dict mapping each
         normalised file name to ``(name as written, list of Hint)`` (the file holds an object).
 
     Raises:

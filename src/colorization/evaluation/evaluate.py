@@ -6,14 +6,14 @@ Protocol (see docs/evaluation.md):
   Default protocol: its short side is resized to ``size`` with PIL bicubic (antialiased) and the
   centre ``size x size`` square is cropped (no aspect distortion). ``native=True`` keeps the photo
   at its native resolution.
-* Every model colorizes that GT image through :class:`colorization.colorizer.Colorizer` — the same
+* Every model colorizes that GT image through :class:`colorization.inference.colorizer.Colorizer` — the same
   pipeline users run — which only reads the image's lightness L. The network sees L resized to the
   model's own working size (its config.json ``working_size``, as ``colorize`` uses it; or
   ``working_size`` for every model), and the predicted ab is upsampled onto the L of the evaluated
   image (``size x size``, or native resolution with ``native=True``). The ``gray`` baseline runs
   the same pipeline with ab = 0.
 * Outputs are 8-bit sRGB images (as saved); metrics compare them with the 8-bit GT
-  (:class:`colorization.metrics.MetricSuite`).
+  (:class:`colorization.evaluation.metrics.MetricSuite`).
 * With ``limit``, a random subset of ``limit`` photos per group is drawn with ``seed`` (the same
   subset for every model); the file list is sorted, so results are deterministic.
 """
@@ -39,9 +39,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from colorization import color, image_io
-from colorization import metrics as M
-from colorization.checkpoint import DEFAULT_MODEL, resolve_model_dir
-from colorization.colorizer import Colorizer
+from colorization.evaluation import metrics as M
+from colorization.inference.checkpoint import DEFAULT_MODEL, resolve_model_dir
+from colorization.inference.colorizer import Colorizer
 
 __all__ = [
     "EvaluationConfig",
@@ -155,7 +155,7 @@ class EvaluationConfig:
 
 
 class GrayBackend:
-    """A :class:`colorization.backends.Backend` that predicts ab = 0 (the ``gray`` baseline), so
+    """A :class:`colorization.inference.backends.Backend` that predicts ab = 0 (the ``gray`` baseline), so
     the baseline runs through exactly the same Colorizer pipeline as real models."""
 
     name = GRAY
@@ -208,7 +208,7 @@ def resolve_model(spec: str, device: torch.device, size: int | None) -> EvalMode
 
     Raises:
         FileNotFoundError: the folder (or the shipped default model) does not exist.
-        colorization.checkpoint.CheckpointError: the folder is not a valid exported model.
+        colorization.inference.checkpoint.CheckpointError: the folder is not a valid exported model.
     """
     name, target = parse_named(spec, "--model")
     if target == GRAY:

@@ -2,8 +2,8 @@
 normalised ab ``(B,2,h,w)``.
 
 :class:`Backend` is the protocol, :class:`TorchBackend` runs a
-:class:`~colorization.checkpoint.ColorModel` with PyTorch (precision, channels-last,
-``torch.compile``), :class:`colorization.onnx_export.OnnxBackend` runs an exported ``.onnx`` file
+:class:`~colorization.inference.checkpoint.ColorModel` with PyTorch (precision, channels-last,
+``torch.compile``), :class:`colorization.inference.onnx_export.OnnxBackend` runs an exported ``.onnx`` file
 with ONNX Runtime, and :func:`load_backend` builds either from a model path and the options of
 :meth:`colorization.Colorizer.from_pretrained`.
 """
@@ -20,9 +20,9 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from colorization import checkpoint
-from colorization.checkpoint import ColorModel
-from colorization.onnx_export import OnnxBackend
+from colorization.inference import checkpoint
+from colorization.inference.checkpoint import ColorModel
+from colorization.inference.onnx_export import OnnxBackend
 
 __all__ = ["Backend", "TorchBackend", "PRECISIONS", "default_device", "load_backend"]
 
@@ -79,7 +79,7 @@ def _resolve_precision(precision: str, device: torch.device) -> str:
 
 
 class TorchBackend:
-    """Runs a :class:`colorization.checkpoint.ColorModel` with PyTorch on CPU or CUDA.
+    """Runs a :class:`colorization.inference.checkpoint.ColorModel` with PyTorch on CPU or CUDA.
 
     Args:
         model: the network, mapping normalised L ``(B,1,h,w)`` to normalised ab ``(B,2,h,w)``.

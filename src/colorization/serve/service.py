@@ -5,13 +5,13 @@
 
 ``colorizer(image: PIL.Image.Image (mode "RGB"), size: int | None = None, saturation: float = 1.0)
 -> PIL.Image.Image`` (mode "RGB", same width and height as ``image``). A colorizer whose
-``accepts_hints`` is true is also called with ``hints=[colorization.hints.Hint, ...]`` when a request
+``accepts_hints`` is true is also called with ``hints=[colorization.inference.hints.Hint, ...]`` when a request
 carries colour hints (never with an empty list, so plain callables keep working).
 
 Endpoints
 ---------
 ``POST /colorize``  multipart upload (field ``file``; optional ``size``, ``saturation``, ``format``,
-                    ``hints``: colour points as JSON, see :mod:`colorization.service_hints`)
+                    ``hints``: colour points as JSON, see :mod:`colorization.serve.service_hints`)
                     -> the colorized image (PNG unless another format is asked for).
 ``GET /health``     status, model name, device, whether the model takes colour hints, queue depth
                     and the limits in force.
@@ -52,18 +52,19 @@ from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from colorization import __version__, image_io
-from colorization.colorizer import SATURATION_RANGE, Colorizer
-from colorization.hints import MAX_HINTS
-from colorization.service_hints import (
+from colorization import image_io
+from colorization._version import __version__
+from colorization.inference.colorizer import SATURATION_RANGE, Colorizer
+from colorization.inference.hints import MAX_HINTS
+from colorization.serve.service_hints import (
     HINTS_EXAMPLE,
     HINTS_FIELD_DESCRIPTION,
     accepts_hints,
     check_hints_inside,
     parse_hints_field,
 )
-from colorization.serving import DEFAULT_QUEUE_SIZE, InferenceQueue, status_code_name
-from colorization.serving import error_body as _error_body
+from colorization.serve.serving import DEFAULT_QUEUE_SIZE, InferenceQueue, status_code_name
+from colorization.serve.serving import error_body as _error_body
 
 __all__ = [
     "ColorizerLike",
@@ -74,7 +75,7 @@ __all__ = [
     "create_app",
 ]
 
-logger = logging.getLogger("colorization.service")
+logger = logging.getLogger("colorization.serve.service")
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 """Largest accepted upload (the ``file`` part), in bytes."""
@@ -314,7 +315,7 @@ def _docs_page(openapi_url: str, title: str) -> tuple[bytes, str]:
 
 
 def _page_file(name: str) -> bytes:
-    return resources.files("colorization").joinpath("static", name).read_bytes()
+    return resources.files("colorization.serve").joinpath("static", name).read_bytes()
 
 
 _ERROR_RESPONSE = {

@@ -21,7 +21,9 @@ working size); PSNR against the colour crop minus the PSNR of the gray image (th
 a = b = 0) is the gain. Printed per set: the mean gain with its 95 % confidence interval, mean PSNR
 and colourfulness (Hasler-Süsstrunk, as everywhere in this project) against the ground truth's; per
 model the gaps seen - holdout and seen - val; and the paired difference of PSNR against the first
-``--model`` with its 95 % interval. A model trained without the held-out slice left out (the shipped
+``--model`` (or ``--reference``) with its 95 % interval. ``--reuse`` adds the models of an earlier
+``--json`` measured on the same photos, so a new model is compared without re-measuring the old. A model trained without the held-out slice
+left out (the shipped
 default) has seen the ``holdout`` photos: its row says so.
 """
 
@@ -56,7 +58,7 @@ SETS = ("seen", "holdout", "val")
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", action="append", required=True, metavar="NAME=PATH",
+    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                    help="exported model folder ('default': the shipped one); repeatable; the first is the reference")
     p.add_argument("--train", default="../shared/data/train")
     p.add_argument("--val", default="../shared/data/val")
@@ -70,6 +72,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="write every figure (and per-photo PSNRs) here")
+    p.add_argument("--reuse", type=Path, action="append", default=[],
+                   help="an earlier --json of the same photos: its models join the table without being re-measured")
+    p.add_argument("--reference", default=None, help="model the paired differences are taken against (default: first)")
     return p.parse_args(argv)
 
 
@@ -132,6 +137,14 @@ def main(argv: list[str] | None = None) -> None:
     sets = build_sets(args)
     gts = {k: ground_truth(ds, args.val_images if k == "val" else None) for k, ds in sets.items()}
     results: dict[str, dict] = {}
+    photos = {k: [str(f) for f in v[1]] for k, v in gts.items()}
+    for earlier in args.reuse:
+        old = json.loads(earlier.read_text(encoding="utf-8"))
+        if old["photos"] != photos:
+            raise SystemExit(f"{earlier} was measured on other photos (check --seen/--val-images/--seed/--groups)")
+        for name, r in old["models"].items():
+            sets = {k: {m: np.asarray(a) for m, a in v.items()} for k, v in r["per_photo"].items()}
+            results[name] = {"path": r["path"], "holdout_left_out": r["holdout_left_out"], "sets": sets}
     for name, path in models:
         colorizer = Colorizer.from_pretrained(None if path == "default" else path, device="cpu")
         train = getattr(colorizer.backend, "config", {}).get("training", {}).get("train_config", {})
@@ -141,9 +154,13 @@ def main(argv: list[str] | None = None) -> None:
 
     print("\n".join(machine_lines()))
     print("photos: " + ", ".join(f"{k} {len(v[1])}" for k, v in gts.items()) + f"; {args.size} px; {wall:.0f} s")
-    ref = models[0][0]
+    if not results:
+        raise SystemExit("give at least one --model or --reuse")
+    ref = args.reference or next(iter(results))
+    if ref not in results:
+        raise SystemExit(f"--reference {ref!r} is not among the models {list(results)}")
     rows = []
-    for name, _ in models:
+    for name in results:
         r = results[name]
         row: list = [name + ("" if r["holdout_left_out"] else " (trained on holdout too)")]
         gains = {}
@@ -175,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json is not None:
         payload = {
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "photos": {k: [str(f) for f in v[1]] for k, v in gts.items()},
+            "photos": photos,
             "wall_s": wall,
             "models": {
                 n: {"path": r["path"], "holdout_left_out": r["holdout_left_out"], "summary": r["summary"],

@@ -192,9 +192,9 @@ class VideoReader:
         self.max_frames, self.max_duration = max_frames, max_duration
         try:
             self.container = av.open(target, "r")
-        except (av.error.InvalidDataError, av.error.EOFError, av.error.ValueError, UnicodeDecodeError) as exc:
-            raise NotAVideoError(f"{self.name}: not a readable video ({_reason(exc)})") from None
-        except av.error.FFmpegError as exc:
+        except av.error.EOFError:
+            raise EmptyVideoError(f"{self.name}: no frame, the file ends before its first frame (empty or truncated)") from None
+        except (av.error.FFmpegError, UnicodeDecodeError) as exc:
             raise NotAVideoError(f"{self.name}: not a readable video ({_reason(exc)})") from None
         try:
             self._check(max_pixels)
@@ -221,10 +221,9 @@ class VideoReader:
             )
         self.stream.thread_type = "AUTO"
         rate = self.stream.average_rate or self.stream.guessed_rate
-        duration = None
-        if self.stream.duration and self.stream.time_base:
-            duration = float(self.stream.duration * self.stream.time_base)
-        elif c.duration:
+        duration = self._stream_duration()
+        self._video_duration = duration  # the video stream's own length, for the truncation check
+        if duration is None and c.duration:
             duration = c.duration / av.time_base
         self.audio_streams = list(c.streams.audio)
         self.info = VideoInfo(
@@ -240,6 +239,19 @@ class VideoReader:
             raise VideoTooLargeError(f"{self.name}: {self.info.frames:,} frames; at most {self.max_frames:,} allowed")
         if self.max_duration is not None and duration is not None and duration > self.max_duration:
             raise VideoTooLargeError(f"{self.name}: {duration:.1f} s long; at most {self.max_duration:g} s allowed")
+
+    def _stream_duration(self) -> float | None:
+        """The video stream's own duration in seconds (its header, or Matroska's DURATION tag)."""
+        if self.stream.duration and self.stream.time_base:
+            return float(self.stream.duration * self.stream.time_base)
+        tag = self.stream.metadata.get("DURATION")
+        if tag:
+            try:
+                h, m, sec = tag.split(":")
+                return int(h) * 3600 + int(m) * 60 + float(sec)
+            except ValueError:
+                return None
+        return None
 
     def __enter__(self) -> VideoReader:
         return self
@@ -267,16 +279,20 @@ class VideoReader:
             EmptyVideoError: no frame at all. VideoTooLargeError: past ``max_frames``/``max_duration``.
         """
         streams = [self.stream] + (self.audio_streams if writer is not None else [])
-        count, last_pts = 0, None
+        count, first_pts, last_pts = 0, None, None
         step = _pts_step(self.info.rate, self.time_base)
         try:
             for packet in self.container.demux(streams):
                 if packet.stream is not self.stream:
                     if writer is not None:
-                        writer.audio(packet)
+                        try:
+                            writer.audio(packet)
+                        except av.error.FFmpegError as exc:
+                            raise VideoError(f"{self.name}: cannot write its audio stream ({_reason(exc)})") from None
                     continue
                 for frame in packet.decode():
                     luma, last_pts = self._luma(frame, count, last_pts, step)
+                    first_pts = last_pts if first_pts is None else first_pts
                     count += 1
                     yield luma, last_pts
         except (av.error.FFmpegError, ValueError) as exc:
@@ -289,6 +305,11 @@ class VideoReader:
         declared = self.info.frames
         if declared and count < declared * 0.98 - 1:
             raise CorruptVideoError(f"{self.name}: truncated video, {count} of the {declared} frames it declares")
+        span = float((last_pts - first_pts) * self.time_base) + 1 / float(self.info.rate or 25)
+        length = self._video_duration
+        if not declared and length and span < 0.95 * length - 2 / float(self.info.rate or 25):
+            raise CorruptVideoError(f"{self.name}: truncated video, its frames end at {span:.2f} s of the "
+                                    f"{length:.2f} s it declares")
 
     def _luma(self, frame: av.VideoFrame, count: int, last_pts: int | None, step: int) -> tuple[np.ndarray, int]:
         if frame.width != self.info.width or frame.height != self.info.height:
@@ -355,8 +376,7 @@ class VideoWriter:
             else:
                 rate = src.codec_context.sample_rate or 48000
                 out = self.container.add_stream(fmt.audio_codec, rate=48000 if fmt.audio_codec == "libopus" else rate)
-                layout = src.codec_context.layout.name if src.codec_context.layout else "stereo"
-                out.layout = layout if src.codec_context.channels <= 2 else "stereo"
+                out.layout = "mono" if src.codec_context.channels == 1 else "stereo"  # more channels: downmixed
                 resampler = av.AudioResampler(format=out.format.name, layout=out.layout, rate=out.rate)
                 self._audio[src.index] = (out, resampler)
         self.frames = 0

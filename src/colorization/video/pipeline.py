@@ -160,6 +160,7 @@ def colorize_frames(
     if tracker and not colorizer.accepts_hints:
         raise ValueError(f"the {colorizer.model_name} model does not take colour hints")
     stab = _stabilizer(stabilize)
+    flow = stab if stab is not None else (TemporalStabilizer() if tracker else None)  # motion for the hints
 
     def flush(window: list[tuple[PreparedImage, Any]]) -> Iterator[np.ndarray]:
         preds = colorizer.predict([prep for prep, _ in window], batch_size)
@@ -172,7 +173,7 @@ def colorize_frames(
     for index, frame in enumerate(frames):
         prep = colorizer.prepare(_as_image(frame), size)
         h, w = prep.work_hw
-        motion = stab.motion(prep.l_work[:, :h, :w]) if stab is not None or tracker else None
+        motion = flow.motion(prep.l_work[:, :h, :w]) if flow is not None else None
         if tracker:
             _attach_hints(prep, tracker.step(index, motion, prep))
         window.append((prep, motion))

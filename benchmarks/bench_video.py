@@ -127,13 +127,13 @@ def _merge(by_kind: dict) -> dict:
     return out
 
 
-def write_strip(path: Path, gray, per_frame, stable, truth, picks: int = 5) -> None:
+def write_strip(path: Path, gray, per_frame, stable, truth, picks: int = 4) -> None:
     """Rows: gray input, per-frame, stabilised, original; columns: ``picks`` frames."""
     idx = [round(i * (len(gray) - 1) / (picks - 1)) for i in range(picks)]
     rows = [np.concatenate([np.repeat(gray[i][..., None], 3, 2) for i in idx], 1)]
     rows += [np.concatenate([seq[i] for i in idx], 1) for seq in (per_frame, stable, truth)]
     img = Image.fromarray(np.concatenate(rows, 0))
-    img.save(path, quality=85)
+    img.save(path, quality=80)
     print(f"strip: {path} ({path.stat().st_size / 1024:.0f} KiB): rows gray / per-frame / stabilised / original, "
           f"frames {idx}", file=sys.stderr)
 

@@ -48,7 +48,7 @@ class StabilizerConfig:
         preset: DIS flow preset, ``"ultrafast"``, ``"fast"`` or ``"medium"``.
     """
 
-    carry: float = 0.85
+    carry: float = 0.92
     fb_tolerance: float = 1.0
     photo_tolerance: float = 10.0
     cut_fraction: float = 0.35

@@ -22,7 +22,8 @@ Sections (``--sections``, both by default):
 
 Usage:
     python benchmarks/bench_video.py                                   # ~5 min on 2 busy cores
-    python benchmarks/bench_video.py --sections stability --photos /work/shared/data/val/imagenet_sample --carry 0.7 0.85 0.92
+    python benchmarks/bench_video.py --sections stability --carry 0.6 0.75 0.85 0.92 \
+        --photos /work/shared/data/val/imagenet_sample
     python benchmarks/bench_video.py --sections speed --speed-sizes 640x480 1920x1080 --threads 2
 """
 
@@ -169,7 +170,8 @@ def speed(args: argparse.Namespace, colorizer: Colorizer) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sections", nargs="+", default=["stability", "speed"], choices=["stability", "speed"])
     p.add_argument("--photos", nargs="+", default=DEFAULT_PHOTOS)
     p.add_argument("--clips", type=int, default=8, help="clips in all (spread over the kinds)")

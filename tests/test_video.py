@@ -148,7 +148,7 @@ def _no_frames(path: Path) -> None:
     "make, error, match",
     [
         (lambda p: p.write_bytes(b""), EmptyVideoError, "empty"),
-        (lambda p: p.write_bytes(b"this is not a video at all, just text" * 20), NotAVideoError, "not a readable video"),
+        (lambda p: p.write_bytes(b"not a video at all, just text" * 20), NotAVideoError, "not a readable video"),
         (_audio_only, NotAVideoError, "audio only"),
         (_no_frames, EmptyVideoError, "no frame"),
     ],

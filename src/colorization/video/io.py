@@ -193,7 +193,9 @@ class VideoReader:
         try:
             self.container = av.open(target, "r")
         except av.error.EOFError:
-            raise EmptyVideoError(f"{self.name}: no frame, the file ends before its first frame (empty or truncated)") from None
+            raise EmptyVideoError(
+                f"{self.name}: no frame, the file ends before its first frame (empty or truncated)"
+            ) from None
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
             raise NotAVideoError(f"{self.name}: not a readable video ({_reason(exc)})") from None
         try:

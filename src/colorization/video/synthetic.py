@@ -58,7 +58,9 @@ def _render(src: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndarray
     return cv2.warpAffine(src, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
 
 
-def _camera_map(m_now: np.ndarray, m_prev: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _camera_map(
+    m_now: np.ndarray, m_prev: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where each pixel of the frame seen through ``m_now`` lies in the frame seen through ``m_prev``."""
     w, h = size
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
@@ -75,7 +77,8 @@ def _fit(photo: np.ndarray, size: tuple[int, int], margin: float) -> np.ndarray:
     w, h = size
     ph, pw = photo.shape[:2]
     s = max(w * margin / pw, h * margin / ph)
-    return cv2.resize(photo, (max(w, round(pw * s)), max(h, round(ph * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    return cv2.resize(photo, (max(w, round(pw * s)), max(h, round(ph * s))), interpolation=interp)
 
 
 def _pan(photo: np.ndarray, n: int, size: tuple[int, int], velocity: tuple[float, float]):
@@ -151,7 +154,8 @@ def make_clip(kind: str, photo: np.ndarray, other: np.ndarray | None = None, fra
             qx = np.where(on, gx - ox + px, qx).astype(np.float32)
             qy = np.where(on, gy - oy + py, qy).astype(np.float32)
             inside = (qx >= 0) & (qx <= w - 1) & (qy >= 0) & (qy <= h - 1)
-            prev_mask = masks[t - 1][np.clip(np.round(qy).astype(int), 0, h - 1), np.clip(np.round(qx).astype(int), 0, w - 1)]
+            yi, xi = np.clip(np.round(qy).astype(int), 0, h - 1), np.clip(np.round(qx).astype(int), 0, w - 1)
+            prev_mask = masks[t - 1][yi, xi]
             # background seen now but hidden by the object before, and object edges, are unmatched
             valid = inside & np.where(on, prev_mask, valid & ~prev_mask)
             maps.append((qx, qy, valid))

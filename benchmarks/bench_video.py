@@ -80,7 +80,8 @@ def stability(args: argparse.Namespace, colorizer: Colorizer) -> None:
     per_kind = max(1, args.clips // len(CLIP_KINDS))
     imgs = photos(args.photos, per_kind * len(CLIP_KINDS) * 2)
     settings: list[tuple[str, object]] = [("per-frame", False)]
-    settings += [(f"stabilised (carry {c:g})", StabilizerConfig(carry=c)) for c in args.carry]
+    settings += [(f"stabilised (carry {c:g}, {pr})", StabilizerConfig(carry=c, preset=pr))
+                 for pr in args.preset for c in args.carry]
     rows, by_kind = [], {}
     strip_data = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,7 +152,8 @@ def speed(args: argparse.Namespace, colorizer: Colorizer) -> None:
             del clip
             t0 = time.perf_counter()  # floor: decode + encode the same frames, no colorization
             with VideoReader(src) as r:
-                from colorization.video.io import open_writer, video_format
+                from colorization.video.formats import video_format
+                from colorization.video.io import open_writer
 
                 with open_writer(Path(tmp) / "floor.mp4", r, video_format("mp4")) as wr:
                     for y, pts in r.frames(wr):
@@ -178,6 +180,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=40)
     p.add_argument("--size", type=int, nargs=2, default=[256, 192], metavar=("W", "H"))
     p.add_argument("--carry", type=float, nargs="+", default=[StabilizerConfig().carry])
+    p.add_argument("--preset", nargs="+", default=[StabilizerConfig().preset], choices=["ultrafast", "fast", "medium"])
     p.add_argument("--strip", default=None, help="write a frame strip image here (JPEG/PNG)")
     p.add_argument("--strip-kind", default="object", choices=CLIP_KINDS)
     p.add_argument("--speed-sizes", nargs="+", default=["640x480", "1920x1080"])

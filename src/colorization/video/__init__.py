@@ -17,24 +17,19 @@ and :mod:`colorization.video.synthetic` makes clips with known colour and motion
 
 from __future__ import annotations
 
-from colorization.video.io import (
-    DEFAULT_VIDEO_FORMAT,
-    VIDEO_EXTENSIONS,
-    VIDEO_FORMATS,
-    CorruptVideoError,
-    EmptyVideoError,
-    NotAVideoError,
-    UnsupportedVideoError,
-    VideoError,
-    VideoInfo,
-    VideoReader,
-    VideoTooLargeError,
-    VideoWriter,
-    is_video_path,
-    open_writer,
-)
-from colorization.video.pipeline import FrameHints, VideoResult, colorize_frames, colorize_video
-from colorization.video.stabilize import StabilizerConfig, TemporalStabilizer
+from importlib import import_module
+
+# lazy, like ``colorization`` itself: ``colorization.video.formats`` (file names, output formats)
+# is read by the CLI without loading PyAV or torch
+_HOMES = {
+    "formats": ("DEFAULT_VIDEO_FORMAT", "VIDEO_EXTENSIONS", "VIDEO_FORMATS", "VideoFormat", "is_video_path",
+                "video_format"),
+    "io": ("CorruptVideoError", "EmptyVideoError", "NotAVideoError", "UnsupportedVideoError", "VideoError",
+           "VideoInfo", "VideoReader", "VideoTooLargeError", "VideoWriter", "open_writer"),
+    "pipeline": ("FrameHints", "VideoResult", "colorize_frames", "colorize_video"),
+    "stabilize": ("StabilizerConfig", "TemporalStabilizer"),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "DEFAULT_VIDEO_FORMAT",
@@ -48,6 +43,7 @@ __all__ = [
     "TemporalStabilizer",
     "UnsupportedVideoError",
     "VideoError",
+    "VideoFormat",
     "VideoInfo",
     "VideoReader",
     "VideoResult",
@@ -57,4 +53,11 @@ __all__ = [
     "colorize_video",
     "is_video_path",
     "open_writer",
+    "video_format",
 ]
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        return getattr(import_module(f"colorization.video.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'colorization.video' has no attribute {name!r}")

@@ -26,7 +26,8 @@ from PIL import Image
 
 from colorization.colorizer import _check_saturation
 from colorization.hints import MAX_HINTS, Hint, coerce_hints, hint_map
-from colorization.video.io import VideoReader, open_writer, video_format
+from colorization.video.formats import video_format
+from colorization.video.io import VideoReader, open_writer
 from colorization.video.stabilize import StabilizerConfig, TemporalStabilizer, track_points
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -52,7 +52,7 @@ class StabilizerConfig:
     fb_tolerance: float = 1.0
     photo_tolerance: float = 10.0
     cut_fraction: float = 0.35
-    preset: str = "medium"
+    preset: str = "fast"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.carry < 1.0:

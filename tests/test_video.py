@@ -119,15 +119,20 @@ def test_video_only_input(tmp_path, colorizer):
     assert streams(dst) == (["h264"], [])
 
 
+def _silence(c: av.container.OutputContainer) -> None:
+    """Add a mono AAC stream with 4 frames of silence to ``c``."""
+    a = c.add_stream("aac", rate=16000)
+    a.layout = "mono"
+    for k in range(4):
+        af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        af.sample_rate, af.pts = 16000, k * 1024
+        c.mux(a.encode(af))
+    c.mux(a.encode(None))
+
+
 def _audio_only(path: Path) -> None:
     with av.open(str(path), "w", format="mp4") as c:
-        a = c.add_stream("aac", rate=16000)
-        a.layout = "mono"
-        for k in range(4):
-            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            af.sample_rate, af.pts = 16000, k * 1024
-            c.mux(a.encode(af))
-        c.mux(a.encode(None))
+        _silence(c)
 
 
 def _no_frames(path: Path) -> None:
@@ -135,13 +140,7 @@ def _no_frames(path: Path) -> None:
     with av.open(str(path), "w", format="matroska") as c:
         s = c.add_stream("libx264", rate=25)
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        a = c.add_stream("aac", rate=16000)
-        a.layout = "mono"
-        for k in range(4):
-            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            af.sample_rate, af.pts = 16000, k * 1024
-            c.mux(a.encode(af))
-        c.mux(a.encode(None))
+        _silence(c)
 
 
 @pytest.mark.parametrize(

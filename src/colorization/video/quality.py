@@ -35,8 +35,8 @@ def frame_psnr(frames: Sequence[np.ndarray], truth: Sequence[np.ndarray]) -> np.
     """(T,) float64 PSNR (dB, data range 1) of each (H, W, 3) uint8 frame against its original."""
     out = []
     for f, g in zip(frames, truth, strict=True):
-        a = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1)[None].float() / 255.0
-        b = torch.from_numpy(np.ascontiguousarray(g)).permute(2, 0, 1)[None].float() / 255.0
+        a = torch.tensor(f).permute(2, 0, 1)[None].float() / 255.0
+        b = torch.tensor(g).permute(2, 0, 1)[None].float() / 255.0
         out.append(float(metrics.psnr(a, b).mean()))
     return np.array(out)
 

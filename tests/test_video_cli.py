@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from test_video import make_clip
 from typer.testing import CliRunner
 
 from colorization import cli
 from colorization.video import VideoReader
-
-from test_video import make_clip  # noqa: I001  (tests/ is on sys.path under pytest)
 
 runner = CliRunner()
 

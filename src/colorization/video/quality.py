@@ -27,7 +27,7 @@ CDC_STEPS = (1, 2, 4)
 
 def chroma(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 sRGB -> (H, W, 2) float32 Lab ab (:func:`colorization.color.rgb_to_lab`)."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+    t = torch.tensor(rgb).permute(2, 0, 1).float() / 255.0
     return color.rgb_to_lab(t)[1:].permute(1, 2, 0).numpy()
 
 

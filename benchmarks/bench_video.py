@@ -12,8 +12,8 @@ Sections (``--sections``, both by default):
     encoded (H.264, CRF 18, the way a film would arrive), decoded with
     :class:`colorization.video.VideoReader` and colorized per frame and with each stabiliser
     setting (``--carry``). Printed per clip kind: mean per-frame PSNR against the colour
-    original, chroma warp error (exact synthetic motion, :func:`colorization.video.quality.warp_error`)
-    and CDC (:func:`colorization.video.quality.cdc`), with the ground truth's own figures as the
+    original, chroma warp error (exact synthetic motion, :func:`colorization.evaluation.video_quality.warp_error`)
+    and CDC (:func:`colorization.evaluation.video_quality.cdc`), with the ground truth's own figures as the
     floor. ``--strip FILE`` also writes a frame strip (gray input, per-frame, stabilised, original).
 ``speed``
     :func:`colorization.video.colorize_video` end to end (decode, colorize, stabilise, encode to
@@ -47,8 +47,8 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from colorization import Colorizer  # noqa: E402
+from colorization.evaluation.video_quality import cdc, frame_psnr, warp_error  # noqa: E402
 from colorization.video import StabilizerConfig, VideoReader, colorize_frames, colorize_video  # noqa: E402
-from colorization.video.quality import cdc, frame_psnr, warp_error  # noqa: E402
 from colorization.video.synthetic import CLIP_KINDS, make_clip  # noqa: E402
 
 DEFAULT_PHOTOS = ["/work/shared/data/bench/kodak24", "/work/shared/data/bench/cbsd68"]

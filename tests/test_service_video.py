@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from test_video import make_clip  # noqa: E402
 
 from colorization import Colorizer  # noqa: E402
-from colorization.service import create_app  # noqa: E402
+from colorization.serve.service import create_app  # noqa: E402
 from colorization.video import VideoReader  # noqa: E402
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from colorization import Colorizer
-from colorization.hints import Hint
+from colorization.inference.hints import Hint
 from colorization.video import (
     CorruptVideoError,
     EmptyVideoError,

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from colorization import color
+from colorization.evaluation.video_quality import cdc, chroma, frame_psnr, warp_error
 from colorization.video import StabilizerConfig, TemporalStabilizer
-from colorization.video.quality import cdc, chroma, frame_psnr, warp_error
 from colorization.video.stabilize import track_points
 from colorization.video.synthetic import CLIP_KINDS, make_clip
 

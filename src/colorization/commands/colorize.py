@@ -148,7 +148,7 @@ def _video_hints(hint: list[str], hints_file: Path | None, videos: list, images:
             f"--hint applies to one video, but the arguments name {len(videos)} videos and {len(images)} images",
             param_hint="'--hint'",
         )
-    from colorization.hints import MAX_HINTS, parse_hint  # lazy: torch-free CLI import
+    from colorization.inference.hints import MAX_HINTS, parse_hint  # lazy: torch-free CLI import
 
     frames: dict[int, list] = {}
     for text in hint:

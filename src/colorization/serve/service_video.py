@@ -29,7 +29,7 @@ from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.responses import FileResponse
 
 from colorization import image_io
-from colorization.colorizer import SATURATION_RANGE
+from colorization.inference.colorizer import SATURATION_RANGE
 from colorization.video.formats import VIDEO_FORMATS, video_format
 
 __all__ = ["MAX_VIDEO_PIXELS", "MAX_VIDEO_SECONDS", "MAX_VIDEO_JOBS", "VideoJobs", "add_video_routes"]

@@ -11,16 +11,16 @@
 
 :mod:`colorization.video.io` decodes and encodes with PyAV, :mod:`colorization.video.stabilize`
 carries chroma along optical flow, :mod:`colorization.video.pipeline` joins them to
-:class:`colorization.Colorizer`, :mod:`colorization.video.quality` measures temporal stability
+:class:`colorization.Colorizer` (:mod:`colorization.evaluation.video_quality` measures temporal stability)
 and :mod:`colorization.video.synthetic` makes clips with known colour and motion.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
+from colorization._lazy import lazy_exports
 
-# lazy, like ``colorization`` itself: ``colorization.video.formats`` (file names, output formats)
-# is read by the CLI without loading PyAV or torch
+# lazy, like the other sub-packages: ``colorization.video.formats`` (file names, output formats) is
+# read by the CLI without loading PyAV or torch
 _HOMES = {
     "formats": ("DEFAULT_VIDEO_FORMAT", "VIDEO_EXTENSIONS", "VIDEO_FORMATS", "VideoFormat", "is_video_path",
                 "video_format"),
@@ -29,7 +29,7 @@ _HOMES = {
     "pipeline": ("FrameHints", "VideoResult", "colorize_frames", "colorize_video"),
     "stabilize": ("StabilizerConfig", "TemporalStabilizer"),
 }
-_HOME = {name: module for module, names in _HOMES.items() for name in names}
+__getattr__, __dir__ = lazy_exports(__name__, {name: module for module, names in _HOMES.items() for name in names})
 
 __all__ = [
     "DEFAULT_VIDEO_FORMAT",
@@ -56,8 +56,3 @@ __all__ = [
     "video_format",
 ]
 
-
-def __getattr__(name: str):
-    if name in _HOME:
-        return getattr(import_module(f"colorization.video.{_HOME[name]}"), name)
-    raise AttributeError(f"module 'colorization.video' has no attribute {name!r}")

@@ -24,15 +24,14 @@ import numpy as np
 import torch.nn.functional as F
 from PIL import Image
 
-from colorization.colorizer import _check_saturation
-from colorization.hints import MAX_HINTS, Hint, coerce_hints, hint_map
+from colorization.inference.colorizer import _check_saturation
+from colorization.inference.hints import MAX_HINTS, Hint, coerce_hints, hint_map
 from colorization.video.formats import video_format
 from colorization.video.io import VideoReader, open_writer
 from colorization.video.stabilize import StabilizerConfig, TemporalStabilizer, track_points
 
 if TYPE_CHECKING:  # pragma: no cover
-    from colorization import Colorizer
-    from colorization.colorizer import HintsInput, PreparedImage
+    from colorization.inference.colorizer import Colorizer, HintsInput, PreparedImage
 
 __all__ = ["FrameHints", "VideoResult", "colorize_frames", "colorize_video"]
 
@@ -225,7 +224,7 @@ def colorize_video(
     """
     fmt = video_format(format)
     if colorizer is None:
-        from colorization import Colorizer
+        from colorization.inference.colorizer import Colorizer
 
         colorizer = Colorizer.from_pretrained(device="cpu")
     from tqdm import tqdm

@@ -7,7 +7,7 @@
   challenge): the Jensen-Shannon divergence (natural log) of each frame's 256-bin R, G and B
   histograms against those of frames ``t + 1``, ``t + 2`` and ``t + 4``, averaged over channels,
   frames and the three steps. Lower is steadier. Pairs that span a scene cut are left out.
-* :func:`frame_psnr` — PSNR of each frame against its colour original (:func:`colorization.metrics.psnr`).
+* :func:`frame_psnr` — PSNR of each frame against its colour original (:func:`colorization.evaluation.metrics.psnr`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 import torch
 
-from colorization import color, metrics
+from colorization import color
+from colorization.evaluation import metrics
 
 __all__ = ["CDC_STEPS", "frame_psnr", "warp_error", "cdc", "chroma"]
 

@@ -118,7 +118,7 @@ def test_no_images_found(tmp_path, model_dir):
     (tmp_path / "empty").mkdir()
     result = run(str(tmp_path / "empty"), "-o", str(tmp_path / "out"), "--model", str(model_dir))
     assert result.exit_code == 1
-    assert "no images found" in result.output
+    assert "no images or videos found" in result.output
 
 
 def test_bad_model_is_a_clear_error(photos, tmp_path):

@@ -368,7 +368,7 @@ def test_page_is_served_and_self_contained(client: TestClient) -> None:
 
 def test_openapi_and_offline_docs(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
-    assert set(schema["paths"]) == {"/colorize", "/health"}
+    assert set(schema["paths"]) == {"/colorize", "/health", "/videos", "/videos/{job_id}", "/videos/{job_id}/result"}
     op = schema["paths"]["/colorize"]["post"]
     assert {"200", "413", "415", "422", "503"} <= set(op["responses"])
     docs = client.get("/docs")

@@ -19,7 +19,7 @@ import os
 import struct
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -516,30 +516,30 @@ def save_image(
 # --------------------------------------------------------------------------------------------
 
 
-def _is_image_name(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+def _is_image_name(p: Path, extensions: Collection[str] = IMAGE_EXTENSIONS) -> bool:
+    return p.suffix.lower() in extensions and not p.name.startswith(".")
 
 
-def _walk(folder: Path, recursive: bool) -> list[Path]:
+def _walk(folder: Path, recursive: bool, extensions: Collection[str] = IMAGE_EXTENSIONS) -> list[Path]:
     if not recursive:
-        return sorted(p for p in folder.iterdir() if p.is_file() and _is_image_name(p))
+        return sorted(p for p in folder.iterdir() if p.is_file() and _is_image_name(p, extensions))
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for fn in filenames:
             p = Path(dirpath) / fn
-            if _is_image_name(p) and p.is_file():
+            if _is_image_name(p, extensions) and p.is_file():
                 found.append(p)
     return sorted(found)
 
 
-def count_non_images(folder: str | os.PathLike) -> int:
+def count_non_images(folder: str | os.PathLike, extensions: Collection[str] = IMAGE_EXTENSIONS) -> int:
     """Files under ``folder`` (recursive, hidden files and folders skipped) that
-    :func:`find_images` leaves out because their names are not image names."""
+    :func:`find_images` leaves out because their names do not end in ``extensions``."""
     count = 0
     for _, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        count += sum(1 for fn in filenames if not fn.startswith(".") and not _is_image_name(Path(fn)))
+        count += sum(1 for fn in filenames if not fn.startswith(".") and not _is_image_name(Path(fn), extensions))
     return count
 
 
@@ -557,9 +557,10 @@ def _glob_root(pattern: str) -> Path:
 
 
 def find_images(
-    paths: Iterable[str | os.PathLike], recursive: bool = True
+    paths: Iterable[str | os.PathLike], recursive: bool = True, extensions: Collection[str] = IMAGE_EXTENSIONS
 ) -> list[tuple[Path, Path | None]]:
-    """Expand files, folders and glob patterns into image files.
+    """Expand files, folders and glob patterns into image files (or, with ``extensions``, other
+    files found by the name ending: the CLI adds :data:`colorization.video.io.VIDEO_EXTENSIONS`).
 
     * A file is returned as ``(file, None)`` whatever its extension (loading reports non-images).
     * A folder yields its image files (by extension, case-insensitive; hidden files and folders
@@ -590,7 +591,7 @@ def find_images(
         if p.is_file():
             add(p, None)
         elif p.is_dir():
-            for f in _walk(p, recursive):
+            for f in _walk(p, recursive, extensions):
                 add(f, p)
         elif glob.has_magic(text):
             matches = sorted(Path(m) for m in glob.glob(text, recursive=recursive))
@@ -598,10 +599,10 @@ def find_images(
                 raise FileNotFoundError(f"{text}: pattern matches no files")
             root = _glob_root(text)
             for m in matches:
-                if m.is_file() and _is_image_name(m):
+                if m.is_file() and _is_image_name(m, extensions):
                     add(m, root)
                 elif m.is_dir():
-                    for f in _walk(m, recursive):
+                    for f in _walk(m, recursive, extensions):
                         add(f, root)
         else:
             raise FileNotFoundError(f"{text}: no such file or folder")

@@ -22,9 +22,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from colorization import image_io
 from colorization.inference.colorizer import SATURATION_RANGE, Colorizer, prepare_image, windows
+from colorization.video.formats import DEFAULT_VIDEO_FORMAT, video_format
 
 __all__ = ["output_path", "compare_path", "side_by_side", "Outputs", "Task", "JobSummary", "FileDataset",
-           "ProgressReporter", "colorize_files"]
+           "ProgressReporter", "colorize_files", "colorize_videos"]
 
 Entry = tuple[Path, Path | None]
 MAX_FAILURES_LISTED = 10_000
@@ -34,8 +35,8 @@ MAX_FAILURES_LISTED = 10_000
 def output_path(file: Path, root: Path | None, out_dir: Path, fmt: str | None = None) -> Path:
     """Where the colorized ``file`` goes: ``out_dir/<name>`` for a file named directly (``root``
     None), else its path relative to ``root`` mirrored under ``out_dir`` (a file outside ``root``
-    mirrored whole, without its anchor and ``..``); ``fmt`` (:data:`colorization.image_io.OUTPUT_FORMATS`)
-    sets the suffix."""
+    mirrored whole, without its anchor and ``..``); ``fmt`` (:data:`colorization.image_io.OUTPUT_FORMATS`
+    or :data:`colorization.video.formats.VIDEO_FORMATS`) sets the suffix."""
     file = Path(file)
     if root is None:
         rel = Path(file.name)
@@ -45,7 +46,10 @@ def output_path(file: Path, root: Path | None, out_dir: Path, fmt: str | None = 
         except ValueError:
             rel = file.relative_to(file.anchor) if file.is_absolute() else file
     out = Path(out_dir).joinpath(*[part for part in rel.parts if part != ".."])
-    return out.with_suffix(image_io.OUTPUT_FORMATS[fmt].suffix) if fmt else out
+    if not fmt:
+        return out
+    return out.with_suffix(image_io.OUTPUT_FORMATS[fmt].suffix if fmt in image_io.OUTPUT_FORMATS
+                           else video_format(fmt).extension)
 
 
 def compare_path(out: Path) -> Path:
@@ -281,3 +285,49 @@ def _write(colorizer: Colorizer, task: Task, ab: Any, saturation: float, outputs
     except FileExistsError:  # appeared between the check and the write
         pass
     return written
+
+
+def colorize_videos(
+    colorizer: Colorizer,
+    entries: Iterable[Entry],
+    out_dir: Path,
+    *,
+    fmt: str | None = None,
+    force: bool = False,
+    hints: Mapping[Path, Mapping[int, list]] | None = None,
+    saturation: float = 1.0,
+    batch_size: int = 4,
+    rank: int = 0,
+    world_size: int = 1,
+    frame_progress: bool | None = None,
+    progress: Callable[[Task], None] | None = None,
+) -> JobSummary:
+    """Colorize this rank's share of video ``entries`` into ``out_dir`` with the photos' rules:
+    outputs mirror the inputs (:func:`output_path`, suffix of ``fmt``, default MP4), existing
+    outputs are skipped without ``force``, a video that fails is counted and reported, the others
+    complete (:func:`colorization.video.colorize_video`, atomic, streaming).
+
+    Args:
+        hints: per entry file, colour points per frame index. frame_progress: a frame bar per video
+            (None: on a terminal). Other arguments as for :func:`colorize_files`.
+    """
+    from colorization.video.pipeline import colorize_video  # lazy: PyAV and OpenCV only for videos
+
+    outputs = Outputs(Path(out_dir), fmt or DEFAULT_VIDEO_FORMAT, force)
+    summary, start, claimed = JobSummary(), time.perf_counter(), {}
+    for index, (file, root) in enumerate(entries):
+        if index % world_size != rank:
+            continue
+        task = outputs.plan(index, file, root, claimed)
+        if task.status == "todo":
+            try:
+                colorize_video(task.src, task.out, colorizer, format=outputs.fmt, saturation=saturation,
+                               hints=(hints or {}).get(Path(file)), batch_size=batch_size, progress=frame_progress)
+                task.end("done")
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
+                task.end("failed", describe_error(task.src, exc))
+        summary.count(task)
+        if progress is not None:
+            progress(task)
+    summary.seconds = round(time.perf_counter() - start, 3)
+    return summary

@@ -1,4 +1,4 @@
-"""``colorize PATH... -o OUTDIR``: colorize image files, folders (recursive) and glob patterns.
+"""``colorize PATH... -o OUTDIR``: colorize image and video files, folders (recursive) and glob patterns.
 
 The work is :func:`colorization.batch.jobs.colorize_files` (the job of ``colorize-many`` too). Output names
 mirror the inputs (:func:`colorization.batch.jobs.output_path`): a file given directly goes to
@@ -15,6 +15,11 @@ Colour hints (a hint-aware model): ``--hint X,Y,#rrggbb`` (repeatable) for a sin
 ``--hints FILE`` with a JSON list of points (a single image) or an object mapping file names to
 lists of points (:mod:`colorization.batch.hint_files`). Both are checked before any image is read
 (exit status 2); a point outside its image fails that file like an unreadable image.
+
+Videos (:data:`colorization.video.formats.VIDEO_EXTENSIONS`; a folder may mix them with photos)
+follow the same rules and go to ``OUTDIR/<name>.mp4`` (``--format mkv|mov|webm`` picks another;
+:func:`colorization.batch.jobs.colorize_videos`). ``--hint F:X,Y,#rrggbb`` puts a hint on frame ``F``
+(default 0) of a single video; the stabiliser carries it forward (docs/video.md).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import typer
 
 from colorization import image_io
 from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs
+from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, is_video_path
 
 __all__ = ["main", "OutputFormat", "find_inputs"]
 
@@ -41,7 +47,10 @@ def _shipped_working_size() -> str:
         return "unknown"
 
 
-OutputFormat = Enum("OutputFormat", {name: name for name in image_io.OUTPUT_FORMATS}, type=str)  # type: ignore[misc]
+OutputFormat = Enum(  # type: ignore[misc]
+    "OutputFormat", {name: name for name in [*image_io.OUTPUT_FORMATS, *VIDEO_FORMATS]}, type=str
+)
+_EXTENSIONS = image_io.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
 
 class Device(str, Enum):
@@ -72,7 +81,7 @@ def find_inputs(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[
     seen: set[Path] = set()
     for arg in paths:
         try:
-            found = image_io.find_images([arg], recursive=True)
+            found = image_io.find_images([arg], recursive=True, extensions=_EXTENSIONS)
         except FileNotFoundError as exc:
             problems.append((arg, str(exc).removeprefix(f"{arg}: ")))
             continue
@@ -124,8 +133,43 @@ def _hints_for_inputs(
     return {Path(inputs[0][0]): points} if inputs else {}
 
 
+def _video_hints(hint: list[str], hints_file: Path | None, videos: list, images: list) -> dict[Path, dict]:
+    """``--hint [F:]X,Y,COLOR`` for a single video: ``{video: {frame: points}}``.
+
+    Raises:
+        typer.BadParameter: a malformed point or frame, --hints with a video, or other inputs.
+    """
+    if not hint:
+        return {}
+    if hints_file is not None:
+        raise typer.BadParameter("give --hint or --hints, not both", param_hint="'--hint'")
+    if len(videos) != 1 or images:
+        raise typer.BadParameter(
+            f"--hint applies to one video, but the arguments name {len(videos)} videos and {len(images)} images",
+            param_hint="'--hint'",
+        )
+    from colorization.inference.hints import MAX_HINTS, parse_hint  # lazy: torch-free CLI import
+
+    frames: dict[int, list] = {}
+    for text in hint:
+        frame, sep, point = text.partition(":")
+        if not sep:
+            frame, point = "0", text
+        if not frame.strip().isdigit():
+            raise typer.BadParameter(f"{text!r}: the frame before ':' must be an index >= 0", param_hint="'--hint'")
+        try:
+            frames.setdefault(int(frame), []).append(parse_hint(point))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--hint'") from None
+    if any(len(points) > MAX_HINTS for points in frames.values()):
+        raise typer.BadParameter(f"at most {MAX_HINTS} points per frame", param_hint="'--hint'")
+    return {Path(videos[0][0]): frames}
+
+
 def main(
-    paths: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or glob patterns."),
+    paths: list[str] = typer.Argument(
+        ..., help="Image or video files, folders (searched recursively) or glob patterns."
+    ),
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (created if missing)."),
     model: str | None = typer.Option(
         None, "--model", help="Exported model folder (or .onnx file with --backend onnx). Default: the shipped model."
@@ -144,7 +188,12 @@ def main(
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images of equal working shape per network call."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     compare: bool = typer.Option(False, "--compare", help="Also write <name>_compare.<ext>: gray | colorized."),
-    fmt: OutputFormat | None = typer.Option(None, "--format", help="Output format (default: keep the input's)."),
+    fmt: OutputFormat | None = typer.Option(
+        None, "--format", help=(
+            "Output format: an image format for photos (default: keep the input's), or a video format "
+            "(mp4, mkv, mov: H.264; webm: VP9) for videos (default mp4)."
+        ),
+    ),
     refine: bool = typer.Option(False, "--refine", help="Edge-aware (guided filter) upsampling of the colour."),
     backend: BackendName = typer.Option(BackendName.torch, "--backend", help="torch or onnx (ONNX Runtime)."),
     precision: Precision = typer.Option(
@@ -155,7 +204,8 @@ def main(
         None, "--hint", metavar="X,Y,COLOR", help=(
             "Colour hint for a single input image: X,Y,#rrggbb or X,Y,R,G,B in the image's pixels "
             "(repeatable; needs a hint-aware model). The '#' is optional; quote the value "
-            "('120,340,#c0392b') in zsh or PowerShell, or if it holds spaces."
+            "('120,340,#c0392b') in zsh or PowerShell, or if it holds spaces. For a single video, "
+            "F:X,Y,#rrggbb puts it on frame F (default 0); it is carried to the following frames."
         ),
     ),
     hints_file: Path | None = typer.Option(
@@ -165,22 +215,28 @@ def main(
         ),
     ),
 ) -> None:
-    """Colorize image files, folders and globs into OUTDIR."""
+    """Colorize image and video files, folders and globs into OUTDIR."""
     # lazy: torch-free CLI import
     from colorization.batch import jobs
     from colorization.inference.colorizer import Colorizer
 
-    inputs, problems = find_inputs(paths)
-    hints_for = _hints_for_inputs(hint or [], hints_file, inputs)
+    found, problems = find_inputs(paths)
+    videos = [entry for entry in found if is_video_path(entry[0])]
+    inputs = [entry for entry in found if not is_video_path(entry[0])]
+    if videos:
+        video_hints = _video_hints(hint or [], hints_file, videos, inputs)
+        hints_for = _hints_for_inputs([], hints_file, inputs)
+    else:
+        video_hints, hints_for = {}, _hints_for_inputs(hint or [], hints_file, inputs)
     for arg, reason in problems:
         typer.echo(f"failed: {arg}: {reason}", err=True)
-    if not inputs and not problems:
-        typer.echo("no images found in " + ", ".join(paths), err=True)
+    if not found and not problems:
+        typer.echo("no images or videos found in " + ", ".join(paths), err=True)
         typer.echo("0 colorized, 0 skipped, 0 failed")
         raise typer.Exit(1)
 
-    summary = jobs.JobSummary()
-    if inputs:
+    summary, video_summary = jobs.JobSummary(), jobs.JobSummary()
+    if found:
         try:
             colorizer = Colorizer.from_pretrained(
                 model, device=device.value if device else None, backend=backend.value, size=size, refine=refine,
@@ -189,25 +245,38 @@ def main(
         except Exception as exc:  # noqa: BLE001 - any load problem ends the command with its message
             typer.echo(f"error: cannot load the model: {exc}", err=True)
             raise typer.Exit(2) from None
-        if any(hints_for.values()) and not colorizer.accepts_hints:
+        if (any(hints_for.values()) or video_hints) and not colorizer.accepts_hints:
             raise typer.BadParameter(
                 f"the model {colorizer.model_name} ({model or 'the shipped default'}) does not take colour "
                 "hints (it was trained without them); use --model with a hint-aware model",
                 param_hint="'--hint'" if hint else "'--hints'",
             )
-        reporter = jobs.ProgressReporter(total=len(inputs))
-        try:
-            summary = jobs.colorize_files(
-                colorizer, inputs, jobs.Outputs(out_dir, fmt.value if fmt else None, force, compare),
-                hints=hints_for, saturation=saturation, batch_size=batch_size, unique_outputs=True,
-                progress=reporter,
-            )
-        finally:
-            reporter.close()
+        image_fmt = fmt.value if fmt and fmt.value in image_io.OUTPUT_FORMATS else None
+        if inputs:
+            reporter = jobs.ProgressReporter(total=len(inputs))
+            try:
+                summary = jobs.colorize_files(
+                    colorizer, inputs, jobs.Outputs(out_dir, image_fmt, force, compare),
+                    hints=hints_for, saturation=saturation, batch_size=batch_size, unique_outputs=True,
+                    progress=reporter,
+                )
+            finally:
+                reporter.close()
+        if videos:
+            reporter = jobs.ProgressReporter(total=len(videos), desc="videos")
+            try:
+                video_summary = jobs.colorize_videos(
+                    colorizer, videos, out_dir, fmt=fmt.value if fmt and fmt.value in VIDEO_FORMATS else None,
+                    force=force, hints=video_hints, saturation=saturation, batch_size=batch_size,
+                    progress=reporter,
+                )
+            finally:
+                reporter.close()
 
-    failed = summary.failed + len(problems)
-    others = sum(image_io.count_non_images(p) for p in paths if Path(p).is_dir())
+    done, skipped = summary.done + video_summary.done, summary.skipped + video_summary.skipped
+    failed = summary.failed + video_summary.failed + len(problems)
+    others = sum(image_io.count_non_images(p, _EXTENSIONS) for p in paths if Path(p).is_dir())
     not_images = f", {others} not images (left alone)" if others else ""
-    typer.echo(f"{summary.done} colorized, {summary.skipped} skipped, {failed} failed{not_images}")
+    typer.echo(f"{done} colorized, {skipped} skipped, {failed} failed{not_images}")
     if failed:
         raise typer.Exit(1)

@@ -63,6 +63,7 @@ from colorization.serve.service_hints import (
     check_hints_inside,
     parse_hints_field,
 )
+from colorization.serve.service_video import add_video_routes
 from colorization.serve.serving import DEFAULT_QUEUE_SIZE, InferenceQueue, status_code_name
 from colorization.serve.serving import error_body as _error_body
 
@@ -373,6 +374,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         queue.shutdown()
+        app.state.video_jobs.shutdown()
 
     app = FastAPI(
         title="colorization",
@@ -394,6 +396,9 @@ def create_app(
         max_body=config.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
         upload_limit=config.max_upload_bytes,
     )
+
+    # POST /videos, GET /videos/{id}[/result]: video jobs (colorization.service_video)
+    app.state.video_jobs = add_video_routes(app, colorizer, config.max_upload_bytes, ServiceError, _map_image_error)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:

@@ -1,0 +1,77 @@
+"""REST video jobs: upload (202), progress, result, bounds (413/415/422), unknown and unfinished jobs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from test_video import make_clip  # noqa: E402
+
+from colorization import Colorizer  # noqa: E402
+from colorization.serve.service import create_app  # noqa: E402
+from colorization.video import VideoReader  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client(model_dir):
+    app = create_app(Colorizer.from_pretrained(model_dir, device="cpu"), max_upload_bytes=300_000)
+    with TestClient(app) as c:
+        yield c
+
+
+def upload(client, data: bytes, name: str = "clip.mp4", **fields):
+    return client.post("/videos", files={"file": (name, data, "application/octet-stream")},
+                       data={k: str(v) for k, v in fields.items()})
+
+
+def wait(client, job: dict, timeout: float = 60) -> dict:
+    end = time.time() + timeout
+    while time.time() < end:
+        state = client.get(job["status_url"]).json()
+        if state["status"] in ("done", "failed"):
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"job still {state['status']} after {timeout} s")
+
+
+def test_upload_progress_and_result(client, tmp_path):
+    src = tmp_path / "clip.mp4"
+    make_clip(src, n=10)
+    res = upload(client, src.read_bytes(), saturation=1.2)
+    assert res.status_code == 202, res.text
+    job = res.json()
+    assert job["status"] in ("queued", "running", "done") and job["status_url"] == f"/videos/{job['id']}"
+    early = client.get(f"/videos/{job['id']}/result")
+    state = wait(client, job)
+    assert early.status_code in (200, 409)
+    assert state["status"] == "done" and state["frames_done"] == 10 and state["frames_total"] == 10
+    out = client.get(state["result_url"])
+    assert out.status_code == 200 and out.headers["content-type"] == "video/mp4"
+    (tmp_path / "out.mp4").write_bytes(out.content)
+    with VideoReader(tmp_path / "out.mp4") as r:
+        assert (r.info.width, r.info.height, len(list(r.frames()))) == (64, 48, 10)
+    assert client.delete(f"/videos/{job['id']}").status_code == 204
+    assert client.get(f"/videos/{job['id']}").status_code == 404
+
+
+def test_bad_uploads(client, tmp_path):
+    assert upload(client, b"not a video" * 50).status_code == 415
+    assert upload(client, b"").status_code == 422
+    big = upload(client, b"0" * 300_001)
+    assert big.status_code == 413
+    src = tmp_path / "clip.mkv"
+    make_clip(src, n=30, fmt="matroska")
+    data = src.read_bytes()
+    cut = upload(client, data[: len(data) * 2 // 3], name="cut.mkv")
+    if cut.status_code == 202:  # found while decoding: the job fails with the reason
+        state = wait(client, cut.json())
+        assert state["status"] == "failed" and state["error"]["error"] == "corrupt_image", state
+    else:
+        assert cut.status_code == 422
+    assert upload(client, src.read_bytes(), format="avi").status_code == 422
+    assert client.get("/videos/nope").status_code == 404

@@ -22,9 +22,9 @@ a = b = 0) is the gain. Printed per set: the mean gain with its 95 % confidence 
 and colourfulness (Hasler-Süsstrunk, as everywhere in this project) against the ground truth's; per
 model the gaps seen - holdout and seen - val; and the paired difference of PSNR against the first
 ``--model`` (or ``--reference``) with its 95 % interval. ``--reuse`` adds the models of an earlier
-``--json`` measured on the same photos, so a new model is compared without re-measuring the old. A model trained without the held-out slice
-left out (the shipped
-default) has seen the ``holdout`` photos: its row says so.
+``--json`` measured on the same photos, so a new model is compared without re-measuring the old.
+A model trained without the held-out slice left out (the shipped default) has seen the
+``holdout`` photos: its row says so.
 """
 
 from __future__ import annotations

@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown_table(headers, rows))
     if args.json is not None:
         payload = {
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "args": json.loads(json.dumps(vars(args), default=str)),
             "photos": photos,
             "wall_s": wall,
             "models": {

@@ -58,8 +58,10 @@ SETS = ("seen", "holdout", "val")
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
-                   help="exported model folder ('default': the shipped one); repeatable; the first is the reference")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH[@SATURATION]",
+                   help="exported model folder ('default': the shipped one), optionally at a chroma multiplier "
+                        "other than 1 (e.g. new=runs/x/model@1.2, to compare at equal colourfulness); "
+                        "repeatable; the first is the reference")
     p.add_argument("--train", default="../shared/data/train")
     p.add_argument("--val", default="../shared/data/val")
     p.add_argument("--groups", nargs="+", default=list(RECIPE_GROUPS))
@@ -71,6 +73,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS),
+                   help="which sets to measure (default all three; e.g. --sets val for a ship decision)")
     p.add_argument("--json", type=Path, default=None, help="write every figure (and per-photo PSNRs) here")
     p.add_argument("--reuse", type=Path, action="append", default=[],
                    help="an earlier --json of the same photos: its models join the table without being re-measured")
@@ -80,13 +84,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def build_sets(args: argparse.Namespace) -> dict[str, cdata.ImageFolderDataset]:
     common = dict(crop=args.size, train=False, progress=False, drop_grayscale=True)
+    if "seen" not in args.sets and "holdout" not in args.sets:
+        return {"val": cdata.ImageFolderDataset([args.val], max_images=None, **common)}
     seen_pool = cdata.ImageFolderDataset(
         [args.train], groups=args.groups, holdout="exclude", min_colorfulness_quantile=args.quantile, **common
     )
     rng = np.random.default_rng(args.seed)
     pick = np.sort(rng.choice(len(seen_pool), size=min(args.seen, len(seen_pool)), replace=False))
     files = [seen_pool.files[i] for i in pick]
-    return {
+    sets = {
         "seen": cdata.ImageFolderDataset(files, **{**common, "drop_grayscale": False}),
         "holdout": cdata.ImageFolderDataset(
             [args.train], groups=args.groups, holdout="only", min_colorfulness_quantile=args.quantile,
@@ -94,6 +100,7 @@ def build_sets(args: argparse.Namespace) -> dict[str, cdata.ImageFolderDataset]:
         ),
         "val": cdata.ImageFolderDataset([args.val], max_images=None, **common),
     }
+    return {k: v for k, v in sets.items() if k in args.sets}
 
 
 def ground_truth(ds: cdata.ImageFolderDataset, limit: int | None) -> tuple[torch.Tensor, list[Path]]:
@@ -102,13 +109,15 @@ def ground_truth(ds: cdata.ImageFolderDataset, limit: int | None) -> tuple[torch
     return rgb, ds.files[:n]
 
 
-def measure(colorizer: Colorizer, gt_u8: torch.Tensor, batch_size: int, desc: str) -> dict[str, np.ndarray]:
-    """Per-photo PSNR, gray PSNR and colourfulness of ``colorizer`` on the crops ``gt_u8`` (N,3,S,S)."""
+def measure(colorizer: Colorizer, gt_u8: torch.Tensor, batch_size: int, desc: str,
+            saturation: float = 1.0) -> dict[str, np.ndarray]:
+    """Per-photo PSNR, gray PSNR and colourfulness of ``colorizer`` (at chroma multiplier ``saturation``)
+    on the crops ``gt_u8`` (N,3,S,S) uint8."""
     gt = gt_u8.float() / 255.0
     images = [image_io.tensor_to_pil(x) for x in gt_u8]
     out = []
-    for pil in tqdm(colorizer.colorize_iter(images, batch_size=batch_size), total=len(images), desc=desc,
-                    disable=not sys.stderr.isatty()):
+    stream = colorizer.colorize_iter(images, batch_size=batch_size, saturation=saturation)
+    for pil in tqdm(stream, total=len(images), desc=desc, disable=not sys.stderr.isatty()):
         out.append(torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy()).permute(2, 0, 1))
     pred = torch.stack(out).float() / 255.0
     gray_u8 = (color.rgb_to_gray(gt).clamp(0, 1) * 255.0).round()
@@ -132,7 +141,12 @@ def main(argv: list[str] | None = None) -> None:
     models = []
     for spec in args.model:
         name, _, path = spec.partition("=")
-        models.append((name, path or name))
+        path, _, sat = (path or name).partition("@")
+        try:
+            saturation = float(sat) if sat else 1.0
+        except ValueError:
+            raise SystemExit(f"--model {spec}: the saturation after '@' must be a number") from None
+        models.append((name, path, saturation))
     t0 = time.perf_counter()
     sets = build_sets(args)
     gts = {k: ground_truth(ds, args.val_images if k == "val" else None) for k, ds in sets.items()}
@@ -140,16 +154,21 @@ def main(argv: list[str] | None = None) -> None:
     photos = {k: [str(f) for f in v[1]] for k, v in gts.items()}
     for earlier in args.reuse:
         old = json.loads(earlier.read_text(encoding="utf-8"))
-        if old["photos"] != photos:
+        if any(old["photos"].get(k) != v for k, v in photos.items()):
             raise SystemExit(f"{earlier} was measured on other photos (check --seen/--val-images/--seed/--groups)")
         for name, r in old["models"].items():
             sets = {k: {m: np.asarray(a) for m, a in v.items()} for k, v in r["per_photo"].items()}
-            results[name] = {"path": r["path"], "holdout_left_out": r["holdout_left_out"], "sets": sets}
-    for name, path in models:
-        colorizer = Colorizer.from_pretrained(None if path == "default" else path, device="cpu")
+            results[name] = {"path": r["path"], "saturation": r.get("saturation", 1.0),
+                             "holdout_left_out": r["holdout_left_out"], "sets": {k: sets[k] for k in photos}}
+    loaded: dict[str, Colorizer] = {}
+    for name, path, saturation in models:
+        if path not in loaded:
+            loaded[path] = Colorizer.from_pretrained(None if path == "default" else path, device="cpu")
+        colorizer = loaded[path]
         train = getattr(colorizer.backend, "config", {}).get("training", {}).get("train_config", {})
-        per_set = {k: measure(colorizer, gt, args.batch_size, f"{name} {k}") for k, (gt, _) in gts.items()}
-        results[name] = {"path": path, "holdout_left_out": bool(train.get("holdout", False)), "sets": per_set}
+        per_set = {k: measure(colorizer, gt, args.batch_size, f"{name} {k}", saturation) for k, (gt, _) in gts.items()}
+        results[name] = {"path": path, "saturation": saturation, "holdout_left_out": bool(train.get("holdout", False)),
+                         "sets": per_set}
     wall = time.perf_counter() - t0
 
     print("\n".join(machine_lines()))
@@ -159,35 +178,38 @@ def main(argv: list[str] | None = None) -> None:
     ref = args.reference or next(iter(results))
     if ref not in results:
         raise SystemExit(f"--reference {ref!r} is not among the models {list(results)}")
+    sets = [k for k in SETS if k in gts]
+    gaps = [(a, b) for a, b in (("seen", "holdout"), ("seen", "val")) if a in gts and b in gts]
     rows = []
     for name in results:
         r = results[name]
-        row: list = [name + ("" if r["holdout_left_out"] else " (trained on holdout too)")]
+        label = name + (f" (saturation {r['saturation']:g})" if r["saturation"] != 1.0 else "")
+        row: list = [label + ("" if r["holdout_left_out"] or "holdout" not in gts else " (trained on holdout too)")]
         gains = {}
-        for k in SETS:
+        for k in sets:
             m = r["sets"][k]
             g = m["psnr"] - m["psnr_gray"]
             gains[k] = float(g.mean())
             row.append(f"{g.mean():+.2f} ± {ci95(g):.2f}")
-        for k in SETS:
+        for k in sets:
             m = r["sets"][k]
             row.append(f"{m['cf'].mean():.1f} / {m['cf_gt'].mean():.1f}")
-        row += [f"{gains['seen'] - gains['holdout']:.2f}", f"{gains['seen'] - gains['val']:.2f}"]
-        for k in ("holdout", "val"):
+        row += [f"{gains[a] - gains[b]:.2f}" for a, b in gaps]
+        for k in sets[1:] if "seen" in sets else sets:
             d = r["sets"][k]["psnr"] - results[ref]["sets"][k]["psnr"]
             row.append("—" if name == ref else f"{d.mean():+.3f} ± {ci95(d):.3f}")
         r["summary"] = {
-            **{f"gain_{k}": gains[k] for k in SETS},
-            **{f"gain_ci_{k}": ci95(r["sets"][k]["psnr"] - r["sets"][k]["psnr_gray"]) for k in SETS},
-            **{f"psnr_{k}": float(r["sets"][k]["psnr"].mean()) for k in SETS},
-            **{f"cf_{k}": float(r["sets"][k]["cf"].mean()) for k in SETS},
-            **{f"cf_gt_{k}": float(r["sets"][k]["cf_gt"].mean()) for k in SETS},
-            "gap_seen_holdout": gains["seen"] - gains["holdout"],
-            "gap_seen_val": gains["seen"] - gains["val"],
+            **{f"gain_{k}": gains[k] for k in sets},
+            **{f"gain_ci_{k}": ci95(r["sets"][k]["psnr"] - r["sets"][k]["psnr_gray"]) for k in sets},
+            **{f"psnr_{k}": float(r["sets"][k]["psnr"].mean()) for k in sets},
+            **{f"cf_{k}": float(r["sets"][k]["cf"].mean()) for k in sets},
+            **{f"cf_gt_{k}": float(r["sets"][k]["cf_gt"].mean()) for k in sets},
+            **{f"gap_{a}_{b}": gains[a] - gains[b] for a, b in gaps},
         }
         rows.append(row)
-    headers = ["model", "gain seen (dB)", "gain holdout", "gain val", "CF seen (pred / gt)", "CF holdout",
-               "CF val", "gap seen-holdout", "gap seen-val", f"ΔPSNR holdout vs {ref}", f"ΔPSNR val vs {ref}"]
+    headers = (["model"] + [f"gain {k} (dB)" for k in sets] + [f"CF {k} (pred / gt)" for k in sets]
+               + [f"gap {a}-{b}" for a, b in gaps]
+               + [f"ΔPSNR {k} vs {ref}" for k in (sets[1:] if "seen" in sets else sets)])
     print(markdown_table(headers, rows))
     if args.json is not None:
         payload = {
@@ -195,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
             "photos": photos,
             "wall_s": wall,
             "models": {
-                n: {"path": r["path"], "holdout_left_out": r["holdout_left_out"], "summary": r["summary"],
+                n: {"path": r["path"], "saturation": r["saturation"], "holdout_left_out": r["holdout_left_out"],
+                    "summary": r["summary"],
                     "per_photo": {k: {m: [round(float(x), 4) for x in a] for m, a in s.items()}
                                   for k, s in r["sets"].items()}}
                 for n, r in results.items()

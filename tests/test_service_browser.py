@@ -152,7 +152,9 @@ def test_api_reference_renders_offline_and_tries_a_request(chromium_browser, ser
         pg.goto(server_url + "/docs")
         pg.wait_for_selector(".opblock-post .opblock-summary-path:has-text('/colorize')", timeout=30_000)
         paths = pg.locator(".opblock-summary-path").all_inner_texts()
-        expected = ["/colorize", "/health", "/videos", "/videos/{job_id}", "/videos/{job_id}", "/videos/{job_id}/result"]
+        expected = [
+            "/colorize", "/health", "/videos", "/videos/{job_id}", "/videos/{job_id}", "/videos/{job_id}/result",
+        ]
         assert sorted(p.strip() for p in paths) == expected, paths  # GET and DELETE share /videos/{job_id}
         post = ".opblock-post:has-text('Colorize an uploaded photo')"  # POST /videos is another
         pg.click(f"{post} .opblock-summary")  # expand POST /colorize: its form fields render

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import io
 import os
 import struct
 import tempfile
 import warnings
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from colorization.image_files import IMAGE_EXTENSIONS, count_non_images, find_images
 
 if TYPE_CHECKING:  # numpy and torch load on first use, so that the CLI's --help stays fast
     import numpy as np
@@ -55,9 +56,6 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PIXELS = 50_000_000
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +90,14 @@ BACKGROUND = (255, 255, 255)
 """Transparent pixels are composited on this colour (white)."""
 
 _EXIF_ORIENTATION = 0x0112
+_TIFF_LAYOUT_TAGS = frozenset(
+    {254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 277, 278, 279, 280, 281, 284, 288, 289,
+     290, 291, 292, 293, 301, 317, 318, 319, 320, 321, 322, 323, 324, 325, 330, 332, 333, 334, 336, 338,
+     339, 340, 341, 347, *range(512, 522), 529, 530, 531, 532, 34675}
+)
+"""TIFF tags that describe how a file's pixels are stored (size, samples, compression, strips,
+photometric ..., ICC profile), not the photo: a TIFF's ``getexif()`` holds them beside the real
+EXIF; copied into another file they would make it claim the source's layout."""
 
 
 class ImageError(ValueError):
@@ -121,7 +127,8 @@ class LoadedImage:
     Attributes:
         image: 8-bit ``"RGB"`` PIL image, EXIF orientation already applied.
         format: the file's format as PIL names it (``"JPEG"``, ``"PNG"`` ...) or ``None``.
-        exif: the file's EXIF block (bytes, orientation tag removed) or ``None``.
+        exif: the file's EXIF block (bytes; without the orientation tag and, for a TIFF, without the
+            tags of its own pixel layout) or ``None``.
         source_mode: the PIL mode of the file before conversion (``"L"``, ``"I;16"``, ``"CMYK"`` ...).
     """
 
@@ -342,17 +349,23 @@ def open_image(
             raise ImageTooLargeError(f"{label}: image is too large to decode safely ({exc})") from exc
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
             raise CorruptImageError(f"{label}: image data is truncated or corrupt ({exc})") from exc
-        exif_bytes: bytes | None = None
-        if len(exif):
-            if _EXIF_ORIENTATION in exif:
-                del exif[_EXIF_ORIENTATION]
-            try:
-                exif_bytes = exif.tobytes()
-            except Exception:  # noqa: BLE001 - malformed EXIF is metadata only; the pixels are fine
-                exif_bytes = None
+        exif_bytes = _portable_exif(exif, drop=(_EXIF_ORIENTATION,))
         return LoadedImage(image=rgb, format=fmt, exif=exif_bytes, source_mode=source_mode)
     finally:
         img.close()
+
+
+def _portable_exif(exif: Image.Exif, drop: Collection[int] = ()) -> bytes | None:
+    """``exif`` without :data:`_TIFF_LAYOUT_TAGS` (and ``drop``) as bytes; None when nothing is left
+    or it cannot be encoded (malformed EXIF is metadata only; the pixels are fine)."""
+    for tag in [t for t in exif if t in _TIFF_LAYOUT_TAGS or t in drop]:
+        del exif[tag]
+    if not len(exif):
+        return None
+    try:
+        return exif.tobytes()
+    except Exception:  # noqa: BLE001 - see the docstring
+        return None
 
 
 def load_image(
@@ -424,7 +437,11 @@ def _write_encoded(
     if fmt != "JPEG" or out.mode != "RGB":
         params.pop("subsampling", None)
     if exif is not None and fmt in _EXIF_FORMATS:
-        params["exif"] = exif.tobytes() if isinstance(exif, Image.Exif) else bytes(exif)
+        tags = Image.Exif()  # a copy: the caller's Exif stays as it is
+        tags.load(exif.tobytes() if isinstance(exif, Image.Exif) else bytes(exif))
+        portable = _portable_exif(tags)  # a TIFF's layout tags would describe the source, not this file
+        if portable is not None:
+            params["exif"] = portable
     out.save(fh, format=fmt, **params)
 
 
@@ -464,7 +481,9 @@ def save_image(
         format: a name of :data:`OUTPUT_FORMATS` ("jpg" too) or a PIL format name; default from
             the extension.
         exif: EXIF bytes (or ``PIL.Image.Exif``) to embed where the format supports it
-            (JPEG, PNG, WebP, TIFF); ignored for other formats.
+            (JPEG, PNG, WebP, TIFF); ignored for other formats. TIFF layout tags in it (size,
+            samples, compression, photometric ...: what a TIFF's ``getexif()`` holds besides the
+            EXIF) are left out.
         quality: JPEG/WebP quality (default: the format's ``save_options``, 95).
 
     Returns:
@@ -509,104 +528,6 @@ def save_image(
             os.unlink(tmp)
         raise
     return target
-
-
-# --------------------------------------------------------------------------------------------
-# Finding files
-# --------------------------------------------------------------------------------------------
-
-
-def _is_image_name(p: Path, extensions: Collection[str] = IMAGE_EXTENSIONS) -> bool:
-    return p.suffix.lower() in extensions and not p.name.startswith(".")
-
-
-def _walk(folder: Path, recursive: bool, extensions: Collection[str] = IMAGE_EXTENSIONS) -> list[Path]:
-    if not recursive:
-        return sorted(p for p in folder.iterdir() if p.is_file() and _is_image_name(p, extensions))
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for fn in filenames:
-            p = Path(dirpath) / fn
-            if _is_image_name(p, extensions) and p.is_file():
-                found.append(p)
-    return sorted(found)
-
-
-def count_non_images(folder: str | os.PathLike, extensions: Collection[str] = IMAGE_EXTENSIONS) -> int:
-    """Files under ``folder`` (recursive, hidden files and folders skipped) that
-    :func:`find_images` leaves out because their names do not end in ``extensions``."""
-    count = 0
-    for _, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        count += sum(1 for fn in filenames if not fn.startswith(".") and not _is_image_name(Path(fn), extensions))
-    return count
-
-
-def _glob_root(pattern: str) -> Path:
-    """The leading part of a glob pattern without wildcards (the folder to mirror from)."""
-    parts = Path(pattern).parts
-    fixed: list[str] = []
-    for part in parts:
-        if glob.has_magic(part):
-            break
-        fixed.append(part)
-    if len(fixed) == len(parts):  # no wildcard at all: its parent
-        fixed = fixed[:-1]
-    return Path(*fixed) if fixed else Path(".")
-
-
-def find_images(
-    paths: Iterable[str | os.PathLike], recursive: bool = True, extensions: Collection[str] = IMAGE_EXTENSIONS
-) -> list[tuple[Path, Path | None]]:
-    """Expand files, folders and glob patterns into image files (or, with ``extensions``, other
-    files found by the name ending: the CLI adds :data:`colorization.video.io.VIDEO_EXTENSIONS`).
-
-    * A file is returned as ``(file, None)`` whatever its extension (loading reports non-images).
-    * A folder yields its image files (by extension, case-insensitive; hidden files and folders
-      skipped), recursively unless ``recursive=False``, sorted, each as ``(file, folder)``.
-    * A glob pattern (``*``, ``?``, ``[...]``; ``**`` spans folders) yields matching image files
-      sorted, each as ``(file, root)`` where ``root`` is the pattern's wildcard-free prefix.
-
-    Callers mirror folder structure with ``file.relative_to(root)``. Duplicates keep their first
-    occurrence.
-
-    Raises:
-        FileNotFoundError: a path that does not exist, or a pattern that matches nothing.
-    """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    out: list[tuple[Path, Path | None]] = []
-    seen: set[Path] = set()
-
-    def add(f: Path, root: Path | None) -> None:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            out.append((f, root))
-
-    for item in paths:
-        text = os.path.expanduser(os.fspath(item))
-        p = Path(text)
-        if p.is_file():
-            add(p, None)
-        elif p.is_dir():
-            for f in _walk(p, recursive, extensions):
-                add(f, p)
-        elif glob.has_magic(text):
-            matches = sorted(Path(m) for m in glob.glob(text, recursive=recursive))
-            if not matches:
-                raise FileNotFoundError(f"{text}: pattern matches no files")
-            root = _glob_root(text)
-            for m in matches:
-                if m.is_file() and _is_image_name(m, extensions):
-                    add(m, root)
-                elif m.is_dir():
-                    for f in _walk(m, recursive, extensions):
-                        add(f, root)
-        else:
-            raise FileNotFoundError(f"{text}: no such file or folder")
-    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,12 +23,29 @@ def _is_image_name(p: Path, extensions: Collection[str] = IMAGE_EXTENSIONS) -> b
     return p.suffix.lower() in extensions and not p.name.startswith(".")
 
 
-def _walk(folder: Path, recursive: bool, extensions: Collection[str] = IMAGE_EXTENSIONS) -> list[Path]:
+def _resolved(folders: Iterable[str | os.PathLike]) -> frozenset[Path]:
+    return frozenset(Path(f).expanduser().resolve() for f in folders)
+
+
+def _inside(path: Path, folders: frozenset[Path]) -> bool:
+    """Whether ``path`` is one of ``folders`` (resolved) or below one."""
+    if not folders:
+        return False
+    resolved = path.resolve()
+    return resolved in folders or any(parent in folders for parent in resolved.parents)
+
+
+def _walk(
+    folder: Path,
+    recursive: bool,
+    extensions: Collection[str] = IMAGE_EXTENSIONS,
+    exclude: frozenset[Path] = frozenset(),
+) -> list[Path]:
     if not recursive:
         return sorted(p for p in folder.iterdir() if p.is_file() and _is_image_name(p, extensions))
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not _inside(Path(dirpath) / d, exclude)]
         for fn in filenames:
             p = Path(dirpath) / fn
             if _is_image_name(p, extensions) and p.is_file():
@@ -36,12 +53,14 @@ def _walk(folder: Path, recursive: bool, extensions: Collection[str] = IMAGE_EXT
     return sorted(found)
 
 
-def count_non_images(folder: str | os.PathLike, extensions: Collection[str] = IMAGE_EXTENSIONS) -> int:
-    """Files under ``folder`` (recursive, hidden files and folders skipped) that
-    :func:`find_images` leaves out because their names do not end in ``extensions``."""
-    count = 0
-    for _, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+def count_non_images(
+    folder: str | os.PathLike, extensions: Collection[str] = IMAGE_EXTENSIONS, exclude: Iterable[str | os.PathLike] = ()
+) -> int:
+    """Files under ``folder`` (recursive, hidden files and folders and those below ``exclude``
+    skipped) that :func:`find_images` leaves out because their names do not end in ``extensions``."""
+    count, skip = 0, _resolved(exclude)
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not _inside(Path(dirpath) / d, skip)]
         count += sum(1 for fn in filenames if not fn.startswith(".") and not _is_image_name(Path(fn), extensions))
     return count
 
@@ -60,7 +79,10 @@ def _glob_root(pattern: str) -> Path:
 
 
 def find_images(
-    paths: Iterable[str | os.PathLike], recursive: bool = True, extensions: Collection[str] = IMAGE_EXTENSIONS
+    paths: Iterable[str | os.PathLike],
+    recursive: bool = True,
+    extensions: Collection[str] = IMAGE_EXTENSIONS,
+    exclude: Iterable[str | os.PathLike] = (),
 ) -> list[tuple[Path, Path | None]]:
     """Expand files, folders and glob patterns into image files (or, with ``extensions``, other
     files found by the name ending: the CLI adds :data:`colorization.video.io.VIDEO_EXTENSIONS`).
@@ -70,6 +92,10 @@ def find_images(
       skipped), recursively unless ``recursive=False``, sorted, each as ``(file, folder)``.
     * A glob pattern (``*``, ``?``, ``[...]``; ``**`` spans folders) yields matching image files
       sorted, each as ``(file, root)`` where ``root`` is the pattern's wildcard-free prefix.
+
+    * ``exclude``: folders left out of folder walks and glob matches, with everything below them
+      (``colorize`` passes its output folder, so outputs inside an input folder are not taken as
+      inputs on the next run). A folder named in ``paths`` itself is still walked.
 
     Callers mirror folder structure with ``file.relative_to(root)``. Duplicates keep their first
     occurrence.
@@ -81,6 +107,7 @@ def find_images(
         paths = [paths]
     out: list[tuple[Path, Path | None]] = []
     seen: set[Path] = set()
+    skip = _resolved(exclude)
 
     def add(f: Path, root: Path | None) -> None:
         key = f.resolve()
@@ -94,18 +121,22 @@ def find_images(
         if p.is_file():
             add(p, None)
         elif p.is_dir():
-            for f in _walk(p, recursive, extensions):
+            for f in _walk(p, recursive, extensions, skip):
                 add(f, p)
         elif glob.has_magic(text):
             matches = sorted(Path(m) for m in glob.glob(text, recursive=recursive))
             if not matches:
                 raise FileNotFoundError(f"{text}: pattern matches no files")
             root = _glob_root(text)
+            # an excluded folder the pattern starts in (or below) is what was asked for
+            gskip = frozenset(e for e in skip if not _inside(root, frozenset({e})))
             for m in matches:
+                if _inside(m, gskip):
+                    continue
                 if m.is_file() and _is_image_name(m, extensions):
                     add(m, root)
                 elif m.is_dir():
-                    for f in _walk(m, recursive, extensions):
+                    for f in _walk(m, recursive, extensions, gskip):
                         add(f, root)
         else:
             raise FileNotFoundError(f"{text}: no such file or folder")

@@ -137,10 +137,14 @@ class DistContext:
 # --------------------------------------------------------------------------------------------
 
 
-def _walk_sorted(folder: Path) -> Iterator[Path]:
-    """Image files under ``folder`` in a deterministic order, streamed (hidden entries skipped)."""
+def _walk_sorted(folder: Path, exclude: Path | None = None) -> Iterator[Path]:
+    """Image files under ``folder`` in a deterministic order, streamed (hidden entries and the
+    folder ``exclude`` below ``folder``, the output folder, skipped)."""
+    skip = exclude.resolve() if exclude is not None else None
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and (skip is None or (Path(dirpath) / d).resolve() != skip)
+        )
         for name in sorted(filenames):
             if not name.startswith(".") and Path(name).suffix.lower() in image_io.IMAGE_EXTENSIONS:
                 yield Path(dirpath) / name
@@ -152,7 +156,7 @@ def iter_entries(config: ManyConfig) -> Iterator[Path]:
         folder = Path(config.input_dir)
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: no such folder")
-        yield from _walk_sorted(folder)
+        yield from _walk_sorted(folder, Path(config.out_dir))
         return
     root = config.resolved_root()
     with open(config.list_file, encoding="utf-8") as fh:  # type: ignore[arg-type]

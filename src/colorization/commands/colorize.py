@@ -3,7 +3,8 @@
 The work is :func:`colorization.batch.jobs.colorize_files` (the job of ``colorize-many`` too). Output names
 mirror the inputs (:func:`colorization.batch.jobs.output_path`): a file given directly goes to
 ``OUTDIR/<name>``; a file found in a folder given as ``IN`` goes to ``OUTDIR/<path relative to IN>``
-(``IN/a/b.jpg -> OUTDIR/a/b.jpg``).
+(``IN/a/b.jpg -> OUTDIR/a/b.jpg``). An ``OUTDIR`` inside an input folder is left out of the search, so a
+second run does not take the first run's outputs for inputs.
 File names and formats are kept unless ``--format`` is given; EXIF metadata is kept where the
 format allows (without the orientation tag, since pixels are stored upright). Existing outputs are
 never overwritten without ``--force`` (they are reported as skipped). A file that cannot be read is
@@ -70,8 +71,11 @@ class BackendName(str, Enum):
     onnx = "onnx"
 
 
-def find_inputs(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[tuple[str, str]]]:
-    """Expand each argument with :func:`colorization.image_io.find_images` (files, folders, globs).
+def find_inputs(
+    paths: list[str], exclude: Path | None = None
+) -> tuple[list[tuple[Path, Path | None]], list[tuple[str, str]]]:
+    """Expand each argument with :func:`colorization.image_io.find_images` (files, folders, globs),
+    leaving the folder ``exclude`` (the output folder) out of folder walks and glob matches.
 
     Returns ``(files, problems)``: ``(file, root)`` pairs (a file is listed once even when several
     arguments name it) and ``(argument, reason)`` for arguments that match nothing.
@@ -81,7 +85,9 @@ def find_inputs(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[
     seen: set[Path] = set()
     for arg in paths:
         try:
-            found = image_io.find_images([arg], recursive=True, extensions=_EXTENSIONS)
+            found = image_io.find_images(
+                [arg], recursive=True, extensions=_EXTENSIONS, exclude=[exclude] if exclude else []
+            )
         except FileNotFoundError as exc:
             problems.append((arg, str(exc).removeprefix(f"{arg}: ")))
             continue
@@ -220,7 +226,7 @@ def main(
     from colorization.batch import jobs
     from colorization.inference.colorizer import Colorizer
 
-    found, problems = find_inputs(paths)
+    found, problems = find_inputs(paths, exclude=out_dir)
     videos = [entry for entry in found if is_video_path(entry[0])]
     inputs = [entry for entry in found if not is_video_path(entry[0])]
     if videos:
@@ -275,7 +281,7 @@ def main(
 
     done, skipped = summary.done + video_summary.done, summary.skipped + video_summary.skipped
     failed = summary.failed + video_summary.failed + len(problems)
-    others = sum(image_io.count_non_images(p, _EXTENSIONS) for p in paths if Path(p).is_dir())
+    others = sum(image_io.count_non_images(p, _EXTENSIONS, [out_dir]) for p in paths if Path(p).is_dir())
     not_images = f", {others} not images (left alone)" if others else ""
     typer.echo(f"{done} colorized, {skipped} skipped, {failed} failed{not_images}")
     if failed:

@@ -197,3 +197,16 @@ def test_output_folder_inside_the_input_is_not_walked_again(photos, model_dir):
     assert "0 colorized, 1 skipped, 1 failed" in third.output, third.output
     fourth = run(str(photos), "-o", str(photos / "a" / "out"), "--model", str(model_dir))
     assert "3 colorized, 0 skipped, 2 failed, 1 not images (left alone)" in fourth.output, fourth.output
+
+
+def test_output_naming_an_existing_file_is_a_usage_error(photos, model_dir):
+    """#22: -o naming a file printed "skipped ... exists" and exited 0 with nothing written."""
+    target = photos / "photo.jpg"
+    before = target.read_bytes()
+    result = run(str(photos / "a" / "gray.png"), "-o", str(target), "--model", str(model_dir))
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.replace("│", " ").split())  # the usage-error box wraps lines
+    assert "exists and is not a folder" in text and "skipped" not in text and "Usage:" in text
+    assert target.read_bytes() == before
+    many = runner.invoke(cli.app, ["colorize-many", "--input", str(photos / "a"), "-o", str(target)])
+    assert many.exit_code == 2 and "exists and is not a folder" in " ".join(many.output.replace("│", " ").split())

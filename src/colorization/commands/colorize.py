@@ -35,7 +35,7 @@ from colorization import image_io
 from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs
 from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, is_video_path
 
-__all__ = ["main", "OutputFormat", "find_inputs"]
+__all__ = ["main", "OutputFormat", "check_out_dir", "find_inputs"]
 
 
 def _shipped_working_size() -> str:
@@ -69,6 +69,18 @@ class Precision(str, Enum):
 class BackendName(str, Enum):
     torch = "torch"
     onnx = "onnx"
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an output folder that exists as something else (a file): a usage error, exit status 2.
+
+    Raises:
+        typer.BadParameter: ``out_dir`` exists and is not a folder.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise typer.BadParameter(
+            f"{out_dir}: exists and is not a folder; -o names the folder the outputs go to", param_hint="'-o' / '--out'"
+        )
 
 
 def find_inputs(
@@ -226,6 +238,7 @@ def main(
     from colorization.batch import jobs
     from colorization.inference.colorizer import Colorizer
 
+    check_out_dir(out_dir)
     found, problems = find_inputs(paths, exclude=out_dir)
     videos = [entry for entry in found if is_video_path(entry[0])]
     inputs = [entry for entry in found if not is_video_path(entry[0])]

@@ -27,7 +27,7 @@ from pathlib import Path
 import typer
 
 from colorization.batch.hint_files import HintsFileError
-from colorization.commands.colorize import BackendName, Device, OutputFormat
+from colorization.commands.colorize import BackendName, Device, OutputFormat, check_out_dir
 
 __all__ = ["main"]
 
@@ -78,6 +78,7 @@ def main(
         raise typer.BadParameter(f"{list_file}: no such file", param_hint="--list")
     if input_dir is not None and not input_dir.is_dir():
         raise typer.BadParameter(f"{input_dir}: no such folder", param_hint="--input")
+    check_out_dir(out_dir)
     config = ManyConfig(
         out_dir=str(out_dir),
         list_file=str(list_file) if list_file else None,

@@ -17,6 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("_version", "_lazy"),
     ("color",),
     ("image_files",),
+    ("image_deep",),
     ("image_io",),
     ("data",),
     ("models",),

@@ -71,6 +71,8 @@ class ManyConfig:
         max_pixels: larger images fail with ImageTooLargeError.
         hints_file: JSON object mapping input names (relative to the root, or base names) to
             colour-hint points (:mod:`colorization.batch.hint_files`); needs a hint-aware model.
+        background: colour (name or ``#rrggbb``) transparent inputs are composited on; None keeps
+            their alpha in PNG, WebP and TIFF outputs (other formats: white).
     """
 
     out_dir: str
@@ -89,8 +91,10 @@ class ManyConfig:
     force: bool = False
     max_pixels: int = image_io.DEFAULT_MAX_PIXELS
     hints_file: str | None = None
+    background: str | None = None
 
     def __post_init__(self) -> None:
+        image_io.parse_background(self.background)  # ValueError for a bad colour
         if (self.list_file is None) == (self.input_dir is None):
             raise ValueError("give exactly one of list_file (--list) and input_dir (--input)")
         if self.fmt is not None and self.fmt not in image_io.OUTPUT_FORMATS:
@@ -112,7 +116,8 @@ class ManyConfig:
         return _Entries(self)
 
     def outputs(self) -> jobs.Outputs:
-        return jobs.Outputs(Path(self.out_dir), self.fmt, self.force)
+        return jobs.Outputs(Path(self.out_dir), self.fmt, self.force,
+                            background=image_io.parse_background(self.background))
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,21 @@ def _video_hints(hint: list[str], hints_file: Path | None, videos: list, images:
     return {Path(videos[0][0]): frames}
 
 
+def check_background(value: str | None) -> str | None:
+    """``--background``: a colour name or #rrggbb (typer.BadParameter otherwise)."""
+    try:
+        image_io.parse_background(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+BACKGROUND_HELP = (
+    "Composite transparent images on this colour (a name such as white, or #rrggbb) before colorizing. "
+    "Default: keep the alpha channel in PNG, WebP and TIFF outputs; JPEG outputs are composited on white."
+)
+
+
 def main(
     paths: list[str] = typer.Argument(
         ..., help="Image or video files, folders (searched recursively) or glob patterns."
@@ -206,6 +221,9 @@ def main(
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images of equal working shape per network call."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     compare: bool = typer.Option(False, "--compare", help="Also write <name>_compare.<ext>: gray | colorized."),
+    background: str | None = typer.Option(
+        None, "--background", metavar="COLOR", callback=check_background, help=BACKGROUND_HELP
+    ),
     fmt: OutputFormat | None = typer.Option(
         None, "--format", help=(
             "Output format: an image format for photos (default: keep the input's), or a video format "
@@ -275,7 +293,8 @@ def main(
             reporter = jobs.ProgressReporter(total=len(inputs))
             try:
                 summary = jobs.colorize_files(
-                    colorizer, inputs, jobs.Outputs(out_dir, image_fmt, force, compare),
+                    colorizer, inputs,
+                    jobs.Outputs(out_dir, image_fmt, force, compare, image_io.parse_background(background)),
                     hints=hints_for, saturation=saturation, batch_size=batch_size, unique_outputs=True,
                     progress=reporter,
                 )

@@ -27,7 +27,14 @@ from pathlib import Path
 import typer
 
 from colorization.batch.hint_files import HintsFileError
-from colorization.commands.colorize import BackendName, Device, OutputFormat, check_out_dir
+from colorization.commands.colorize import (
+    BACKGROUND_HELP,
+    BackendName,
+    Device,
+    OutputFormat,
+    check_background,
+    check_out_dir,
+)
 
 __all__ = ["main"]
 
@@ -52,6 +59,9 @@ def main(
     ),
     refine: bool = typer.Option(False, "--refine", help="Edge-aware (guided filter) colour upsampling."),
     fmt: OutputFormat | None = typer.Option(None, "--format", help="Output format (default: keep each input's)."),
+    background: str | None = typer.Option(
+        None, "--background", metavar="COLOR", callback=check_background, help=BACKGROUND_HELP
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per network call."),
     workers: int = typer.Option(2, "--workers", min=0, help="Decode processes per rank (DataLoader workers)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs instead of skipping them."),
@@ -95,6 +105,7 @@ def main(
         workers=workers,
         force=force,
         hints_file=str(hints_file) if hints_file is not None else None,
+        background=background,
     )
     from colorization.inference.checkpoint import CheckpointError  # lazy: torch-free CLI import
 

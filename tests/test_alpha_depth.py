@@ -177,3 +177,16 @@ def test_save_image_refuses_other_array_dtypes(tmp_path):
     with pytest.raises(ValueError, match="uint8 or uint16"):
         image_io.save_image(np.zeros((4, 4, 3), np.float32), tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_turns_16bit_pixels_as_pil_does(orientation):
+    from PIL import ImageOps
+
+    levels = np.arange(3 * 5, dtype=np.uint8).reshape(3, 5)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    img = Image.fromarray(levels)  # the same layout in 8 bits, for PIL's exif_transpose
+    img.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(img)).astype(np.uint16) * 1000
+    assert np.array_equal(image_deep.orient(levels.astype(np.uint16) * 1000, orientation), expected)

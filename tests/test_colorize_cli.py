@@ -180,3 +180,33 @@ def test_cli_saturation_limit_is_the_api_rule(photos, tmp_path, model_dir):
     ok = run(str(photos / "photo.jpg"), "-o", str(tmp_path / "o"), "--model", str(model_dir),
              "--saturation", str(SATURATION_RANGE[1]))
     assert ok.exit_code == 0, ok.output
+
+
+def test_output_folder_inside_the_input_is_not_walked_again(photos, model_dir):
+    """#22: a second run took the first run's outputs (and comparisons) for inputs."""
+    args = (str(photos / "a"), "-o", str(photos / "a" / "out"), "--model", str(model_dir), "--compare")
+    first = run(*args)
+    assert "2 colorized, 0 skipped, 1 failed" in first.output  # empty.png fails
+    second = run(*args)
+    assert "0 colorized, 2 skipped, 1 failed" in second.output, second.output
+    written = sorted(str(p.relative_to(photos / "a" / "out")) for p in (photos / "a" / "out").rglob("*"))
+    assert written == ["b", "b/deep.webp", "b/deep_compare.webp", "gray.png", "gray_compare.png"]
+    # a glob over the input folder leaves it out too; the count of other files as well
+    (photos / "a" / "out" / "notes.txt").write_text("beside the outputs")
+    third = run(str(photos / "a" / "**" / "*.png"), "-o", str(photos / "a" / "out"), "--model", str(model_dir))
+    assert "0 colorized, 1 skipped, 1 failed" in third.output, third.output
+    fourth = run(str(photos), "-o", str(photos / "a" / "out"), "--model", str(model_dir))
+    assert "3 colorized, 0 skipped, 2 failed, 1 not images (left alone)" in fourth.output, fourth.output
+
+
+def test_output_naming_an_existing_file_is_a_usage_error(photos, model_dir):
+    """#22: -o naming a file printed "skipped ... exists" and exited 0 with nothing written."""
+    target = photos / "photo.jpg"
+    before = target.read_bytes()
+    result = run(str(photos / "a" / "gray.png"), "-o", str(target), "--model", str(model_dir))
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.replace("│", " ").split())  # the usage-error box wraps lines
+    assert "exists and is not a folder" in text and "skipped" not in text and "Usage:" in text
+    assert target.read_bytes() == before
+    many = runner.invoke(cli.app, ["colorize-many", "--input", str(photos / "a"), "-o", str(target)])
+    assert many.exit_code == 2 and "exists and is not a folder" in " ".join(many.output.replace("│", " ").split())

@@ -137,3 +137,15 @@ def test_config_validation(tmp_path):
         ManyConfig(out_dir="o", input_dir="i", fmt="gif")
     result = runner.invoke(cli.app, ["colorize-many", "--input", str(tmp_path / "none"), "-o", str(tmp_path)])
     assert result.exit_code == 2 and "no such folder" in result.output
+
+
+def test_output_folder_inside_the_input_is_not_walked(folder, model_dir):
+    """#22: an output folder inside --input was taken for input on a rerun."""
+    config = ManyConfig(out_dir=str(folder / "sub" / "out"), input_dir=str(folder), model=str(model_dir), workers=0)
+    first = colorize_many(config, progress=False)
+    assert (first["done"], first["failed"]) == (7, 1)
+    assert sorted(str(p) for p in iter_entries(config)) == sorted(
+        str(p) for p in folder.rglob("*") if p.is_file() and "out" not in p.relative_to(folder).parts
+    )
+    second = colorize_many(config, progress=False)
+    assert (second["done"], second["skipped"], second["failed"]) == (0, 7, 1)

@@ -72,12 +72,22 @@ def _inputs(h: int, w: int) -> dict[str, object]:
     }
 
 
+_WITH_ALPHA = {"PIL RGBA", "PIL LA", "np uint8 HxWx4"}
+
+
 def test_output_is_rgb_of_input_size(colorizer):
+    """RGB of the input's size; inputs with an alpha channel keep it (RGBA) unless a background is given."""
     for name, image in _inputs(37, 61).items():
         out = colorizer(image)
         assert isinstance(out, Image.Image), name
-        assert out.mode == "RGB", name
+        assert out.mode == ("RGBA" if name in _WITH_ALPHA else "RGB"), name
         assert out.size == (61, 37), name
+        flat = colorizer(image, background="white")
+        assert flat.mode == "RGB" and flat.size == (61, 37), name
+        if name in _WITH_ALPHA:
+            expected = np.asarray(image)[..., -1] if isinstance(image, np.ndarray) else image.getchannel("A")
+            expected = np.asarray(expected)
+            assert np.array_equal(np.asarray(out.getchannel("A")), expected), name
 
 
 @pytest.mark.parametrize("hw", [(61, 37), (5, 9), (1, 1), (3, 200)])

@@ -99,7 +99,7 @@ def test_onnx_export_carries_the_hint_input(hint_model_dir, tmp_path):
     from colorization.inference.onnx_export import HINTS_NAME, OnnxBackend, export_onnx, onnx_parity
 
     model = load_exported(hint_model_dir)
-    path = export_onnx(model, tmp_path / "m.onnx")
+    path = export_onnx(model, tmp_path / "m.onnx", hints=True)
     backend = OnnxBackend(path)
     assert backend.accepts_hints
     assert [i.name for i in backend.session.get_inputs()][1] == HINTS_NAME

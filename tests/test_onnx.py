@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,7 +16,7 @@ from typer.testing import CliRunner
 from colorization import Colorizer, cli, color
 from colorization.inference.backends import Backend
 from colorization.inference.checkpoint import load_exported, save_exported
-from colorization.inference.onnx_export import INPUT_NAME, OUTPUT_NAME, OnnxBackend, export_onnx
+from colorization.inference.onnx_export import HINTS_NAME, INPUT_NAME, OUTPUT_NAME, OnnxBackend, export_onnx
 from colorization.models import create_model
 
 runner = CliRunner()
@@ -140,3 +142,62 @@ def test_foreign_onnx_file_is_refused(tmp_path):
         torch.onnx.export(plain, (torch.zeros(1, 1, 8, 8),), str(path), dynamo=False, input_names=[INPUT_NAME])
     with pytest.raises(ValueError, match="colorization export"):
         OnnxBackend(path)
+
+
+def test_default_export_needs_only_the_l_input(hint_model_dir, tmp_path):
+    """A hint-aware model exports without the hint input unless asked: plain ONNX Runtime use with
+    ``{"l_norm": x}`` alone works and equals the model without hints."""
+    import onnxruntime as ort
+
+    model = load_exported(hint_model_dir)
+    plain = export_onnx(model, tmp_path / "plain.onnx")
+    session = ort.InferenceSession(str(plain), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == [INPUT_NAME]
+    x = torch.rand(2, 1, 64, 96, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    (got,) = session.run(None, {INPUT_NAME: x.numpy()})
+    with torch.inference_mode():
+        ref = model(x).numpy()
+    assert np.abs(got - ref).max() < 1e-4
+    colorizer = Colorizer.from_pretrained(plain, backend="onnx")
+    assert not colorizer.accepts_hints
+    with pytest.raises(ValueError, match="does not take colour hints"):
+        colorizer(Image.new("L", (64, 64), 128), hints=["5,5,#ff0000"])
+
+    with_hints = tmp_path / "hints.onnx"
+    result = runner.invoke(cli.app, ["export", "--model", str(hint_model_dir), "--out", str(with_hints), "--hints"])
+    assert result.exit_code == 0, result.output
+    assert "inputs l_norm, hints" in result.output
+    assert [i.name for i in OnnxBackend(with_hints).session.get_inputs()] == [INPUT_NAME, HINTS_NAME]
+
+
+def test_hints_export_of_a_model_without_hints_is_a_usage_error(model_dir, tmp_path):
+    out = tmp_path / "x.onnx"
+    result = runner.invoke(cli.app, ["export", "--model", str(model_dir), "--out", str(out), "--hints"])
+    assert result.exit_code == 2 and "does not take colour hints" in result.output
+    assert not out.exists()
+
+
+def _doc_section(title: str) -> str:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "colorize.md").read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else None]
+
+
+def test_the_docs_onnx_runtime_snippet_runs_as_written(tmp_path, monkeypatch):
+    """docs/colorize.md, section ONNX: its export commands, then its plain ONNX Runtime snippet for
+    both files (without and with the hint input), run as written on the shipped model."""
+    section = _doc_section("ONNX")
+    lines = [line for line in section.splitlines() if line.startswith("colorization export")]
+    commands = [line.split("  #", 1)[0].split() for line in lines]
+    assert len(commands) == 2 and any("--hints" in c for c in commands)
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", section, re.S) if "InferenceSession" in block)
+    monkeypatch.chdir(tmp_path)
+    Image.open(Path(__file__).resolve().parents[1] / "examples" / "astronaut_gray.jpg").save("photo.jpg")
+    for command in commands:
+        result = runner.invoke(cli.app, command[1:])
+        assert result.exit_code == 0, result.output
+    exec(compile(snippet, "docs/colorize.md", "exec"), {})  # noqa: S102 - the documented code itself
+    out = Image.open("photo_color.png")
+    assert out.size == (256, 192) and out.mode == "RGB"
+    assert np.asarray(out.convert("HSV"))[..., 1].mean() > 5  # coloured, not gray

@@ -179,3 +179,18 @@ def test_api_reference_renders_offline_and_tries_a_request(chromium_browser, ser
         assert errors == []  # a CSP violation would be reported here
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("limit, shown", [(20 * 1024 * 1024, "Up to 20 MiB"), (1_000_000, "Up to 977 KiB"),
+                                          (1536 * 1024, "Up to 1.5 MiB")])
+def test_upload_limit_is_shown_in_binary_units(chromium_browser, tiny_colorizer, limit: int, shown: str) -> None:
+    """The page states the service's upload limit as it is set: a 20 MiB limit is "20 MiB", not "20.0 MB"."""
+    with serve_in_thread(create_app(tiny_colorizer, max_upload_bytes=limit)) as url:
+        context = chromium_browser.new_context()
+        try:
+            pg = context.new_page()
+            pg.goto(url + "/")
+            pg.wait_for_selector("#limits-hint:has-text('Up to')")
+            assert pg.inner_text("#limits-hint").startswith(shown + " and ")
+        finally:
+            context.close()

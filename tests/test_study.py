@@ -206,3 +206,30 @@ def test_report_cli(study):
     assert data[0]["model"] == REAL_LABEL and data[0]["count"] == 6
     missing = runner.invoke(cli_app, ["study", "report", str(study / "nope")])
     assert missing.exit_code == 2 and "no study database" in missing.output
+
+
+def test_build_draws_its_bar_only_on_a_terminal(tmp_path, monkeypatch):
+    """``study build`` into a pipe prints no tqdm bar; on a terminal it does."""
+    import io
+    import subprocess
+    import sys
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / "p.png")
+    piped = subprocess.run(
+        [sys.executable, "-m", "colorization.cli", "study", "build", "--images", str(photos), "--model", "gray",
+         "--out", str(tmp_path / "piped"), "--count", "1", "--size", "32", "--device", "cpu"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert "study images" not in piped.stderr + piped.stdout and "%|" not in piped.stderr
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    build_study(photos, ["gray"], tmp_path / "tty", count=1, size=32, device="cpu")
+    assert "study images" in terminal.getvalue()

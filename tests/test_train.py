@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -498,3 +499,31 @@ def test_holdout_groups_and_learning_curves(tmp_path, image_dirs):
     assert saved["groups"] == ["g1", "g2"] and saved["holdout"] is True
     with pytest.raises(ConfigError, match="groups"):
         base_config(root, out, groups=[])
+
+
+def test_resuming_a_finished_run_has_nothing_to_do(image_dirs, tmp_path):
+    """``train --resume`` with the same steps after a finished run: says so, trains and exports
+    nothing (no "0.0 images/s"); a run killed between its last state save and the export is exported."""
+    train_dir, _ = image_dirs
+    out = tmp_path / "run"
+    args = ["train", "--model", "baseline", "--model-config", "width=8", "--model-config", "depth=2", "--data",
+            str(train_dir), "--out", str(out), "--steps", "2", "--batch-size", "2", "--crop", "32", "--workers", "0",
+            "--no-progress"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0 and "trained baseline for 2 steps" in first.output, first.output
+    model_files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "model").iterdir()}
+    log_lines = (out / "log.jsonl").read_text().splitlines()
+    again = CliRunner().invoke(app, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert "nothing to do" in again.output and "images/s" not in again.output
+    assert "already trained for 2/2 steps" in again.output
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "model").iterdir()} == model_files
+    assert (out / "log.jsonl").read_text().splitlines() == log_lines
+    res = train(resolve_config({**json.loads((out / "train_config.json").read_text())}), resume=True, progress=False)
+    assert res.nothing_to_do and res.finished and res.model_dir == out / "model" and res.step == 2
+
+    shutil.rmtree(out / "model")  # as if killed after the final state save, before the export
+    late = CliRunner().invoke(app, [*args, "--resume"])
+    assert late.exit_code == 0, late.output
+    assert "nothing to do" not in late.output and "images/s" not in late.output
+    assert "from the saved state at step 2/2" in late.output and (out / "model" / "model.safetensors").is_file()

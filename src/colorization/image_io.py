@@ -3,27 +3,32 @@
 Every image that enters the package goes through :func:`load_image` / :func:`open_image`, which
 return an 8-bit RGB :class:`PIL.Image.Image` whatever the file held (JPEG, PNG, WebP, TIFF, BMP,
 GIF; grey, palette, alpha, CMYK, 16-bit, integer or float pixels), rotated upright by its EXIF
-orientation. Problems raise a subclass of :class:`ImageError` whose message names the file.
+orientation. :func:`open_image` also gives, on request, the alpha channel (instead of compositing
+on a background) and, for 16-bit PNG and TIFF files, the 16-bit pixels
+(:mod:`colorization.image_deep`). Problems raise a subclass of :class:`ImageError` whose message
+names the file.
 
-Every image that leaves it goes through :func:`save_image`, which writes a temporary file in the
-target folder and renames it into place, so readers never see a half-written file.
+Every image that leaves it goes through :func:`save_image` (PIL images, or ``uint8``/``uint16``
+arrays: 16 bits per channel in PNG and TIFF), which writes a temporary file in the target folder
+and renames it into place, so readers never see a half-written file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import io
 import os
 import struct
 import tempfile
 import warnings
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
+
+from colorization.image_files import IMAGE_EXTENSIONS, count_non_images, find_images
 
 if TYPE_CHECKING:  # numpy and torch load on first use, so that the CLI's --help stays fast
     import numpy as np
@@ -47,6 +52,10 @@ __all__ = [
     "load_image",
     "open_image",
     "to_rgb",
+    "has_alpha",
+    "parse_background",
+    "ALPHA_FORMATS",
+    "DEEP_FORMATS",
     "save_image",
     "encode_image",
     "find_images",
@@ -55,9 +64,6 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PIXELS = 50_000_000
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +95,21 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {
 _FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
 
 BACKGROUND = (255, 255, 255)
-"""Transparent pixels are composited on this colour (white)."""
+"""Transparent pixels are composited on this colour (white) unless another is given."""
+ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF"})
+"""PIL formats whose files :func:`save_image` writes with an alpha channel (RGBA images or arrays)."""
+DEEP_FORMATS = frozenset({"PNG", "TIFF"})
+"""PIL formats :func:`save_image` writes at 16 bits per channel (``uint16`` arrays); others get 8."""
 
 _EXIF_ORIENTATION = 0x0112
+_TIFF_LAYOUT_TAGS = frozenset(
+    {254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 277, 278, 279, 280, 281, 284, 288, 289,
+     290, 291, 292, 293, 301, 317, 318, 319, 320, 321, 322, 323, 324, 325, 330, 332, 333, 334, 336, 338,
+     339, 340, 341, 347, *range(512, 522), 529, 530, 531, 532, 34675}
+)
+"""TIFF tags that describe how a file's pixels are stored (size, samples, compression, strips,
+photometric ..., ICC profile), not the photo: a TIFF's ``getexif()`` holds them beside the real
+EXIF; copied into another file they would make it claim the source's layout."""
 
 
 class ImageError(ValueError):
@@ -119,16 +137,25 @@ class LoadedImage:
     """An opened image.
 
     Attributes:
-        image: 8-bit ``"RGB"`` PIL image, EXIF orientation already applied.
+        image: 8-bit ``"RGB"`` PIL image, EXIF orientation already applied; transparency composited
+            on the background, or, when ``alpha`` is set, the straight (not composited) colour.
         format: the file's format as PIL names it (``"JPEG"``, ``"PNG"`` ...) or ``None``.
-        exif: the file's EXIF block (bytes, orientation tag removed) or ``None``.
+        exif: the file's EXIF block (bytes; without the orientation tag and, for a TIFF, without the
+            tags of its own pixel layout) or ``None``.
         source_mode: the PIL mode of the file before conversion (``"L"``, ``"I;16"``, ``"CMYK"`` ...).
+        alpha: with ``keep_alpha``, the upright alpha channel of an image that has one: ``(H, W)``
+            ``uint8``, or ``uint16`` for a 16-bit file; None otherwise.
+        deep: for a 16-bit PNG or TIFF, its upright colour at full precision: ``(H, W, 3)``
+            ``uint16`` sRGB (gray repeated; composited like ``image`` unless ``alpha`` is set);
+            None for 8-bit files.
     """
 
     image: Image.Image
     format: str | None
     exif: bytes | None
     source_mode: str
+    alpha: np.ndarray | None = None
+    deep: np.ndarray | None = None
 
 
 Source = str | os.PathLike | bytes | bytearray | BinaryIO
@@ -149,10 +176,34 @@ def _describe(src: Source, name: str | None) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _composite_on_white(img: Image.Image) -> Image.Image:
+def parse_background(value: str | tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+    """A background colour: a CSS name (``"white"``) or ``"#rrggbb"`` / an ``(r, g, b)`` of 0-255
+    integers -> ``(r, g, b)``; None stays None (keep transparency). ValueError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            rgb = ImageColor.getrgb(value.strip())
+        except ValueError:
+            raise ValueError(f"background {value!r}: expected a colour name or #rrggbb") from None
+        return (int(rgb[0]), int(rgb[1]), int(rgb[2]))
+    rgb = tuple(value)
+    if len(rgb) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in rgb):
+        raise ValueError(f"background {value!r}: expected (r, g, b) with integers 0-255")
+    return rgb  # type: ignore[return-value]
+
+
+def has_alpha(img: Image.Image) -> bool:
+    """Whether ``img`` has transparency (an alpha channel, or a transparent palette/colour entry)."""
+    return img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
+        img.mode in ("P", "L", "RGB", "1") and "transparency" in img.info
+    )
+
+
+def _composite_on_white(img: Image.Image, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
     rgba = img.convert("RGBA")
-    background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
-    return Image.alpha_composite(background, rgba).convert("RGB")
+    canvas = Image.new("RGBA", rgba.size, tuple(background) + (255,))
+    return Image.alpha_composite(canvas, rgba).convert("RGB")
 
 
 def _array_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
@@ -180,11 +231,12 @@ def _array_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
     raise ValueError(mode)
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
     """Convert a PIL image of any mode to 8-bit ``"RGB"``.
 
     * ``1``, ``L``, ``RGB``, ``YCbCr``, ``CMYK``: PIL's conversion (CMYK without colour management).
-    * ``LA``, ``La``, ``PA``, ``RGBA``, ``RGBa`` and ``P`` with transparency: composited on white.
+    * ``LA``, ``La``, ``PA``, ``RGBA``, ``RGBa`` and ``P`` with transparency: composited on
+      ``background`` (white).
     * ``I;16*`` (16-bit): divided by 257, so 0..65535 maps to 0..255 (no clipping).
     * ``I`` (32-bit integer): divided by 257 when the values fit 0..65535 (16-bit data), else
       min-max scaled to 0..255.
@@ -197,10 +249,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode == "RGB":
         return img
-    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
-        mode in ("P", "L", "RGB") and "transparency" in img.info
-    ):
-        return _composite_on_white(img)
+    if has_alpha(img):
+        return _composite_on_white(img, background)
     if mode.startswith("I;16") or mode in ("I", "F"):
         import numpy as np
 
@@ -259,7 +309,12 @@ def _sniff(head: bytes) -> tuple[str | None, tuple[int, int] | None]:
 
 
 def open_image(
-    src: Source, max_pixels: int | None = DEFAULT_MAX_PIXELS, *, name: str | None = None
+    src: Source,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    *,
+    name: str | None = None,
+    keep_alpha: bool = False,
+    background: tuple[int, int, int] = BACKGROUND,
 ) -> LoadedImage:
     """Open an image file, bytes or binary stream as 8-bit RGB (first frame of animations).
 
@@ -268,9 +323,13 @@ def open_image(
         max_pixels: refuse images with more pixels (width x height, read from the header before
             decoding); ``None`` leaves only PIL's own decompression-bomb limit.
         name: how to call the source in error messages (default: the path or ``<N bytes>``).
+        keep_alpha: give an image with transparency its alpha channel (``LoadedImage.alpha``) and
+            its straight colour; otherwise transparency is composited on ``background``.
+        background: ``(r, g, b)`` that transparent pixels are composited on (default white).
 
     Returns:
-        :class:`LoadedImage` (RGB image upright by EXIF orientation, format, EXIF, source mode).
+        :class:`LoadedImage` (RGB image upright by EXIF orientation, format, EXIF, source mode;
+        alpha and 16-bit pixels where asked for and present).
 
     Raises:
         FileNotFoundError / IsADirectoryError: for a missing path or a folder.
@@ -327,32 +386,58 @@ def open_image(
             )
         source_mode = img.mode
         fmt = img.format
+        from colorization import image_deep  # lazy: numpy and OpenCV only when an image is read
+
         try:
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
+            deep_source = fmt in DEEP_FORMATS and image_deep.is_16bit(img)
             img.load()
             exif = img.getexif()
             upright = ImageOps.exif_transpose(img)
-            rgb = to_rgb(upright)
+            alpha = None
+            if keep_alpha and has_alpha(upright):
+                rgba = upright.convert("RGBA")
+                alpha, rgb = image_deep.channel(rgba, "A"), rgba.convert("RGB")
+            else:
+                rgb = to_rgb(upright, background)
             if rgb is img:
                 rgb = img.copy()
+            deep = None
+            if deep_source:
+                deep, alpha = image_deep.deep_pixels(_read_all(fp), label, int(exif.get(_EXIF_ORIENTATION, 1) or 1),
+                                                     rgb.size, alpha, background)
         except ImageError:
             raise
         except Image.DecompressionBombError as exc:
             raise ImageTooLargeError(f"{label}: image is too large to decode safely ({exc})") from exc
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
             raise CorruptImageError(f"{label}: image data is truncated or corrupt ({exc})") from exc
-        exif_bytes: bytes | None = None
-        if len(exif):
-            if _EXIF_ORIENTATION in exif:
-                del exif[_EXIF_ORIENTATION]
-            try:
-                exif_bytes = exif.tobytes()
-            except Exception:  # noqa: BLE001 - malformed EXIF is metadata only; the pixels are fine
-                exif_bytes = None
-        return LoadedImage(image=rgb, format=fmt, exif=exif_bytes, source_mode=source_mode)
+        exif_bytes = _portable_exif(exif, drop=(_EXIF_ORIENTATION,))
+        return LoadedImage(image=rgb, format=fmt, exif=exif_bytes, source_mode=source_mode, alpha=alpha, deep=deep)
     finally:
         img.close()
+
+
+def _read_all(fp: BinaryIO | str) -> bytes:
+    if isinstance(fp, str):
+        with open(fp, "rb") as fh:
+            return fh.read()
+    fp.seek(0)
+    return fp.read()
+
+
+def _portable_exif(exif: Image.Exif, drop: Collection[int] = ()) -> bytes | None:
+    """``exif`` without :data:`_TIFF_LAYOUT_TAGS` (and ``drop``) as bytes; None when nothing is left
+    or it cannot be encoded (malformed EXIF is metadata only; the pixels are fine)."""
+    for tag in [t for t in exif if t in _TIFF_LAYOUT_TAGS or t in drop]:
+        del exif[tag]
+    if not len(exif):
+        return None
+    try:
+        return exif.tobytes()
+    except Exception:  # noqa: BLE001 - see the docstring
+        return None
 
 
 def load_image(
@@ -412,9 +497,23 @@ def _prepare_for_format(img: Image.Image, fmt: str) -> Image.Image:
 
 
 def _write_encoded(
-    fh: BinaryIO, img: Image.Image, fmt: str, *, exif: bytes | Image.Exif | None, quality: int | None
+    fh: BinaryIO, img: Image.Image | np.ndarray, fmt: str, *, exif: bytes | Image.Exif | None, quality: int | None
 ) -> None:
-    """Encode ``img`` as PIL format ``fmt`` into ``fh`` with the format's save options."""
+    """Encode ``img`` (PIL image, or uint8/uint16 array: see :func:`save_image`) as PIL format
+    ``fmt`` into ``fh`` with the format's save options."""
+    portable = None
+    if exif is not None and fmt in _EXIF_FORMATS:
+        tags = Image.Exif()  # a copy: the caller's Exif stays as it is
+        tags.load(exif.tobytes() if isinstance(exif, Image.Exif) else bytes(exif))
+        portable = _portable_exif(tags)  # a TIFF's layout tags would describe the source, not this file
+    if not isinstance(img, Image.Image):
+        from colorization import image_deep  # lazy: numpy
+
+        encoded = image_deep.encode_array(img, fmt, portable)
+        if isinstance(encoded, bytes):
+            fh.write(encoded)
+            return
+        img = encoded
     out = _prepare_for_format(img, fmt)
     spec = next((f for f in OUTPUT_FORMATS.values() if f.pil_format == fmt), None)
     params: dict[str, object] = dict(spec.save_options) if spec else {}
@@ -423,8 +522,8 @@ def _write_encoded(
         params["subsampling"] = 0 if quality >= 90 else 2
     if fmt != "JPEG" or out.mode != "RGB":
         params.pop("subsampling", None)
-    if exif is not None and fmt in _EXIF_FORMATS:
-        params["exif"] = exif.tobytes() if isinstance(exif, Image.Exif) else bytes(exif)
+    if portable is not None:
+        params["exif"] = portable
     out.save(fh, format=fmt, **params)
 
 
@@ -445,7 +544,7 @@ def encode_image(img: Image.Image, format: str, *, quality: int | None = None) -
 
 
 def save_image(
-    img: Image.Image,
+    img: Image.Image | np.ndarray,
     path: str | os.PathLike,
     *,
     overwrite: bool = False,
@@ -457,14 +556,18 @@ def save_image(
 
     Args:
         img: PIL image of any mode; converted as the format needs (e.g. RGBA -> RGB composited on
-            white for JPEG, 16-bit -> 8-bit for WebP).
+            white for JPEG, 16-bit -> 8-bit for WebP). Or a numpy array (H, W), (H, W, 3) RGB or
+            (H, W, 4) RGBA (straight alpha) of ``uint8``, or ``uint16``: written at 16 bits per
+            channel in PNG and TIFF (:data:`DEEP_FORMATS`), rounded to 8 bits in other formats.
         path: target file; missing parent folders are created.
         overwrite: replace an existing file; otherwise an existing ``path`` raises
             ``FileExistsError`` (checked atomically where the filesystem supports hard links).
         format: a name of :data:`OUTPUT_FORMATS` ("jpg" too) or a PIL format name; default from
             the extension.
         exif: EXIF bytes (or ``PIL.Image.Exif``) to embed where the format supports it
-            (JPEG, PNG, WebP, TIFF); ignored for other formats.
+            (JPEG, PNG, WebP, TIFF); ignored for other formats. TIFF layout tags in it (size,
+            samples, compression, photometric ...: what a TIFF's ``getexif()`` holds besides the
+            EXIF) are left out.
         quality: JPEG/WebP quality (default: the format's ``save_options``, 95).
 
     Returns:
@@ -509,104 +612,6 @@ def save_image(
             os.unlink(tmp)
         raise
     return target
-
-
-# --------------------------------------------------------------------------------------------
-# Finding files
-# --------------------------------------------------------------------------------------------
-
-
-def _is_image_name(p: Path, extensions: Collection[str] = IMAGE_EXTENSIONS) -> bool:
-    return p.suffix.lower() in extensions and not p.name.startswith(".")
-
-
-def _walk(folder: Path, recursive: bool, extensions: Collection[str] = IMAGE_EXTENSIONS) -> list[Path]:
-    if not recursive:
-        return sorted(p for p in folder.iterdir() if p.is_file() and _is_image_name(p, extensions))
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for fn in filenames:
-            p = Path(dirpath) / fn
-            if _is_image_name(p, extensions) and p.is_file():
-                found.append(p)
-    return sorted(found)
-
-
-def count_non_images(folder: str | os.PathLike, extensions: Collection[str] = IMAGE_EXTENSIONS) -> int:
-    """Files under ``folder`` (recursive, hidden files and folders skipped) that
-    :func:`find_images` leaves out because their names do not end in ``extensions``."""
-    count = 0
-    for _, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        count += sum(1 for fn in filenames if not fn.startswith(".") and not _is_image_name(Path(fn), extensions))
-    return count
-
-
-def _glob_root(pattern: str) -> Path:
-    """The leading part of a glob pattern without wildcards (the folder to mirror from)."""
-    parts = Path(pattern).parts
-    fixed: list[str] = []
-    for part in parts:
-        if glob.has_magic(part):
-            break
-        fixed.append(part)
-    if len(fixed) == len(parts):  # no wildcard at all: its parent
-        fixed = fixed[:-1]
-    return Path(*fixed) if fixed else Path(".")
-
-
-def find_images(
-    paths: Iterable[str | os.PathLike], recursive: bool = True, extensions: Collection[str] = IMAGE_EXTENSIONS
-) -> list[tuple[Path, Path | None]]:
-    """Expand files, folders and glob patterns into image files (or, with ``extensions``, other
-    files found by the name ending: the CLI adds :data:`colorization.video.io.VIDEO_EXTENSIONS`).
-
-    * A file is returned as ``(file, None)`` whatever its extension (loading reports non-images).
-    * A folder yields its image files (by extension, case-insensitive; hidden files and folders
-      skipped), recursively unless ``recursive=False``, sorted, each as ``(file, folder)``.
-    * A glob pattern (``*``, ``?``, ``[...]``; ``**`` spans folders) yields matching image files
-      sorted, each as ``(file, root)`` where ``root`` is the pattern's wildcard-free prefix.
-
-    Callers mirror folder structure with ``file.relative_to(root)``. Duplicates keep their first
-    occurrence.
-
-    Raises:
-        FileNotFoundError: a path that does not exist, or a pattern that matches nothing.
-    """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    out: list[tuple[Path, Path | None]] = []
-    seen: set[Path] = set()
-
-    def add(f: Path, root: Path | None) -> None:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            out.append((f, root))
-
-    for item in paths:
-        text = os.path.expanduser(os.fspath(item))
-        p = Path(text)
-        if p.is_file():
-            add(p, None)
-        elif p.is_dir():
-            for f in _walk(p, recursive, extensions):
-                add(f, p)
-        elif glob.has_magic(text):
-            matches = sorted(Path(m) for m in glob.glob(text, recursive=recursive))
-            if not matches:
-                raise FileNotFoundError(f"{text}: pattern matches no files")
-            root = _glob_root(text)
-            for m in matches:
-                if m.is_file() and _is_image_name(m, extensions):
-                    add(m, root)
-                elif m.is_dir():
-                    for f in _walk(m, recursive, extensions):
-                        add(f, root)
-        else:
-            raise FileNotFoundError(f"{text}: no such file or folder")
-    return out
 
 
 # --------------------------------------------------------------------------------------------

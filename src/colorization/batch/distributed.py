@@ -71,6 +71,8 @@ class ManyConfig:
         max_pixels: larger images fail with ImageTooLargeError.
         hints_file: JSON object mapping input names (relative to the root, or base names) to
             colour-hint points (:mod:`colorization.batch.hint_files`); needs a hint-aware model.
+        background: colour (name or ``#rrggbb``) transparent inputs are composited on; None keeps
+            their alpha in PNG, WebP and TIFF outputs (other formats: white).
     """
 
     out_dir: str
@@ -89,8 +91,10 @@ class ManyConfig:
     force: bool = False
     max_pixels: int = image_io.DEFAULT_MAX_PIXELS
     hints_file: str | None = None
+    background: str | None = None
 
     def __post_init__(self) -> None:
+        image_io.parse_background(self.background)  # ValueError for a bad colour
         if (self.list_file is None) == (self.input_dir is None):
             raise ValueError("give exactly one of list_file (--list) and input_dir (--input)")
         if self.fmt is not None and self.fmt not in image_io.OUTPUT_FORMATS:
@@ -112,7 +116,8 @@ class ManyConfig:
         return _Entries(self)
 
     def outputs(self) -> jobs.Outputs:
-        return jobs.Outputs(Path(self.out_dir), self.fmt, self.force)
+        return jobs.Outputs(Path(self.out_dir), self.fmt, self.force,
+                            background=image_io.parse_background(self.background))
 
 
 @dataclass(frozen=True)
@@ -137,10 +142,14 @@ class DistContext:
 # --------------------------------------------------------------------------------------------
 
 
-def _walk_sorted(folder: Path) -> Iterator[Path]:
-    """Image files under ``folder`` in a deterministic order, streamed (hidden entries skipped)."""
+def _walk_sorted(folder: Path, exclude: Path | None = None) -> Iterator[Path]:
+    """Image files under ``folder`` in a deterministic order, streamed (hidden entries and the
+    folder ``exclude`` below ``folder``, the output folder, skipped)."""
+    skip = exclude.resolve() if exclude is not None else None
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and (skip is None or (Path(dirpath) / d).resolve() != skip)
+        )
         for name in sorted(filenames):
             if not name.startswith(".") and Path(name).suffix.lower() in image_io.IMAGE_EXTENSIONS:
                 yield Path(dirpath) / name
@@ -152,7 +161,7 @@ def iter_entries(config: ManyConfig) -> Iterator[Path]:
         folder = Path(config.input_dir)
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: no such folder")
-        yield from _walk_sorted(folder)
+        yield from _walk_sorted(folder, Path(config.out_dir))
         return
     root = config.resolved_root()
     with open(config.list_file, encoding="utf-8") as fh:  # type: ignore[arg-type]

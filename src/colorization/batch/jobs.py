@@ -58,9 +58,10 @@ def compare_path(out: Path) -> Path:
 
 
 def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
+    """``left | right`` as one RGB picture (transparency composited on white)."""
     canvas = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
-    canvas.paste(left.convert("RGB"), (0, 0))
-    canvas.paste(right.convert("RGB"), (left.width, 0))
+    canvas.paste(image_io.to_rgb(left), (0, 0))
+    canvas.paste(image_io.to_rgb(right), (left.width, 0))
     return canvas
 
 
@@ -91,12 +92,25 @@ class Task:
 
 @dataclass(frozen=True)
 class Outputs:
-    """Where a job writes (:func:`output_path`) and what it may overwrite."""
+    """Where a job writes (:func:`output_path`), what it may overwrite, and how: ``background``
+    None keeps an input's alpha channel in outputs of :data:`colorization.image_io.ALPHA_FORMATS`
+    (others composite on white), an ``(r, g, b)`` composites every input on it. Outputs keep 16
+    bits per channel of a 16-bit input in :data:`colorization.image_io.DEEP_FORMATS`."""
 
     out_dir: Path
     fmt: str | None = None
     force: bool = False
     compare: bool = False
+    background: tuple[int, int, int] | None = None
+
+    def pil_format(self, out: Path) -> str | None:
+        """PIL's name of the format ``out`` is written in (None: not an image format PIL writes)."""
+        if self.fmt:
+            return image_io.OUTPUT_FORMATS[self.fmt].pil_format
+        return Image.registered_extensions().get(out.suffix.lower())
+
+    def keeps_alpha(self, out: Path) -> bool:
+        return self.background is None and self.pil_format(out) in image_io.ALPHA_FORMATS
 
     def targets(self, out: Path) -> list[Path]:
         return [compare_path(out), out] if self.compare else [out]
@@ -171,9 +185,11 @@ class FileDataset(IterableDataset):
             task = self.outputs.plan(index, file, root, claimed)
             if task.status == "todo":
                 try:
-                    loaded = image_io.open_image(task.src, max_pixels=self.max_pixels)
+                    keep = self.outputs.keeps_alpha(task.out)
+                    loaded = image_io.open_image(task.src, max_pixels=self.max_pixels, keep_alpha=keep,
+                                                 background=self.outputs.background or image_io.BACKGROUND)
                     points = self.hints.get(task.src)  # ValueError: a point outside the image
-                    task.prep = prepare_image(loaded.image, self.size, self.stride, self.max_pixels, points)
+                    task.prep = prepare_image(loaded, self.size, self.stride, self.max_pixels, points)
                     task.exif, task.status = loaded.exif, "ready"
                 except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
                     task.end("failed", describe_error(task.src, exc))
@@ -274,12 +290,15 @@ def colorize_files(
 def _write(colorizer: Colorizer, task: Task, ab: Any, saturation: float, outputs: Outputs) -> bool:
     """Finish ``task`` and write its missing targets (all with ``force``); False when another run
     wrote them all since the task was planned."""
-    result = colorizer.finish(task.prep, ab, saturation)
+    result = colorizer.finish_array(task.prep, ab, saturation)  # 16 bits for a 16-bit input, alpha if kept
     written = False
     try:
         for path in outputs.targets(task.out):
             if outputs.force or not path.exists():
-                image = result if path == task.out else side_by_side(colorizer.finish(task.prep, ab, 0.0), result)
+                image: Any = result
+                if path != task.out:
+                    gray = colorizer.finish(task.prep, ab, 0.0)
+                    image = side_by_side(gray, colorizer.finish(task.prep, ab, saturation))
                 image_io.save_image(image, path, overwrite=outputs.force, format=outputs.fmt, exif=task.exif)
                 written = True
     except FileExistsError:  # appeared between the check and the write

@@ -3,7 +3,8 @@
 The work is :func:`colorization.batch.jobs.colorize_files` (the job of ``colorize-many`` too). Output names
 mirror the inputs (:func:`colorization.batch.jobs.output_path`): a file given directly goes to
 ``OUTDIR/<name>``; a file found in a folder given as ``IN`` goes to ``OUTDIR/<path relative to IN>``
-(``IN/a/b.jpg -> OUTDIR/a/b.jpg``).
+(``IN/a/b.jpg -> OUTDIR/a/b.jpg``). An ``OUTDIR`` inside an input folder is left out of the search, so a
+second run does not take the first run's outputs for inputs.
 File names and formats are kept unless ``--format`` is given; EXIF metadata is kept where the
 format allows (without the orientation tag, since pixels are stored upright). Existing outputs are
 never overwritten without ``--force`` (they are reported as skipped). A file that cannot be read is
@@ -34,7 +35,7 @@ from colorization import image_io
 from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs
 from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, is_video_path
 
-__all__ = ["main", "OutputFormat", "find_inputs"]
+__all__ = ["main", "OutputFormat", "check_out_dir", "find_inputs"]
 
 
 def _shipped_working_size() -> str:
@@ -70,8 +71,23 @@ class BackendName(str, Enum):
     onnx = "onnx"
 
 
-def find_inputs(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[tuple[str, str]]]:
-    """Expand each argument with :func:`colorization.image_io.find_images` (files, folders, globs).
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an output folder that exists as something else (a file): a usage error, exit status 2.
+
+    Raises:
+        typer.BadParameter: ``out_dir`` exists and is not a folder.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise typer.BadParameter(
+            f"{out_dir}: exists and is not a folder; -o names the folder the outputs go to", param_hint="'-o' / '--out'"
+        )
+
+
+def find_inputs(
+    paths: list[str], exclude: Path | None = None
+) -> tuple[list[tuple[Path, Path | None]], list[tuple[str, str]]]:
+    """Expand each argument with :func:`colorization.image_io.find_images` (files, folders, globs),
+    leaving the folder ``exclude`` (the output folder) out of folder walks and glob matches.
 
     Returns ``(files, problems)``: ``(file, root)`` pairs (a file is listed once even when several
     arguments name it) and ``(argument, reason)`` for arguments that match nothing.
@@ -81,7 +97,9 @@ def find_inputs(paths: list[str]) -> tuple[list[tuple[Path, Path | None]], list[
     seen: set[Path] = set()
     for arg in paths:
         try:
-            found = image_io.find_images([arg], recursive=True, extensions=_EXTENSIONS)
+            found = image_io.find_images(
+                [arg], recursive=True, extensions=_EXTENSIONS, exclude=[exclude] if exclude else []
+            )
         except FileNotFoundError as exc:
             problems.append((arg, str(exc).removeprefix(f"{arg}: ")))
             continue
@@ -166,6 +184,21 @@ def _video_hints(hint: list[str], hints_file: Path | None, videos: list, images:
     return {Path(videos[0][0]): frames}
 
 
+def check_background(value: str | None) -> str | None:
+    """``--background``: a colour name or #rrggbb (typer.BadParameter otherwise)."""
+    try:
+        image_io.parse_background(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+BACKGROUND_HELP = (
+    "Composite transparent images on this colour (a name such as white, or #rrggbb) before colorizing. "
+    "Default: keep the alpha channel in PNG, WebP and TIFF outputs; JPEG outputs are composited on white."
+)
+
+
 def main(
     paths: list[str] = typer.Argument(
         ..., help="Image or video files, folders (searched recursively) or glob patterns."
@@ -188,6 +221,9 @@ def main(
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images of equal working shape per network call."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     compare: bool = typer.Option(False, "--compare", help="Also write <name>_compare.<ext>: gray | colorized."),
+    background: str | None = typer.Option(
+        None, "--background", metavar="COLOR", callback=check_background, help=BACKGROUND_HELP
+    ),
     fmt: OutputFormat | None = typer.Option(
         None, "--format", help=(
             "Output format: an image format for photos (default: keep the input's), or a video format "
@@ -220,7 +256,8 @@ def main(
     from colorization.batch import jobs
     from colorization.inference.colorizer import Colorizer
 
-    found, problems = find_inputs(paths)
+    check_out_dir(out_dir)
+    found, problems = find_inputs(paths, exclude=out_dir)
     videos = [entry for entry in found if is_video_path(entry[0])]
     inputs = [entry for entry in found if not is_video_path(entry[0])]
     if videos:
@@ -256,7 +293,8 @@ def main(
             reporter = jobs.ProgressReporter(total=len(inputs))
             try:
                 summary = jobs.colorize_files(
-                    colorizer, inputs, jobs.Outputs(out_dir, image_fmt, force, compare),
+                    colorizer, inputs,
+                    jobs.Outputs(out_dir, image_fmt, force, compare, image_io.parse_background(background)),
                     hints=hints_for, saturation=saturation, batch_size=batch_size, unique_outputs=True,
                     progress=reporter,
                 )
@@ -275,7 +313,7 @@ def main(
 
     done, skipped = summary.done + video_summary.done, summary.skipped + video_summary.skipped
     failed = summary.failed + video_summary.failed + len(problems)
-    others = sum(image_io.count_non_images(p, _EXTENSIONS) for p in paths if Path(p).is_dir())
+    others = sum(image_io.count_non_images(p, _EXTENSIONS, [out_dir]) for p in paths if Path(p).is_dir())
     not_images = f", {others} not images (left alone)" if others else ""
     typer.echo(f"{done} colorized, {skipped} skipped, {failed} failed{not_images}")
     if failed:

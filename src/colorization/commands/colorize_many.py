@@ -27,7 +27,14 @@ from pathlib import Path
 import typer
 
 from colorization.batch.hint_files import HintsFileError
-from colorization.commands.colorize import BackendName, Device, OutputFormat
+from colorization.commands.colorize import (
+    BACKGROUND_HELP,
+    BackendName,
+    Device,
+    OutputFormat,
+    check_background,
+    check_out_dir,
+)
 
 __all__ = ["main"]
 
@@ -52,6 +59,9 @@ def main(
     ),
     refine: bool = typer.Option(False, "--refine", help="Edge-aware (guided filter) colour upsampling."),
     fmt: OutputFormat | None = typer.Option(None, "--format", help="Output format (default: keep each input's)."),
+    background: str | None = typer.Option(
+        None, "--background", metavar="COLOR", callback=check_background, help=BACKGROUND_HELP
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per network call."),
     workers: int = typer.Option(2, "--workers", min=0, help="Decode processes per rank (DataLoader workers)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs instead of skipping them."),
@@ -78,6 +88,7 @@ def main(
         raise typer.BadParameter(f"{list_file}: no such file", param_hint="--list")
     if input_dir is not None and not input_dir.is_dir():
         raise typer.BadParameter(f"{input_dir}: no such folder", param_hint="--input")
+    check_out_dir(out_dir)
     config = ManyConfig(
         out_dir=str(out_dir),
         list_file=str(list_file) if list_file else None,
@@ -94,6 +105,7 @@ def main(
         workers=workers,
         force=force,
         hints_file=str(hints_file) if hints_file is not None else None,
+        background=background,
     )
     from colorization.inference.checkpoint import CheckpointError  # lazy: torch-free CLI import
 

@@ -1,7 +1,8 @@
 """``colorization export --model DIR|default --out FILE.onnx``: export a model to ONNX.
 
 The graph maps normalised L ``(B,1,H,W)`` to normalised ab ``(B,2,H,W)`` (network + head decoding)
-with dynamic batch, height and width. The file is written atomically, then checked against the
+with dynamic batch, height and width; ``--hints`` adds the hint-map input ``hints`` (B,3,H,W) for a
+hint-aware model (without it, ``l_norm`` is the only input). The file is written atomically, then checked against the
 PyTorch model with ONNX Runtime at two input sizes (``--no-check`` skips that).
 """
 
@@ -22,6 +23,11 @@ def main(
     opset: int = typer.Option(17, "--opset", min=11, help="ONNX opset version."),
     force: bool = typer.Option(False, "--force", help="Replace an existing file."),
     check: bool = typer.Option(True, "--check/--no-check", help="Compare ONNX Runtime with PyTorch after export."),
+    hints: bool = typer.Option(
+        False, "--hints/--no-hints",
+        help="Give the graph a second, required input 'hints' (B,3,H,W) for colour points (hint-aware models). "
+        "Default: 'l_norm' is the only input (automatic colorization).",
+    ),
 ) -> None:
     """Export a model (network + head decoding) to ONNX with dynamic batch/height/width."""
     # lazy: torch-free CLI import
@@ -34,14 +40,18 @@ def main(
         typer.echo(f"error: cannot load the model {model!r}: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        path = export_onnx(color_model, out, opset=opset, overwrite=force)
+        path = export_onnx(color_model, out, opset=opset, overwrite=force, hints=hints)
     except FileExistsError as exc:
         typer.echo(f"error: {exc}; pass --force to replace it", err=True)
         raise typer.Exit(2) from None
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, opset {opset}, stride {color_model.stride})")
+    inputs = "l_norm, hints" if hints else "l_norm"
+    typer.echo(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, opset {opset}, stride {color_model.stride}, "
+        f"inputs {inputs})"
+    )
     if check:
         diff = onnx_parity(color_model, path)
         typer.echo(f"ONNX Runtime vs PyTorch: max |difference| = {diff:.2e} (tolerance {PARITY_TOLERANCE:g})")

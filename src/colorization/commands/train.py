@@ -316,7 +316,9 @@ def main(**values: Any) -> None:
         raise _fail(str(exc)) from None
     if result.model_dir is not None and _is_main_process():
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
-        if export_now:
+        if result.nothing_to_do:
+            head = f"nothing to do: {cfg.model} already trained for {result.step}/{cfg.steps} steps"
+        elif export_now or result.images_per_s == 0.0:  # 0.0: a finished state exported without a step
             head = f"exported {cfg.model} from the saved state at step {result.step}/{cfg.steps}"
         else:
             head = (f"trained {cfg.model} for {result.step} steps ({result.images_seen} images, "

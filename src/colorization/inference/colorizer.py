@@ -40,13 +40,15 @@ from torch import Tensor
 from colorization import color, image_io
 from colorization.inference.backends import PRECISIONS, Backend, TorchBackend, load_backend
 from colorization.inference.checkpoint import DEFAULT_WORKING_SIZE
-from colorization.inference.fullres import RefineConfig, full_res_l, gray_to_l, recombine
+from colorization.inference.fullres import RefineConfig, full_res_l, gray_to_l, recombine, recombine_array
 from colorization.inference.hints import Hint, coerce_hints, hint_map
 from colorization.inference.prepared import PreparedImage
 from colorization.models.hint_map import HINT_CHANNELS
 
 __all__ = [
     "Colorizer",
+    "Background",
+    "decode_input",
     "windows",
     "SATURATION_RANGE",
     "PreparedImage",
@@ -65,8 +67,12 @@ __all__ = [
     "recombine",
 ]
 
-ImageInput = Image.Image | str | os.PathLike | bytes | np.ndarray
-"""What :class:`Colorizer` accepts: a PIL image, a file path, encoded bytes or a numpy array."""
+ImageInput = Image.Image | str | os.PathLike | bytes | np.ndarray | image_io.LoadedImage
+"""What :class:`Colorizer` accepts: a PIL image, a file path, encoded bytes, a numpy array, or an
+already opened :class:`colorization.image_io.LoadedImage` (its alpha and 16-bit pixels are used)."""
+Background = str | tuple[int, int, int] | None
+"""What transparency becomes: None keeps the alpha channel (the output is RGBA where the input has
+transparency), a colour (``"white"``, ``"#rrggbb"``, ``(r, g, b)``) composites the input on it."""
 HintsInput = Sequence[Hint | Mapping[str, Any] | str] | None
 """Colour hints for one image (:func:`colorization.inference.hints.coerce_hints`); None: automatic."""
 
@@ -128,8 +134,11 @@ def _check_pixels(height: int, width: int, max_pixels: int | None, name: str) ->
         )
 
 
-def _array_to_rgb(arr: np.ndarray, max_pixels: int | None) -> np.ndarray:
-    """numpy image -> (H,W,3) uint8, or float32 in [0,1] for deeper inputs."""
+def _array_to_rgb(
+    arr: np.ndarray, max_pixels: int | None, background: tuple[int, int, int] | None = image_io.BACKGROUND
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """numpy image -> ((H,W,3) uint8, or float32 in [0,1] for deeper inputs; the alpha of an
+    (H,W,4) array when ``background`` is None (uint8, uint16 for uint16, uint8 for float), else None)."""
     name = f"numpy array {arr.shape} {arr.dtype}"
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -138,7 +147,9 @@ def _array_to_rgb(arr: np.ndarray, max_pixels: int | None) -> np.ndarray:
     _check_pixels(arr.shape[0], arr.shape[1], max_pixels, name)
     if arr.dtype == np.uint8:
         if arr.shape[2] == 3:
-            return np.ascontiguousarray(arr)
+            return np.ascontiguousarray(arr), None
+        if arr.shape[2] == 4 and background is None:
+            return np.ascontiguousarray(arr[:, :, :3]), np.ascontiguousarray(arr[:, :, 3])
         x = arr.astype(np.float32) / 255.0
     elif arr.dtype == np.uint16:
         x = arr.astype(np.float32) / 65535.0
@@ -152,12 +163,16 @@ def _array_to_rgb(arr: np.ndarray, max_pixels: int | None) -> np.ndarray:
         x = np.clip(x, 0.0, 1.0)
     else:
         raise image_io.ImageError(f"{name}: unsupported dtype (use uint8, uint16 or float in [0, 1])")
-    if x.shape[2] == 4:  # composite on white, like image_io.to_rgb does for RGBA
+    kept = None
+    if x.shape[2] == 4 and background is None:
+        kept = arr[:, :, 3] if arr.dtype == np.uint16 else np.rint(x[:, :, 3] * 255).astype(np.uint8)
+        x = x[:, :, :3]
+    elif x.shape[2] == 4:  # composite on the background, like image_io.to_rgb does for RGBA
         alpha = x[:, :, 3:4]
-        x = x[:, :, :3] * alpha + (1.0 - alpha)
+        x = x[:, :, :3] * alpha + np.asarray(background, np.float32) / 255.0 * (1.0 - alpha)
     elif x.shape[2] == 1:
         x = np.repeat(x, 3, axis=2)
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32), None if kept is None else np.ascontiguousarray(kept)
 
 
 def image_to_rgb_array(image: ImageInput, max_pixels: int | None = image_io.DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -173,14 +188,36 @@ def image_to_rgb_array(image: ImageInput, max_pixels: int | None = image_io.DEFA
         colorization.image_io.ImageError: unreadable input (the message names it).
         TypeError: an unsupported input type.
     """
+    return decode_input(image, max_pixels, image_io.BACKGROUND)[0]
+
+
+def decode_input(
+    image: ImageInput, max_pixels: int | None, background: tuple[int, int, int] | None
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """``(rgb, alpha, bits)``: the sRGB of any supported input as :func:`image_to_rgb_array` gives it,
+    the (H, W) alpha (uint8, or uint16 for 16-bit inputs) when ``background`` is None and the input
+    has transparency (else composited on ``background``), and 16 for 16-bit inputs (uint16 arrays,
+    ``I;16`` images, 16-bit PNG/TIFF files: ``rgb`` is then float32), else 8."""
     if isinstance(image, Image.Image):
         _check_pixels(image.height, image.width, max_pixels, f"PIL image ({image.mode})")
-        return np.asarray(image_io.to_rgb(image))
+        if background is None and image_io.has_alpha(image):
+            rgba = image.convert("RGBA")
+            return np.asarray(rgba.convert("RGB")), np.array(rgba.getchannel("A")), 8
+        if image.mode.startswith("I;16"):
+            gray = np.asarray(image).astype(np.float32) / 65535.0
+            return np.repeat(gray[:, :, None], 3, axis=2), None, 16
+        return np.asarray(image_io.to_rgb(image, background or image_io.BACKGROUND)), None, 8
     if isinstance(image, np.ndarray):
-        return _array_to_rgb(image, max_pixels)
+        rgb, alpha = _array_to_rgb(image, max_pixels, background)
+        return rgb, alpha, 16 if image.dtype == np.uint16 else 8
     if isinstance(image, (str, os.PathLike, bytes, bytearray)):
         src = bytes(image) if isinstance(image, bytearray) else image
-        return np.asarray(image_io.load_image(src, max_pixels=max_pixels))
+        image = image_io.open_image(src, max_pixels=max_pixels, keep_alpha=background is None,
+                                    background=background or image_io.BACKGROUND)
+    if isinstance(image, image_io.LoadedImage):
+        if image.deep is not None:
+            return image.deep.astype(np.float32) / 65535.0, image.alpha, 16
+        return np.asarray(image.image), image.alpha, 8
     raise TypeError(
         f"cannot colorize a {type(image).__name__}: pass a PIL image, a path, bytes or a numpy array"
     )
@@ -192,6 +229,7 @@ def prepare_image(
     stride: int = 1,
     max_pixels: int | None = image_io.DEFAULT_MAX_PIXELS,
     hints: Sequence[Hint | Mapping[str, Any] | str] | None = None,
+    background: Background = "white",
 ) -> PreparedImage:
     """Decode/convert ``image`` and build the network input (CPU only; safe in DataLoader workers).
 
@@ -201,12 +239,17 @@ def prepare_image(
         max_pixels: pixel limit (None: unlimited).
         hints: colour points in the input image's pixel coordinates (see
             :func:`colorization.inference.hints.coerce_hints`); None or empty: automatic.
+        background: see :data:`Background` (default white: composite, as this function always did;
+            the :class:`Colorizer` keeps alpha by default). A :class:`colorization.image_io.LoadedImage`
+            was opened with its own choice: its ``alpha`` is kept whatever this says.
 
     Raises:
-        ValueError: a malformed hint or a point outside the image.
+        ValueError: a malformed hint, a point outside the image, or a bad ``background``.
     """
     points = coerce_hints(hints)
-    if isinstance(image, Image.Image) and image.mode == "L" and "transparency" not in image.info:
+    bg = image_io.parse_background(background)
+    alpha, bits = None, 8
+    if isinstance(image, Image.Image) and image.mode == "L" and not image_io.has_alpha(image):
         # the common case, an 8-bit grayscale image: no RGB copy
         _check_pixels(image.height, image.width, max_pixels, "PIL image (L)")
         gray = np.asarray(image)
@@ -214,7 +257,7 @@ def prepare_image(
         l_full = gray_to_l(gray)
         del gray
     else:
-        rgb = image_to_rgb_array(image, max_pixels)
+        rgb, alpha, bits = decode_input(image, max_pixels, bg)
         H, W = rgb.shape[:2]
         l_full = full_res_l(rgb)
         del rgb
@@ -228,7 +271,7 @@ def prepare_image(
     if points:
         hmap = hint_map(points, (W, H), l_norm[None])[0]
         hint_work = F.pad(hmap, (0, l_work.shape[-1] - w, 0, l_work.shape[-2] - h)).contiguous()
-    return PreparedImage(l_full=l_full, l_work=l_work, work_hw=(h, w), hints=hint_work)
+    return PreparedImage(l_full=l_full, l_work=l_work, work_hw=(h, w), hints=hint_work, alpha=alpha, bits=bits)
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,18 +400,21 @@ class Colorizer:
         """Whether the model takes colour hints (``hints=`` of :meth:`__call__`)."""
         return bool(getattr(self.backend, "accepts_hints", False))
 
-    def prepare(self, image: ImageInput, size: int | None = None, hints: HintsInput = None) -> PreparedImage:
-        """Step 1-2 for one image (see :func:`prepare_image`).
+    def prepare(
+        self, image: ImageInput, size: int | None = None, hints: HintsInput = None, background: Background = None
+    ) -> PreparedImage:
+        """Step 1-2 for one image (see :func:`prepare_image`); ``background`` None (default) keeps
+        the alpha channel for :meth:`finish`.
 
         Raises:
-            ValueError: hints for a model that does not take them, or malformed hints.
+            ValueError: hints for a model that does not take them, malformed hints, a bad ``background``.
         """
         if hints and not self.accepts_hints:
             raise ValueError(
                 f"the {self.model_name} model does not take colour hints; use a model trained with "
                 "hints (configs/default.yaml trains one)"
             )
-        return prepare_image(image, int(size or self.size), self.stride, self.max_pixels, hints)
+        return prepare_image(image, int(size or self.size), self.stride, self.max_pixels, hints, background)
 
     def predict(self, prepared: Sequence[PreparedImage], batch_size: int = 8) -> list[Tensor]:
         """Run the network on prepared images, batching those of equal working shape.
@@ -411,10 +457,34 @@ class Colorizer:
         saturation: float = 1.0,
         refine: bool | None = None,
     ) -> Image.Image:
-        """Steps 4-5: upsample ``ab_norm`` (2,h,w) and recombine with the full-resolution L."""
+        """Steps 4-5: upsample ``ab_norm`` (2,h,w) and recombine with the full-resolution L.
+
+        Returns an 8-bit PIL image: ``"RGBA"`` with the kept alpha (``prepared.alpha``), else ``"RGB"``.
+        """
+        return Image.fromarray(self.finish_array(prepared, ab_norm, saturation, refine, bits=8))
+
+    def finish_array(
+        self,
+        prepared: PreparedImage,
+        ab_norm: Tensor,
+        saturation: float = 1.0,
+        refine: bool | None = None,
+        bits: int | None = None,
+    ) -> np.ndarray:
+        """:meth:`finish` as an (H, W, 3) RGB or (H, W, 4) RGBA (straight alpha) array of ``bits``
+        per channel: uint8 for 8, uint16 for 16; None: the input's (``prepared.bits``)."""
         saturation = _check_saturation(saturation)
         use_refine = self.refine if refine is None else refine
-        return recombine(prepared, ab_norm, saturation, self.refine_config if use_refine else None, self.device)
+        bits = int(bits or prepared.bits)
+        rgb = recombine_array(
+            prepared, ab_norm, saturation, self.refine_config if use_refine else None, self.device, bits
+        )
+        alpha = prepared.alpha
+        if alpha is None:
+            return rgb
+        if alpha.dtype != rgb.dtype:  # 8-bit alpha to 16 bits (x 257) or 16-bit to 8 (nearest level)
+            alpha = (alpha.astype(np.uint16) * 257 if bits == 16 else np.rint(alpha / 257.0)).astype(rgb.dtype)
+        return np.concatenate([rgb, alpha[:, :, None]], axis=2)
 
     def __call__(
         self,
@@ -423,6 +493,7 @@ class Colorizer:
         saturation: float = 1.0,
         refine: bool | None = None,
         hints: HintsInput = None,
+        background: Background = None,
     ) -> Image.Image:
         """Colorize one image.
 
@@ -436,18 +507,22 @@ class Colorizer:
                 (``{"x", "y", "color"}`` dicts and ``"X,Y,#rrggbb"`` strings work too); each colour
                 is taken at its pixel's own lightness. Needs a hint-aware model
                 (:attr:`accepts_hints`).
+            background: None (default): an input with transparency keeps its alpha (colorized from
+                its straight colour; the output is RGBA); a colour (``"white"``, ``"#rrggbb"``,
+                ``(r, g, b)``) composites the input on it first (the output is RGB).
 
         Returns:
-            RGB PIL image with the input's width and height.
+            8-bit RGB PIL image (RGBA for a transparent input without ``background``) with the
+            input's width and height.
 
         Raises:
             colorization.image_io.ImageTooLargeError: the input has more than ``max_pixels`` pixels.
             colorization.image_io.ImageError: the input cannot be read.
-            ValueError: a bad ``saturation``, a malformed hint, a point outside the image, or
-                hints for a model without hint input.
+            ValueError: a bad ``saturation`` or ``background``, a malformed hint, a point outside the
+                image, or hints for a model without hint input.
         """
         saturation = _check_saturation(saturation)
-        prep = self.prepare(image, size, hints)
+        prep = self.prepare(image, size, hints, background)
         (ab,) = self.predict([prep], batch_size=1)
         return self.finish(prep, ab, saturation, refine)
 
@@ -459,12 +534,14 @@ class Colorizer:
         saturation: float = 1.0,
         refine: bool | None = None,
         hints: Iterable[HintsInput] | None = None,
+        background: Background = None,
     ) -> Iterator[Image.Image]:
         """Colorize a stream of images, yielding results in input order.
 
         Images are prepared in windows of up to ``4 * batch_size`` (fewer for very large photos);
         within a window images of the same working shape share network calls of up to
         ``batch_size``. ``hints``, when given, holds one entry (a list of points or None) per image.
+        ``background`` as for :meth:`__call__`.
         """
         saturation = _check_saturation(saturation)
         if batch_size < 1:
@@ -476,7 +553,7 @@ class Colorizer:
                 points = next(per_image, _MISSING)
                 if points is _MISSING:
                     raise ValueError("hints ran out before the images: give one entry (points or None) per image")
-                yield self.prepare(image, size, points)
+                yield self.prepare(image, size, points, background)
 
         for window in windows(prepared(), batch_size, lambda prep: prep.l_full.numel()):
             for prep, ab in zip(window, self.predict(window, batch_size)):
@@ -490,16 +567,17 @@ class Colorizer:
         saturation: float = 1.0,
         refine: bool | None = None,
         hints: Sequence[HintsInput] | None = None,
+        background: Background = None,
     ) -> list[Image.Image]:
         """Colorize several images (any sizes); same results as calling the colorizer on each.
 
         Images whose working shape is equal are batched into one network call of up to
-        ``batch_size``. ``hints``: None, or one entry (points or None) per image. Returns RGB PIL
-        images in input order.
+        ``batch_size``. ``hints``: None, or one entry (points or None) per image. ``background``
+        as for :meth:`__call__`. Returns PIL images (RGB, or RGBA with kept alpha) in input order.
         """
         if hints is not None and len(hints) != len(images):
             raise ValueError(f"hints needs one entry per image: {len(hints)} for {len(images)} images")
-        return list(self.colorize_iter(images, batch_size, size, saturation, refine, hints))
+        return list(self.colorize_iter(images, batch_size, size, saturation, refine, hints, background))
 
 
 def _check_saturation(saturation: float) -> float:

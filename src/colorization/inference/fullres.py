@@ -29,6 +29,7 @@ __all__ = [
     "full_res_l",
     "gray_to_l",
     "recombine",
+    "recombine_array",
 ]
 
 STRIP_PIXELS = 1 << 19
@@ -210,7 +211,23 @@ def recombine(
 
     Returns:
         RGB PIL image of the original size; its Lab L equals ``prep.l_full`` up to 8-bit rounding.
+        (No alpha: :meth:`colorization.Colorizer.finish` adds ``prep.alpha``.)
     """
+    return Image.fromarray(recombine_array(prep, ab_norm, saturation, refine, device), mode="RGB")
+
+
+def recombine_array(
+    prep: PreparedImage,
+    ab_norm: Tensor,
+    saturation: float,
+    refine: RefineConfig | None,
+    device: torch.device,
+    bits: int = 8,
+) -> np.ndarray:
+    """:func:`recombine` as an (H, W, 3) sRGB array quantised to ``bits`` (8: uint8, 16: uint16)."""
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    levels, dtype = (255.0, np.uint8) if bits == 8 else (65535.0, np.uint16)
     H, W = prep.l_full.shape
     h, w = prep.work_hw
     ab = color.denormalize_ab(ab_norm.to(device=device, dtype=torch.float32)) * saturation
@@ -220,7 +237,7 @@ def recombine(
         up = _RowUpsampler(torch.cat((a_coef, b_coef)), (H, W))
     else:
         up = _RowUpsampler(ab, (H, W))
-    out = np.empty((H, W, 3), dtype=np.uint8)
+    out = np.empty((H, W, 3), dtype=dtype)
     rows = max(1, STRIP_PIXELS // W)
     for y in range(0, H, rows):
         stop = min(H, y + rows)
@@ -231,5 +248,6 @@ def recombine(
         else:
             ab_full = coef
         rgb = color.lab_to_rgb_in_gamut(torch.cat((L[None], ab_full), dim=0))
-        out[y:stop] = rgb.mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(out, mode="RGB")
+        rgb = rgb.mul_(levels).round_().permute(1, 2, 0)
+        out[y:stop] = (rgb.to(torch.uint8) if bits == 8 else rgb.to(torch.int32)).cpu().numpy()
+    return out

@@ -3,10 +3,12 @@
 The ONNX graph is the :class:`~colorization.inference.checkpoint.ColorModel`: the network plus its head
 decoding (classification logits -> ab by the annealed mean). Input ``l_norm`` float32
 ``(B, 1, H, W)`` in ``[-1, 1]``; output ``ab_norm`` float32 ``(B, 2, H, W)`` (ab / 110). The batch,
-height and width axes are dynamic (H and W must be multiples of the model's stride). A hint-aware
-model has a second input ``hints`` float32 ``(B, 3, H, W)`` (:mod:`colorization.inference.hints`; all zeros for
-automatic colorization). No Lab
-pre/post-processing is in the graph: :class:`~colorization.Colorizer` does that around it.
+height and width axes are dynamic (H and W must be multiples of the model's stride). By default
+``l_norm`` is the only input, so automatic colorization needs nothing else; ``export_onnx(...,
+hints=True)`` (``colorization export --hints``) of a hint-aware model adds a second, required input
+``hints`` float32 ``(B, 3, H, W)`` (:mod:`colorization.inference.hints`; all zeros for automatic
+colorization). No Lab pre/post-processing is in the graph: :class:`~colorization.Colorizer` does
+that around it.
 
 The model's stride, working size and ``config.json`` travel in the ONNX metadata
 (``colorization.stride``, ``colorization.working_size``, ``colorization.config``), so a ``.onnx``
@@ -57,6 +59,7 @@ def export_onnx(
     *,
     opset: int = DEFAULT_OPSET,
     overwrite: bool = True,
+    hints: bool = False,
 ) -> Path:
     """Export a ColorModel (normalised L in, normalised ab out) to ONNX, atomically.
 
@@ -68,9 +71,15 @@ def export_onnx(
             in the same folder and moved into place, so a crash never leaves a partial file.
         opset: ONNX opset version.
         overwrite: replace an existing file (False: FileExistsError).
+        hints: give the graph the second input ``hints`` (B, 3, H, W), required by ONNX Runtime
+            (zeros: no points). Default False: ``l_norm`` is the only input, and the graph
+            colorizes as the model does with no hints.
 
     Returns:
         The written path.
+
+    Raises:
+        ValueError: ``out`` not ending in ``.onnx``, or ``hints=True`` for a model without a hint input.
     """
     import copy
 
@@ -81,6 +90,8 @@ def export_onnx(
         raise ValueError(f"{out}: the output file must end in .onnx")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists")
+    if hints and not getattr(model, "accepts_hints", False):
+        raise ValueError("this model does not take colour hints: export it without the hint input")
     stride = int(getattr(model, "stride", 1) or 1)
     working_size = getattr(model, "working_size", None)
     config = dict(getattr(model, "config", {}) or {})
@@ -91,7 +102,7 @@ def export_onnx(
     dyn = {0: "batch", 2: "height", 3: "width"}
     args: tuple[Tensor, ...] = (example,)
     names = [INPUT_NAME]
-    if getattr(model, "accepts_hints", False):
+    if hints:
         args = (example, torch.zeros(1, 3, side, side + stride))
         names.append(HINTS_NAME)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from torch import Tensor
 
 __all__ = ["PreparedImage"]
@@ -21,12 +22,18 @@ class PreparedImage:
         work_hw: working ``(h, w)`` before padding.
         hints: (3, h_pad, w_pad) float32 hint map (:mod:`colorization.models.hint_map`; zero in the padding),
             or None for automatic colorization.
+        alpha: (H, W) alpha channel kept for the output (uint8, or uint16 for a 16-bit input), or
+            None (opaque, or transparency composited on a background).
+        bits: bits per channel of the input's samples, 8 or 16 (the output's depth where the
+            format allows it).
     """
 
     l_full: Tensor
     l_work: Tensor
     work_hw: tuple[int, int]
     hints: Tensor | None = None
+    alpha: np.ndarray | None = None
+    bits: int = 8
 
     @property
     def size(self) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def build_study(
     seed: int = 0,
     device: str | None = None,
     question: str = DEFAULT_QUESTION,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> Path:
     """Create the study folder ``out`` (must not already hold a study).
 
@@ -56,6 +57,7 @@ def build_study(
         count: photos to sample (all if fewer). size: side of the square images.
         seed: photo sample and per-rater order seed. device: where models run (None: auto).
         question: the question shown to raters.
+        progress: a tqdm bar on stderr; None (default): only when stderr is a terminal.
 
     Returns:
         The study folder.
@@ -89,7 +91,8 @@ def build_study(
         image_io.save_image(img.convert("RGB"), img_dir / name, format="JPEG", quality=JPEG_QUALITY)
         items.append(Item(item_id, model, source, name))
 
-    for f in tqdm(files, desc="study images", unit="photo", disable=not progress):
+    disable = (not sys.stderr.isatty()) if progress is None else not progress
+    for f in tqdm(files, desc="study images", unit="photo", file=sys.stderr, disable=disable):
         gt = load_ground_truth(f, size)
         source = f.relative_to(root).as_posix()
         store(gt, REAL_LABEL, source)

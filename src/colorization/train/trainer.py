@@ -76,6 +76,7 @@ class TrainResult:
     model_dir: Path | None = None
     world_size: int = 1
     backend: str | None = None  # torch.distributed backend of a multi-process run
+    nothing_to_do: bool = False  # resumed a finished run whose model was already exported: no step, no export
 
 
 class _Trainer:
@@ -339,6 +340,10 @@ class _Trainer:
 
         if export_now:
             return self._export_saved(step, images_seen, wall_before, last_val)
+        if step >= cfg.steps:
+            if self._exported_step() == step:
+                return self._nothing_to_do(step, images_seen, wall_before, last_val)
+            return self._export_saved(step, images_seen, wall_before, last_val)  # killed before its export
 
         sampler = StepBatchSampler(
             len(self.train_ds), cfg.batch_size, self.dist.rank, self.dist.world, cfg.seed, step,
@@ -532,6 +537,26 @@ class _Trainer:
         return result
 
     # --- export --------------------------------------------------------------------------------------
+    def _exported_step(self) -> int | None:
+        """The step OUT/model/ was exported at (its config.json's training record), None without one."""
+        try:
+            config = json.loads((self.out / "model" / "config.json").read_text(encoding="utf-8"))
+            return int(config["training"]["steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _nothing_to_do(self, step: int, images_seen: int, wall: float, last_val: dict[str, float]) -> TrainResult:
+        """A resumed run that had already finished and exported: report it, train and export nothing."""
+        if self.dist.is_main:
+            print(f"[train] nothing to do: the run already finished all {step} steps and exported "
+                  f"{self.out / 'model'} (pass a larger --steps to train further)", flush=True)
+        return TrainResult(
+            step=step, finished=True, out=self.out, metrics=dict(last_val), images_seen=images_seen,
+            wall_time_s=wall, images_per_s=0.0, objective=self.objective,
+            ema_generator=self.ema.module if self.ema is not None else None, model_dir=self.out / "model",
+            world_size=self.dist.world, backend=self.dist.backend, nothing_to_do=True,
+        )
+
     def _export_saved(self, step: int, images_seen: int, wall: float, last_val: dict[str, float]) -> TrainResult:
         """Export the model of the saved state as it is (e.g. after a time-limited run), validating first."""
         if step == 0:
@@ -612,6 +637,8 @@ def train(
 
     Returns:
         :class:`TrainResult`; ``finished`` is True and ``model_dir`` set when all steps are done.
+        Resuming a run that had already done all ``steps`` and exported ``OUT/model/`` trains and
+        exports nothing (``nothing_to_do`` True); one killed before that export is exported.
 
     Raises:
         ConfigError: invalid config, mismatched resume, data or model problems.

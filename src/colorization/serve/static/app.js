@@ -68,8 +68,10 @@
     errorEl.textContent = "";
   }
 
+  // Binary units, as the service's limits are set (20 MiB = 20 * 1024 * 1024 bytes).
   function formatBytes(n) {
-    return n >= 1048576 ? (n / 1048576).toFixed(1) + " MB" : Math.round(n / 1024) + " kB";
+    if (n >= 1048576) return Math.round(n / 1048576 * 10) / 10 + " MiB";
+    return n >= 1024 ? Math.round(n / 1024) + " KiB" : n + " bytes";
   }
 
   async function loadHealth() {

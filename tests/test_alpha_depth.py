@@ -12,7 +12,8 @@ from PIL import Image
 from skimage.color import rgb2lab
 from typer.testing import CliRunner
 
-from colorization import cli, image_deep, image_io
+from colorization import cli, image_io
+from colorization.image_io import deep as image_deep
 from colorization.inference.colorizer import Colorizer
 
 runner = CliRunner()

@@ -16,8 +16,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "colorization"
 LAYERS: list[tuple[str, ...]] = [
     ("_version", "_lazy"),
     ("color",),
-    ("image_files",),
-    ("image_deep",),
     ("image_io",),
     ("data",),
     ("models",),

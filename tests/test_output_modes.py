@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorization import image_deep, image_io
+from colorization import image_io
+from colorization.image_io import deep as image_deep
 from colorization.batch import jobs
 from colorization.inference.colorizer import Colorizer
 

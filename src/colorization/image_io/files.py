@@ -1,7 +1,7 @@
 """Finding image files: folders (recursive), glob patterns and single files, in a stable order
 (:func:`find_images`, used by ``colorize``; :func:`count_non_images` for its summary line).
 
-Re-exported by :mod:`colorization.image_io`, which owns reading and writing the images.
+Re-exported by the package :mod:`colorization.image_io`, which owns reading and writing the images.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ return an 8-bit RGB :class:`PIL.Image.Image` whatever the file held (JPEG, PNG, 
 GIF; grey, palette, alpha, CMYK, 16-bit, integer or float pixels), rotated upright by its EXIF
 orientation. :func:`open_image` also gives, on request, the alpha channel (instead of compositing
 on a background) and, for 16-bit PNG and TIFF files, the 16-bit pixels
-(:mod:`colorization.image_deep`). Problems raise a subclass of :class:`ImageError` whose message
+(:mod:`colorization.image_io.deep`). Problems raise a subclass of :class:`ImageError` whose message
 names the file.
 
 Every image that leaves it goes through :func:`save_image` (PIL images, or ``uint8``/``uint16``
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
-from colorization.image_files import IMAGE_EXTENSIONS, count_non_images, find_images
+from colorization.image_io.files import IMAGE_EXTENSIONS, count_non_images, find_images
 
 if TYPE_CHECKING:  # numpy and torch load on first use, so that the CLI's --help stays fast
     import numpy as np
@@ -386,7 +386,7 @@ def open_image(
             )
         source_mode = img.mode
         fmt = img.format
-        from colorization import image_deep  # lazy: numpy and OpenCV only when an image is read
+        from colorization.image_io import deep as image_deep  # lazy: numpy and OpenCV only when an image is read
 
         try:
             if getattr(img, "n_frames", 1) > 1:
@@ -507,7 +507,7 @@ def _write_encoded(
         tags.load(exif.tobytes() if isinstance(exif, Image.Exif) else bytes(exif))
         portable = _portable_exif(tags)  # a TIFF's layout tags would describe the source, not this file
     if not isinstance(img, Image.Image):
-        from colorization import image_deep  # lazy: numpy
+        from colorization.image_io import deep as image_deep  # lazy: numpy
 
         encoded = image_deep.encode_array(img, fmt, portable)
         if isinstance(encoded, bytes):

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from colorization import image_io
-from colorization.image_io import deep as image_deep
 from colorization.batch import jobs
+from colorization.image_io import deep as image_deep
 from colorization.inference.colorizer import Colorizer
 
 H, W = 12, 16

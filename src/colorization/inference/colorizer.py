@@ -229,7 +229,7 @@ def prepare_image(
     stride: int = 1,
     max_pixels: int | None = image_io.DEFAULT_MAX_PIXELS,
     hints: Sequence[Hint | Mapping[str, Any] | str] | None = None,
-    background: Background = "white",
+    background: Background = None,
 ) -> PreparedImage:
     """Decode/convert ``image`` and build the network input (CPU only; safe in DataLoader workers).
 
@@ -239,8 +239,8 @@ def prepare_image(
         max_pixels: pixel limit (None: unlimited).
         hints: colour points in the input image's pixel coordinates (see
             :func:`colorization.inference.hints.coerce_hints`); None or empty: automatic.
-        background: see :data:`Background` (default white: composite, as this function always did;
-            the :class:`Colorizer` keeps alpha by default). A :class:`colorization.image_io.LoadedImage`
+        background: see :data:`Background`; None (default, as in :class:`Colorizer`) keeps the alpha
+            channel for the output, a colour composites on it. A :class:`colorization.image_io.LoadedImage`
             was opened with its own choice: its ``alpha`` is kept whatever this says.
 
     Raises:

@@ -16,6 +16,7 @@ from colorization.video import (
     CorruptVideoError,
     EmptyVideoError,
     NotAVideoError,
+    UnsupportedVideoError,
     VideoReader,
     VideoTooLargeError,
     colorize_frames,
@@ -143,15 +144,24 @@ def _no_frames(path: Path) -> None:
         _silence(c)
 
 
+def _unknown_codec(path: Path) -> None:
+    """A Matroska clip whose codec ID is patched to one FFmpeg does not know (same length)."""
+    make_clip(path, n=5, fmt="matroska", audio=None)
+    data = path.read_bytes()
+    assert data.count(b"V_MPEG4/ISO/AVC") == 1
+    path.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_UNKNOWNCODEC1"))
+
+
 @pytest.mark.parametrize(
     "make, error, match",
     [
         (lambda p: p.write_bytes(b""), EmptyVideoError, "empty"),
+        (_unknown_codec, UnsupportedVideoError, "unsupported video codec .a codec unknown to this FFmpeg build"),
         (lambda p: p.write_bytes(b"not a video at all, just text" * 20), NotAVideoError, "not a readable video"),
         (_audio_only, NotAVideoError, "audio only"),
         (_no_frames, EmptyVideoError, "no frame"),
     ],
-    ids=["empty", "text", "audio-only", "zero-frames"],
+    ids=["empty", "unsupported-codec", "text", "audio-only", "zero-frames"],
 )
 def test_bad_inputs_raise_and_write_nothing(tmp_path, colorizer, make, error, match):
     src, dst = tmp_path / "bad.mp4", tmp_path / "out" / "bad.mp4"

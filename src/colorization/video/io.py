@@ -162,7 +162,11 @@ class VideoReader:
         self.stream = c.streams.video[0]
         ctx = self.stream.codec_context
         if ctx is None or not ctx.codec.is_decoder:
-            raise UnsupportedVideoError(f"{self.name}: cannot decode its video codec ({self.stream.codec_context})")
+            if ctx is None:
+                what = "a codec unknown to this FFmpeg build"
+            else:
+                what = f"{ctx.name}, which this FFmpeg cannot decode"
+            raise UnsupportedVideoError(f"{self.name}: unsupported video codec ({what})")
         width, height = int(ctx.width), int(ctx.height)
         if width < 1 or height < 1:
             raise CorruptVideoError(f"{self.name}: the video stream has no frame size ({width}x{height})")

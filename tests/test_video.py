@@ -237,8 +237,15 @@ def test_hints_are_carried_to_later_frames(hint_model_dir):
     changed = [int(np.abs(a.astype(int) - b).max()) for a, b in zip(plain, hinted)]
     # without the stabiliser, later frames change only because the point was tracked to them
     assert all(d > 0 for d in changed[:6]) and changed[6:] == [0, 0], changed
+    # with it (the default), the hinted colour is also carried along the flow; the cut resets both
+    plain = list(colorize_frames(c, frames))
+    hinted = list(colorize_frames(c, frames, hints=hint))
+    changed = [float(np.abs(a.astype(int) - b).mean()) for a, b in zip(plain, hinted)]
+    assert all(d > 0.05 for d in changed[:6]) and changed[6:] == [0, 0], changed
     with pytest.raises(ValueError, match="outside"):
         list(colorize_frames(c, frames, hints={2: [Hint(64, 1, "#ff0000")]}))
+    with pytest.raises(ValueError, match="hints for frame 8, but the video has 8 frames"):
+        list(colorize_frames(c, frames, hints={8: [Hint(1, 1, "#ff0000")]}))
 
 
 def test_is_video_path():

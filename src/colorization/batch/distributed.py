@@ -36,7 +36,7 @@ import torch
 
 from colorization import image_io
 from colorization.batch import jobs, video_chunks
-from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs
+from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs, split_video_hints
 from colorization.inference.colorizer import Colorizer
 from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, is_video_path
 
@@ -224,14 +224,13 @@ def resolve_hints(config: ManyConfig) -> dict[Path, list]:
             f"{config.hints_file}: colorize-many needs an object mapping file names to lists of points, "
             'not a list: {"NAME": [points], ...}'
         )
-    matched = match_inputs(loaded, config.entries(), config.hints_file)
-    for file in matched:
-        if is_video_path(file):
-            raise HintsFileError(
-                f"{config.hints_file}: {file} is a video; colorize-many takes colour hints for photos only "
-                "(give a video's hints to `colorize VIDEO --hints FILE`)"
-            )
-    return matched
+    photos, videos = split_video_hints(match_inputs(loaded, config.entries(), config.hints_file), config.hints_file)
+    for file in videos:
+        raise HintsFileError(
+            f"{config.hints_file}: {file} is a video; colorize-many takes colour hints for photos only "
+            "(give a video's hints to `colorize VIDEO --hints FILE`)"
+        )
+    return photos
 
 
 def check_hints_model(hints: dict[Path, list], accepts_hints: bool, model_name: str, hints_file: str | None) -> None:

@@ -108,3 +108,32 @@ def test_hints_file_with_videos(mixed, tmp_path, hint_model_dir, monkeypatch):
                                   "--hints", str(late)])
     assert res.exit_code == 1 and "hints for frame 20, but the video has 8 frames" in res.output, res.output
     assert not (tmp_path / "late" / "clip.mp4").exists()
+
+
+def test_each_bad_video_is_reported_by_name_and_nothing_is_written(tmp_path, model_dir, monkeypatch):
+    from test_video import _audio_only, _no_frames, _unknown_codec
+
+    monkeypatch.setenv("COLUMNS", "400")
+    root = tmp_path / "in"
+    root.mkdir()
+    make_clip(root / "good.mp4", n=6)
+    make_clip(root / "whole.mp4", n=30)
+    data = (root / "whole.mp4").read_bytes()
+    (root / "whole.mp4").unlink()
+    (root / "cut.mp4").write_bytes(data[: len(data) // 2])
+    _no_frames(root / "empty.mkv")
+    _audio_only(root / "sound.mp4")
+    _unknown_codec(root / "codec.mkv")
+    (root / "huge.y4m").write_bytes(b"YUV4MPEG2 W9000 H6000 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(100))
+    out = tmp_path / "out"
+    res = runner.invoke(cli.app, ["colorize", str(root), "-o", str(out), "--model", str(model_dir)])
+    assert res.exit_code == 1 and "1 colorized, 0 skipped, 5 failed" in res.output, res.output
+    for name, reason in [
+        ("cut.mp4", "truncated or damaged MP4/MOV"),
+        ("empty.mkv", "the video stream holds no frame"),
+        ("sound.mp4", "not a video (audio only)"),
+        ("codec.mkv", "unsupported video codec"),
+        ("huge.y4m", "9000x6000 = 54,000,000 pixels per frame exceeds"),
+    ]:
+        assert any(name in line and reason in line for line in res.output.splitlines()), (name, res.output)
+    assert sorted(p.name for p in out.rglob("*")) == ["good.mp4"]  # nothing half-written, no temporary file

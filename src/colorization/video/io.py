@@ -142,11 +142,16 @@ class VideoReader:
         self.max_frames, self.max_duration = max_frames, max_duration
         try:
             self.container = av.open(target, "r")
-        except av.error.EOFError:
-            raise EmptyVideoError(
-                f"{self.name}: no frame, the file ends before its first frame (empty or truncated)"
-            ) from None
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+            if _iso_media(target):  # MP4/MOV/3GP: their index (moov) usually comes last, a cut loses it
+                raise CorruptVideoError(
+                    f"{self.name}: truncated or damaged MP4/MOV, its index (the moov box) is missing or cut "
+                    f"({_reason(exc)})"
+                ) from None
+            if isinstance(exc, av.error.EOFError):
+                raise EmptyVideoError(
+                    f"{self.name}: no frame, the file ends before its first frame (empty or truncated)"
+                ) from None
             raise NotAVideoError(f"{self.name}: not a readable video ({_reason(exc)})") from None
         try:
             self._check(max_pixels)
@@ -258,12 +263,14 @@ class VideoReader:
                                     f"({_reason(exc)})") from None
         if count == 0:
             raise EmptyVideoError(f"{self.name}: the video stream holds no frame")
-        declared = self.info.frames
-        if declared and count < declared * 0.98 - 1:
+        # a little slack for containers whose counts and durations are not exact, but at most about
+        # a second of frames, so a long film cannot lose minutes unnoticed
+        declared, rate = self.info.frames, float(self.info.rate or 25)
+        if declared and count < declared - 1 - min(0.02 * declared, rate):
             raise CorruptVideoError(f"{self.name}: truncated video, {count} of the {declared} frames it declares")
-        span = float((last_pts - first_pts) * self.time_base) + 1 / float(self.info.rate or 25)
+        span = float((last_pts - first_pts) * self.time_base) + 1 / rate
         length = self._video_duration
-        if not declared and length and span < 0.95 * length - 2 / float(self.info.rate or 25):
+        if not declared and length and span < length - 2 / rate - min(0.05 * length, 1.0):
             raise CorruptVideoError(f"{self.name}: truncated video, its frames end at {span:.2f} s of the "
                                     f"{length:.2f} s it declares")
 
@@ -313,6 +320,21 @@ class VideoReader:
         if self.max_duration is not None and float(pts * self.time_base) > self.max_duration + 1:
             raise VideoTooLargeError(f"{self.name}: longer than {self.max_duration:g} s")
         return frame.to_ndarray(format="gray"), pts
+
+
+def _iso_media(target: Any) -> bool:
+    """Whether ``target`` (a path or a BytesIO) starts like an ISO base media file (``ftyp`` box)."""
+    try:
+        if isinstance(target, io.BytesIO):
+            head = target.getvalue()[:8]
+        elif isinstance(target, str):
+            with open(target, "rb") as fh:
+                head = fh.read(8)
+        else:
+            return False
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp"
 
 
 def _pts_step(rate: Fraction | None, time_base: Fraction) -> int:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.browser
 uvicorn = pytest.importorskip("uvicorn")
 av = pytest.importorskip("av")
 
-from conftest import serve_in_thread  # noqa: E402
+from conftest import serve_in_thread, watched_page  # noqa: E402
 from test_video import make_clip  # noqa: E402
 
 from colorization.serve.service import create_app  # noqa: E402
@@ -59,20 +59,10 @@ def server_url(tiny_colorizer):
 
 @pytest.fixture()
 def page(chromium_browser, server_url: str):
-    context = chromium_browser.new_context(accept_downloads=True, viewport={"width": 1100, "height": 900})
-    try:
-        pg = context.new_page()
-        pg.requested = []  # type: ignore[attr-defined]
-        pg.console_errors = []  # type: ignore[attr-defined]
-        pg.on("request", lambda req: pg.requested.append((req.method, req.url)))
-        pg.on("console", lambda msg: msg.type == "error" and pg.console_errors.append(msg.text))
-        pg.on("pageerror", lambda exc: pg.console_errors.append(str(exc)))
-        pg.goto(server_url + "/")
+    with watched_page(chromium_browser, server_url + "/") as pg:
         pg.wait_for_selector("body[data-state=idle]")
         pg.wait_for_selector("#limits-hint:has-text('Videos: up to 120 s')")  # /health read
         yield pg
-    finally:
-        context.close()
 
 
 def finish(page, timeout: float = 60_000) -> str:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -91,6 +92,24 @@ def tiny_colorizer(tmp_path_factory) -> Colorizer:
         net.head.conv.bias.copy_(torch.tensor([0.25, 0.35]))
     folder = save_exported(net, tmp_path_factory.mktemp("tiny_model"), head="regression")
     return Colorizer.from_pretrained(folder, device="cpu", size=32)
+
+
+@contextlib.contextmanager
+def watched_page(browser, url: str) -> Iterator[Any]:
+    """A fresh browser context's page opened at ``url``, recording ``page.requested`` (method, URL)
+    and ``page.console_errors`` (console errors and uncaught exceptions); closed on exit."""
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1100, "height": 900})
+    try:
+        pg = context.new_page()
+        pg.requested = []
+        pg.console_errors = []
+        pg.on("request", lambda req: pg.requested.append((req.method, req.url)))
+        pg.on("console", lambda msg: msg.type == "error" and pg.console_errors.append(msg.text))
+        pg.on("pageerror", lambda exc: pg.console_errors.append(str(exc)))
+        pg.goto(url)
+        yield pg
+    finally:
+        context.close()
 
 
 @contextlib.contextmanager

@@ -354,12 +354,15 @@ def test_page_is_served_and_self_contained(client: TestClient) -> None:
         'href="/static/style.css"',
     ):
         assert needle in html, needle
-    assets = {name: client.get(f"/static/{name}") for name in ("app.js", "style.css")}
+    assets = {name: client.get(f"/static/{name}") for name in ("app.js", "video.js", "style.css")}
     assert assets["app.js"].headers["content-type"].startswith("text/javascript")
+    assert assets["video.js"].headers["content-type"].startswith("text/javascript")
     assert assets["style.css"].headers["content-type"].startswith("text/css")
-    for text in (html, assets["app.js"].text, assets["style.css"].text):
+    for text in (html, assets["app.js"].text, assets["video.js"].text, assets["style.css"].text):
         assert not EXTERNAL_URL.search(text), EXTERNAL_URL.search(text)
-    assert "/colorize" in assets["app.js"].text
+    assert "/colorize" in assets["app.js"].text and '"/videos"' in assets["video.js"].text
+    assert 'accept="image/*,video/*"' in html and 'id="result-video"' in html
+    assert "media-src 'self' blob:" in page.headers["content-security-policy"]
     assert_error(client.get("/static/../service.py"), 404, "not_found")
     assert_error(client.get("/static/secret.txt"), 404, "not_found")
     icon = client.get("/favicon.ico")

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.browser
 
 uvicorn = pytest.importorskip("uvicorn")
 
-from conftest import serve_in_thread  # noqa: E402
+from conftest import serve_in_thread, watched_page  # noqa: E402
 
 from colorization.serve.service import create_app  # noqa: E402
 
@@ -63,18 +63,8 @@ def server_url(tiny_colorizer):
 
 @pytest.fixture()
 def page(chromium_browser, server_url: str):
-    context = chromium_browser.new_context(accept_downloads=True, viewport={"width": 1100, "height": 900})
-    try:
-        pg = context.new_page()
-        pg.requested = []  # type: ignore[attr-defined]
-        pg.console_errors = []  # type: ignore[attr-defined]
-        pg.on("request", lambda req: pg.requested.append(req.url))
-        pg.on("console", lambda msg: msg.type == "error" and pg.console_errors.append(msg.text))
-        pg.on("pageerror", lambda exc: pg.console_errors.append(str(exc)))
-        pg.goto(server_url + "/")
+    with watched_page(chromium_browser, server_url + "/") as pg:
         yield pg
-    finally:
-        context.close()
 
 
 def test_upload_shows_colour_result_and_downloads(page, server_url: str, tmp_path: Path) -> None:
@@ -113,7 +103,7 @@ def test_upload_shows_colour_result_and_downloads(page, server_url: str, tmp_pat
         assert chroma(img) > 10.0
 
     # the page only talked to this server (blob:/data: URLs are local)
-    external = [u for u in page.requested if not u.startswith((server_url, "blob:", "data:"))]
+    external = [u for _, u in page.requested if not u.startswith((server_url, "blob:", "data:"))]
     assert external == []
     assert page.console_errors == []
 

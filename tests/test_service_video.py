@@ -75,3 +75,17 @@ def test_bad_uploads(client, tmp_path):
         assert cut.status_code == 422
     assert upload(client, src.read_bytes(), format="avi").status_code == 422
     assert client.get("/videos/nope").status_code == 404
+
+
+def test_health_reports_video_limits(client):
+    body = client.get("/health").json()
+    assert body["accepts_videos"] is True
+    video = body["limits"]["video"]
+    assert (video["max_pixels"], video["max_seconds"], video["max_frames"]) == (1920 * 1088, 120.0, 7200)
+    assert video["formats"] == ["mp4", "mov", "mkv", "webm"] and ".mkv" in video["extensions"]
+
+
+def test_health_without_video_support():
+    app = create_app(lambda image, size=None, saturation=1.0: image)  # a plain callable has no predict()
+    with TestClient(app) as c:
+        assert c.get("/health").json()["accepts_videos"] is False

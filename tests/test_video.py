@@ -16,6 +16,7 @@ from colorization.video import (
     CorruptVideoError,
     EmptyVideoError,
     NotAVideoError,
+    UnsupportedVideoError,
     VideoReader,
     VideoTooLargeError,
     colorize_frames,
@@ -143,15 +144,24 @@ def _no_frames(path: Path) -> None:
         _silence(c)
 
 
+def _unknown_codec(path: Path) -> None:
+    """A Matroska clip whose codec ID is patched to one FFmpeg does not know (same length)."""
+    make_clip(path, n=5, fmt="matroska", audio=None)
+    data = path.read_bytes()
+    assert data.count(b"V_MPEG4/ISO/AVC") == 1
+    path.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_UNKNOWNCODEC1"))
+
+
 @pytest.mark.parametrize(
     "make, error, match",
     [
         (lambda p: p.write_bytes(b""), EmptyVideoError, "empty"),
+        (_unknown_codec, UnsupportedVideoError, "unsupported video codec .a codec unknown to this FFmpeg build"),
         (lambda p: p.write_bytes(b"not a video at all, just text" * 20), NotAVideoError, "not a readable video"),
         (_audio_only, NotAVideoError, "audio only"),
         (_no_frames, EmptyVideoError, "no frame"),
     ],
-    ids=["empty", "text", "audio-only", "zero-frames"],
+    ids=["empty", "unsupported-codec", "text", "audio-only", "zero-frames"],
 )
 def test_bad_inputs_raise_and_write_nothing(tmp_path, colorizer, make, error, match):
     src, dst = tmp_path / "bad.mp4", tmp_path / "out" / "bad.mp4"
@@ -162,23 +172,56 @@ def test_bad_inputs_raise_and_write_nothing(tmp_path, colorizer, make, error, ma
     assert not dst.parent.exists() or not list(dst.parent.iterdir())
 
 
-def test_truncated_file_leaves_the_old_output_untouched(tmp_path, colorizer):
-    src, dst = tmp_path / "clip.mkv", tmp_path / "out.mp4"
-    make_clip(src, n=40, fmt="matroska")
-    data = src.read_bytes()
-    cut = tmp_path / "cut.mkv"
-    cut.write_bytes(data[: len(data) * 2 // 3])
+def _faststart(src: Path, dst: Path) -> None:
+    """Remux ``src`` into an MP4 whose index (moov) comes first, as streaming sites write them."""
+    with av.open(str(src)) as i, av.open(str(dst), "w", format="mp4", options={"movflags": "faststart"}) as o:
+        outs = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        for packet in i.demux():
+            if packet.dts is not None:
+                packet.stream = outs[packet.stream.index]
+                o.mux(packet)
+
+
+@pytest.mark.parametrize(
+    "kind, keep, match",
+    [
+        ("mkv", 1 / 3, "truncated video, its frames end at 0.[0-9]+ s of the 1.60 s it declares"),
+        ("mkv", 0.75, "truncated video, its frames end at 1.[0-9]+ s of the 1.60 s it declares"),
+        ("mp4", 0.5, "truncated or damaged MP4/MOV, its index .the moov box. is missing or cut"),
+        ("mp4", 0.95, "truncated or damaged MP4/MOV, its index .the moov box. is missing or cut"),
+        ("faststart", 0.6, "truncated video, [0-9]+ of the 40 frames it declares|damaged video, decoding failed"),
+    ],
+    ids=["mkv-third", "mkv-three-quarters", "mp4-half", "mp4-tail", "faststart-mp4"],
+)
+def test_truncated_file_leaves_the_old_output_untouched(tmp_path, colorizer, kind, keep, match):
+    whole = tmp_path / f"whole.{'mkv' if kind == 'mkv' else 'mp4'}"
+    make_clip(whole, n=40, fmt="matroska" if kind == "mkv" else None)
+    if kind == "faststart":
+        whole, plain = tmp_path / "fast.mp4", whole
+        _faststart(plain, whole)
+        with av.open(str(whole)) as c:
+            assert c.streams.video[0].frames == 40
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut{whole.suffix}"
+    cut.write_bytes(data[: round(len(data) * keep)])
+    dst = tmp_path / "out" / "cut.mp4"
+    dst.parent.mkdir()
     dst.write_bytes(b"old")
-    with pytest.raises((CorruptVideoError, NotAVideoError)):
+    with pytest.raises(CorruptVideoError, match=match):
         colorize_video(cut, dst, colorizer, progress=False)
-    assert dst.read_bytes() == b"old" and not list(tmp_path.glob(".*.tmp"))
-    mp4 = tmp_path / "clip.mp4"
-    make_clip(mp4, n=40)
-    data = mp4.read_bytes()
-    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
-    with pytest.raises((CorruptVideoError, NotAVideoError)):
-        colorize_video(tmp_path / "cut.mp4", dst, colorizer, progress=False)
-    assert dst.read_bytes() == b"old"
+    assert dst.read_bytes() == b"old" and sorted(dst.parent.iterdir()) == [dst]  # no temporary file left
+    colorize_video(whole, tmp_path / "whole_out.mp4", colorizer, progress=False)  # the whole file is fine
+
+
+def test_enormous_frames_are_refused_before_decoding(tmp_path, colorizer):
+    """A header declaring 9000x6000 frames (54 MP) with almost no data: refused on opening, by the
+    frame size, before a frame is allocated or decoded."""
+    src = tmp_path / "huge.y4m"
+    src.write_bytes(b"YUV4MPEG2 W9000 H6000 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000))
+    dst = tmp_path / "out" / "huge.mp4"
+    with pytest.raises(VideoTooLargeError, match="9000x6000 = 54,000,000 pixels per frame exceeds the limit of 50,0"):
+        colorize_video(src, dst, colorizer, progress=False)
+    assert not dst.parent.exists()
 
 
 def test_limits(tmp_path, model_dir):
@@ -227,8 +270,15 @@ def test_hints_are_carried_to_later_frames(hint_model_dir):
     changed = [int(np.abs(a.astype(int) - b).max()) for a, b in zip(plain, hinted)]
     # without the stabiliser, later frames change only because the point was tracked to them
     assert all(d > 0 for d in changed[:6]) and changed[6:] == [0, 0], changed
+    # with it (the default), the hinted colour is also carried along the flow; the cut resets both
+    plain = list(colorize_frames(c, frames))
+    hinted = list(colorize_frames(c, frames, hints=hint))
+    changed = [float(np.abs(a.astype(int) - b).mean()) for a, b in zip(plain, hinted)]
+    assert all(d > 0.05 for d in changed[:6]) and changed[6:] == [0, 0], changed
     with pytest.raises(ValueError, match="outside"):
         list(colorize_frames(c, frames, hints={2: [Hint(64, 1, "#ff0000")]}))
+    with pytest.raises(ValueError, match="hints for frame 8, but the video has 8 frames"):
+        list(colorize_frames(c, frames, hints={8: [Hint(1, 1, "#ff0000")]}))
 
 
 def test_is_video_path():

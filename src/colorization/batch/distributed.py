@@ -9,13 +9,16 @@ Launch one process per GPU (or several CPU processes) with ``torchrun``; every p
   entries whose output exists are skipped (a rerun after a crash resumes where it stopped),
   images are decoded and prepared in DataLoader worker processes, equal working shapes share
   network calls, and every output is written atomically (temporary file + rename),
+* cuts the videos among the entries into chunks of ``chunk_seconds`` that all ranks share
+  (:mod:`colorization.batch.video_chunks`); when all ranks are done, rank 0 joins each video's
+  chunks losslessly (packets copied, the source's audio kept),
 * writes its counts (``done`` / ``failed`` / ``skipped``) to
   ``OUTDIR/.colorize-many/rank-<r>.json``; rank 0 gathers all of them (gloo) and writes the merged
   ``OUTDIR/.colorize-many/summary.json``.
 
 Only the network's device depends on the rank (``cuda:LOCAL_RANK`` with ``--device cuda``); the
 process group is used for the final summary only, so ranks never wait for each other while
-working.
+working (until the videos' chunks are joined at the end).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,9 +35,10 @@ from typing import Any
 import torch
 
 from colorization import image_io
-from colorization.batch import jobs
-from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs
+from colorization.batch import jobs, video_chunks
+from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs, split_video_hints
 from colorization.inference.colorizer import Colorizer
+from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, is_video_path
 
 __all__ = [
     "ManyConfig",
@@ -65,12 +70,18 @@ class ManyConfig:
         model: exported model folder (None: the shipped default); backend "torch" or "onnx".
         device: "cpu", "cuda" (each rank uses ``cuda:LOCAL_RANK``) or None (cuda when available).
         size: working size (None: the model's). saturation: chroma multiplier. refine: guided filter.
-        fmt: output format "png"/"jpeg"/"webp" (None: keep each input's).
+        fmt: output format "png"/"jpeg"/"webp" (None: keep each input's) for photos, or a video
+            format (:data:`colorization.video.formats.VIDEO_FORMATS`, None: mp4) for videos.
         batch_size: images per network call. workers: DataLoader decode processes per rank.
         force: overwrite existing outputs instead of skipping them.
         max_pixels: larger images fail with ImageTooLargeError.
         hints_file: JSON object mapping input names (relative to the root, or base names) to
             colour-hint points (:mod:`colorization.batch.hint_files`); needs a hint-aware model.
+            Photos only.
+        chunk_seconds: videos longer than this are cut into chunks of this length that the
+            ranks share (:mod:`colorization.batch.video_chunks`).
+        overlap_seconds: each chunk's stabiliser starts this much earlier (frames colorized but
+            not written), so the colours carry on across the chunk boundaries.
         background: colour (name or ``#rrggbb``) transparent inputs are composited on; None keeps
             their alpha in PNG, WebP and TIFF outputs (other formats: white).
     """
@@ -92,13 +103,18 @@ class ManyConfig:
     max_pixels: int = image_io.DEFAULT_MAX_PIXELS
     hints_file: str | None = None
     background: str | None = None
+    chunk_seconds: float = 60.0
+    overlap_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         image_io.parse_background(self.background)  # ValueError for a bad colour
         if (self.list_file is None) == (self.input_dir is None):
             raise ValueError("give exactly one of list_file (--list) and input_dir (--input)")
-        if self.fmt is not None and self.fmt not in image_io.OUTPUT_FORMATS:
-            raise ValueError(f"fmt must be one of {', '.join(image_io.OUTPUT_FORMATS)} or None, got {self.fmt!r}")
+        known = (*image_io.OUTPUT_FORMATS, *VIDEO_FORMATS)
+        if self.fmt is not None and self.fmt not in known:
+            raise ValueError(f"fmt must be one of {', '.join(known)} or None, got {self.fmt!r}")
+        if not self.chunk_seconds > 0 or not self.overlap_seconds >= 0:
+            raise ValueError("chunk_seconds must be > 0 and overlap_seconds >= 0")
         if self.batch_size < 1 or self.workers < 0:
             raise ValueError("batch_size must be >= 1 and workers >= 0")
         if self.backend not in ("torch", "onnx"):
@@ -111,13 +127,20 @@ class ManyConfig:
             return Path(self.input_dir)
         return Path(self.list_file).parent  # type: ignore[arg-type]
 
-    def entries(self) -> _Entries:
-        """The ``(path, root)`` entries of the job, streamed afresh on every iteration."""
-        return _Entries(self)
+    def entries(self, kind: str = "all") -> _Entries:
+        """The ``(path, root)`` entries of the job ("all", "images" or "videos"), streamed afresh
+        on every iteration."""
+        return _Entries(self, kind)
 
     def outputs(self) -> jobs.Outputs:
-        return jobs.Outputs(Path(self.out_dir), self.fmt, self.force,
+        """Where the photos go (a video format given as ``fmt`` keeps each photo's format)."""
+        return jobs.Outputs(Path(self.out_dir), self.fmt if self.fmt in image_io.OUTPUT_FORMATS else None, self.force,
                             background=image_io.parse_background(self.background))
+
+    def video_outputs(self) -> jobs.Outputs:
+        """Where the videos go (mp4 unless ``fmt`` is a video format)."""
+        fmt = self.fmt if self.fmt in VIDEO_FORMATS else "mp4"
+        return jobs.Outputs(Path(self.out_dir), fmt, self.force)
 
 
 @dataclass(frozen=True)
@@ -142,16 +165,19 @@ class DistContext:
 # --------------------------------------------------------------------------------------------
 
 
+_EXTENSIONS = frozenset(image_io.IMAGE_EXTENSIONS) | frozenset(VIDEO_EXTENSIONS)
+
+
 def _walk_sorted(folder: Path, exclude: Path | None = None) -> Iterator[Path]:
-    """Image files under ``folder`` in a deterministic order, streamed (hidden entries and the
-    folder ``exclude`` below ``folder``, the output folder, skipped)."""
+    """Image and video files under ``folder`` in a deterministic order, streamed (hidden entries and
+    the folder ``exclude`` below ``folder``, the output folder, skipped)."""
     skip = exclude.resolve() if exclude is not None else None
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(
             d for d in dirnames if not d.startswith(".") and (skip is None or (Path(dirpath) / d).resolve() != skip)
         )
         for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in image_io.IMAGE_EXTENSIONS:
+            if not name.startswith(".") and Path(name).suffix.lower() in _EXTENSIONS:
                 yield Path(dirpath) / name
 
 
@@ -178,10 +204,15 @@ class _Entries:
     """Re-iterable (and picklable, for DataLoader workers) ``(path, root)`` stream of a job."""
 
     config: ManyConfig
+    kind: str = "all"
 
     def __iter__(self) -> Iterator[tuple[Path, Path]]:
         root = self.config.resolved_root()
-        return ((path, root) for path in iter_entries(self.config))
+        paths = iter_entries(self.config)
+        if self.kind != "all":
+            videos = self.kind == "videos"
+            paths = (p for p in paths if is_video_path(p) == videos)
+        return ((path, root) for path in paths)
 
 
 def resolve_hints(config: ManyConfig) -> dict[Path, list]:
@@ -201,7 +232,13 @@ def resolve_hints(config: ManyConfig) -> dict[Path, list]:
             f"{config.hints_file}: colorize-many needs an object mapping file names to lists of points, "
             'not a list: {"NAME": [points], ...}'
         )
-    return match_inputs(loaded, config.entries(), config.hints_file)
+    photos, videos = split_video_hints(match_inputs(loaded, config.entries(), config.hints_file), config.hints_file)
+    for file in videos:
+        raise HintsFileError(
+            f"{config.hints_file}: {file} is a video; colorize-many takes colour hints for photos only "
+            "(give a video's hints to `colorize VIDEO --hints FILE`)"
+        )
+    return photos
 
 
 def check_hints_model(hints: dict[Path, list], accepts_hints: bool, model_name: str, hints_file: str | None) -> None:
@@ -228,7 +265,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _count_entries(config: ManyConfig) -> int | None:
     """Number of list entries for the progress bar; None for folders (not walked twice)."""
-    return None if config.list_file is None else sum(1 for _ in iter_entries(config))
+    return None if config.list_file is None else sum(1 for _ in config.entries("images"))
 
 
 def _merge(parts: list[dict[str, Any]], config: ManyConfig, world_size: int) -> dict[str, Any]:
@@ -243,6 +280,26 @@ def _merge(parts: list[dict[str, Any]], config: ManyConfig, world_size: int) -> 
         "failures": failures,
         "failures_truncated": any(p["failures_truncated"] for p in parts),
         "config": asdict(config),
+    }
+
+
+def _add(summary: jobs.JobSummary, other: jobs.JobSummary) -> None:
+    """Add ``other``'s counts and failures to ``summary``."""
+    summary.done, summary.failed = summary.done + other.done, summary.failed + other.failed
+    summary.skipped += other.skipped
+    room = jobs.MAX_FAILURES_LISTED - len(summary.failures)
+    summary.failures.extend(other.failures[:room])
+    summary.failures_truncated |= other.failures_truncated or len(other.failures) > room
+
+
+def _merge_joined(merged: dict[str, Any], joined: jobs.JobSummary) -> dict[str, Any]:
+    """The merged summary with rank 0's joins of chunked videos counted."""
+    return {
+        **merged,
+        "done": merged["done"] + joined.done,
+        "failed": merged["failed"] + joined.failed,
+        "failures": merged["failures"] + [list(f) for f in joined.failures],
+        "joined": {"done": joined.done, "failed": joined.failed},
     }
 
 
@@ -275,6 +332,7 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
         check_hints_model(hints, colorizer.accepts_hints, colorizer.model_name, config.hints_file)
         out_dir = Path(config.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
         total = _count_entries(config)
         reporter = jobs.ProgressReporter(
             total=None if total is None else len(range(ctx.rank, total, ctx.world_size)),
@@ -282,14 +340,25 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
         )
         try:
             summary = jobs.colorize_files(
-                colorizer, config.entries(), config.outputs(), hints=hints, saturation=config.saturation,
+                colorizer, config.entries("images"), config.outputs(), hints=hints, saturation=config.saturation,
                 batch_size=config.batch_size, workers=config.workers, rank=ctx.rank, world_size=ctx.world_size,
                 progress=reporter,
             )
         finally:
             reporter.close()
+        plans = video_chunks.plan_videos(
+            config.entries("videos"), config.video_outputs(), config.chunk_seconds, config.overlap_seconds,
+            config.max_pixels,
+        )
+        video_fmt = config.video_outputs().fmt
+        videos, chunk_reports = video_chunks.colorize_chunks(
+            colorizer, plans, out_dir, fmt=video_fmt, force=config.force, saturation=config.saturation,
+            batch_size=config.batch_size, rank=ctx.rank, world_size=ctx.world_size,
+        )
+        _add(summary, videos)
+        summary.seconds = round(time.perf_counter() - started, 3)
 
-        mine = {"rank": ctx.rank, "world_size": ctx.world_size, **asdict(summary)}
+        mine = {"rank": ctx.rank, "world_size": ctx.world_size, **asdict(summary), "chunks": chunk_reports}
         state = out_dir / STATE_DIR
         _write_json(state / f"rank-{ctx.rank:05d}.json", mine)
         if ctx.world_size > 1 and dist.is_initialized():
@@ -298,8 +367,14 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
         else:
             parts = [mine]
         merged = _merge(sorted(parts, key=lambda p: p["rank"]), config, ctx.world_size)
-        if ctx.rank == 0:
+        if ctx.rank == 0:  # every rank's chunks are written: join the videos
+            joined = video_chunks.join_videos(plans, (r for p in parts for r in p["chunks"]), out_dir, video_fmt)
+            merged = _merge_joined(merged, joined)
             _write_json(state / "summary.json", merged)
+        if ctx.world_size > 1 and dist.is_initialized():
+            box = [merged]
+            dist.broadcast_object_list(box, src=0)
+            merged = box[0]
         return merged
     finally:
         if own_group and dist.is_initialized():

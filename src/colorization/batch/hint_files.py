@@ -4,7 +4,10 @@ A hints file is JSON, at most :data:`MAX_HINTS_FILE_BYTES`, and either
 
 * a list of points, for one image: ``[{"x": 120, "y": 340, "color": "#c0392b"}, "10,20,255,0,0"]``,
 * or an object mapping file names to lists of points:
-  ``{"photo.jpg": [...], "album/scan_01.png": [...]}``.
+  ``{"photo.jpg": [...], "album/scan_01.png": [...]}``; a video's entry may instead map frame
+  indices (0-based, as strings) to lists of points: ``{"film.mp4": {"0": [...], "120": [...]}}``
+  (a list of points is then frame 0's). Each point is carried forward along the motion
+  (docs/video.md).
 
 Points are what :func:`colorization.inference.hints.coerce_hints` takes from JSON: ``{"x", "y", "color"}``
 objects (``color`` as ``"#rrggbb"`` or ``[r, g, b]``) or ``"X,Y,#rrggbb"`` / ``"X,Y,R,G,B"``
@@ -24,12 +27,16 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from colorization.video.formats import is_video_path
+
 __all__ = [
     "MAX_HINTS_FILE_BYTES",
     "HintsFileError",
     "HintsMap",
     "load_hints_file",
     "parse_points",
+    "parse_frames",
+    "split_video_hints",
     "input_names",
     "match_inputs",
 ]
@@ -37,8 +44,9 @@ __all__ = [
 MAX_HINTS_FILE_BYTES = 1 << 20
 """Largest hints file accepted (1 MiB: some 20,000 points)."""
 
-HintsMap = dict[str, tuple[str, list]]
-"""Normalised file name -> (the name as written in the file, its list of Hint)."""
+HintsMap = dict[str, tuple[str, "list | dict[int, list]"]]
+"""Normalised file name -> (the name as written in the file, its list of Hint, or for a video its
+``{frame index: list of Hint}``)."""
 
 
 class HintsFileError(ValueError):
@@ -90,6 +98,23 @@ def parse_points(items: Any, where: str) -> list:
             reason = str(exc).removeprefix("hint 0: ")
             raise HintsFileError(f"{where}: point {i} {_short(item)}: {reason}") from None
     return points
+
+
+def parse_frames(items: Any, where: str) -> dict[int, list]:
+    """A JSON object of frame index -> list of points (a video's entry) -> ``{index: [Hint]}``.
+
+    Raises:
+        HintsFileError: a key that is not an index >= 0, or a bad list of points.
+    """
+    out: dict[int, list] = {}
+    for key, points in items.items():
+        text = key.strip()
+        if not text.isdigit():
+            raise HintsFileError(f"{where}: {key!r} is not a frame index (0, 1, 2, ...)")
+        if int(text) in out:
+            raise HintsFileError(f"{where}: frame {int(text)} appears twice")
+        out[int(text)] = parse_points(points, f"{where}: frame {int(text)}")
+    return out
 
 
 def _normalise(name: str) -> str:
@@ -159,7 +184,8 @@ def load_hints_file(path: str | os.PathLike) -> list | HintsMap:
             raise HintsFileError(f"{p}: {name!r} is not a file name")
         if key in out:
             raise HintsFileError(f"{p}: {out[key][0]!r} and {name!r} are the same file name")
-        out[key] = (name, parse_points(items, f"{p}: {name!r}"))
+        where = f"{p}: {name!r}"
+        out[key] = (name, parse_frames(items, where) if isinstance(items, dict) else parse_points(items, where))
     return out
 
 
@@ -200,7 +226,7 @@ def match_inputs(
     exactly (relative path, path as given, absolute path), or else by base name.
 
     Returns:
-        ``{file: points}`` for every name.
+        ``{file: points}`` for every name (points: a list, or a video's ``{frame: list}``).
 
     Raises:
         HintsFileError: a name that matches no input, one that matches several (a base name shared
@@ -246,6 +272,29 @@ def match_inputs(
         named_by[file] = written
         out[file] = points
     return out
+
+
+def split_video_hints(
+    matched: dict[Path, Any], source: str | os.PathLike
+) -> tuple[dict[Path, list], dict[Path, dict[int, list]]]:
+    """Split what :func:`match_inputs` found into photos' points and videos' points per frame (a
+    video's plain list is frame 0's).
+
+    Raises:
+        HintsFileError: frame-indexed points for a photo.
+    """
+    photos: dict[Path, list] = {}
+    videos: dict[Path, dict[int, list]] = {}
+    for file, points in matched.items():
+        if is_video_path(file):
+            videos[file] = points if isinstance(points, dict) else {0: points}
+        elif isinstance(points, dict):
+            raise HintsFileError(
+                f"{source}: {file} is a photo; points per frame index are for videos, a photo takes a list of points"
+            )
+        else:
+            photos[file] = points
+    return photos, videos
 
 
 def _add(files: list[Path], file: Path) -> None:

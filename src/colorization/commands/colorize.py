@@ -20,7 +20,8 @@ lists of points (:mod:`colorization.batch.hint_files`). Both are checked before 
 Videos (:data:`colorization.video.formats.VIDEO_EXTENSIONS`; a folder may mix them with photos)
 follow the same rules and go to ``OUTDIR/<name>.mp4`` (``--format mkv|mov|webm`` picks another;
 :func:`colorization.batch.jobs.colorize_videos`). ``--hint F:X,Y,#rrggbb`` puts a hint on frame ``F``
-(default 0) of a single video; the stabiliser carries it forward (docs/video.md).
+(default 0) of a single video, ``--hints FILE`` may give videos points per frame index; the
+stabiliser carries them forward (docs/video.md).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 import typer
 
 from colorization import image_io
-from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs
+from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs, split_video_hints
 from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, is_video_path
 
 __all__ = ["main", "OutputFormat", "check_out_dir", "find_inputs"]
@@ -138,7 +139,7 @@ def _hints_for_inputs(
         try:
             loaded = load_hints_file(hints_file)  # type: ignore[arg-type]
             if isinstance(loaded, dict):
-                return match_inputs(loaded, inputs, hints_file)  # type: ignore[arg-type]
+                return split_video_hints(match_inputs(loaded, inputs, hints_file), hints_file)[0]  # type: ignore[arg-type]
         except HintsFileError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--hints'") from None
         points, source = loaded, f"{hints_file}: a list of points applies"
@@ -149,6 +150,31 @@ def _hints_for_inputs(
             param_hint="'--hint'" if hint else "'--hints'",
         )
     return {Path(inputs[0][0]): points} if inputs else {}
+
+
+def _hints_file_with_videos(
+    hints_file: Path, videos: list, images: list
+) -> tuple[dict[Path, list], dict[Path, dict]]:
+    """``--hints FILE`` when the inputs hold videos: ``({photo: points}, {video: {frame: points}})``.
+    A list of points applies to a single input (frame 0 of a single video).
+
+    Raises:
+        typer.BadParameter: a bad file, a list for several inputs, names that match no input, or
+            points per frame for a photo.
+    """
+    try:
+        loaded = load_hints_file(hints_file)
+        if isinstance(loaded, dict):
+            return split_video_hints(match_inputs(loaded, images + videos, hints_file), hints_file)
+    except HintsFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--hints'") from None
+    if len(videos) + len(images) > 1:
+        raise typer.BadParameter(
+            f"{hints_file}: a list of points applies to one video, but the arguments name {len(videos)} videos "
+            f'and {len(images)} images; use an object mapping file names to points: {{"NAME": ...}}',
+            param_hint="'--hints'",
+        )
+    return {}, {Path(videos[0][0]): {0: loaded}}
 
 
 def _video_hints(hint: list[str], hints_file: Path | None, videos: list, images: list) -> dict[Path, dict]:
@@ -246,8 +272,10 @@ def main(
     ),
     hints_file: Path | None = typer.Option(
         None, "--hints", metavar="FILE", help=(
-            "JSON colour hints: a list of points (single input image) or an object mapping file "
-            "names (relative to the folder given, or base names) to lists of points. See docs/colorize.md."
+            "JSON colour hints: a list of points (single input image, or frame 0 of a single video) or an "
+            "object mapping file names (relative to the folder given, or base names) to lists of points; "
+            'a video\'s entry may map frame indices to lists of points: {"film.mp4": {"0": [...], "48": [...]}}. '
+            "See docs/colorize.md and docs/video.md."
         ),
     ),
 ) -> None:
@@ -260,9 +288,10 @@ def main(
     found, problems = find_inputs(paths, exclude=out_dir)
     videos = [entry for entry in found if is_video_path(entry[0])]
     inputs = [entry for entry in found if not is_video_path(entry[0])]
-    if videos:
-        video_hints = _video_hints(hint or [], hints_file, videos, inputs)
-        hints_for = _hints_for_inputs([], hints_file, inputs)
+    if videos and hints_file is not None and not hint:
+        hints_for, video_hints = _hints_file_with_videos(hints_file, videos, inputs)
+    elif videos:
+        video_hints, hints_for = _video_hints(hint or [], hints_file, videos, inputs), {}
     else:
         video_hints, hints_for = {}, _hints_for_inputs(hint or [], hints_file, inputs)
     for arg, reason in problems:

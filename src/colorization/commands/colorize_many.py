@@ -16,7 +16,9 @@ Each rank takes the entries ``i`` with ``i % world_size == rank``; existing outp
 rerunning the same command after a crash finishes the job. Images that fail are reported by name
 and listed in ``OUTDIR/.colorize-many/summary.json``; the exit status is 0 when the job ran to the
 end (``--fail-on-error``: 1 when anything failed). ``--hints FILE`` maps file names to colour-hint
-points (checked before any image is read). See :mod:`colorization.batch.distributed`.
+points (checked before any image is read). Videos among the entries are cut into chunks of
+``--chunk-seconds`` that the ranks share, and joined losslessly at the end
+(:mod:`colorization.batch.video_chunks`). See :mod:`colorization.batch.distributed`.
 """
 
 from __future__ import annotations
@@ -58,7 +60,10 @@ def main(
         1.0, "--saturation", min=0.0, max=2.0, help="Chroma multiplier (0 = gray, 2 = doubled)."
     ),
     refine: bool = typer.Option(False, "--refine", help="Edge-aware (guided filter) colour upsampling."),
-    fmt: OutputFormat | None = typer.Option(None, "--format", help="Output format (default: keep each input's)."),
+    fmt: OutputFormat | None = typer.Option(
+        None, "--format", help="Output format: an image format for photos (default: keep each input's), or a video "
+        "format for videos (default mp4).",
+    ),
     background: str | None = typer.Option(
         None, "--background", metavar="COLOR", callback=check_background, help=BACKGROUND_HELP
     ),
@@ -70,6 +75,18 @@ def main(
     ),
     fail_on_error: bool = typer.Option(
         False, "--fail-on-error", help="Exit with status 1 (on every rank) when any image failed."
+    ),
+    chunk_seconds: float = typer.Option(
+        60.0, "--chunk-seconds", min=0.001, help=(
+            "Videos longer than this are cut into chunks of this many seconds that the processes share; "
+            "the chunks are joined without re-encoding."
+        ),
+    ),
+    overlap_seconds: float = typer.Option(
+        2.0, "--overlap-seconds", min=0.0, help=(
+            "Each chunk's stabiliser starts this many seconds early (colorized, not written), so the "
+            "colours carry on across chunk boundaries."
+        ),
     ),
     hints_file: Path | None = typer.Option(
         None, "--hints", metavar="FILE", help=(
@@ -106,6 +123,8 @@ def main(
         force=force,
         hints_file=str(hints_file) if hints_file is not None else None,
         background=background,
+        chunk_seconds=chunk_seconds,
+        overlap_seconds=overlap_seconds,
     )
     from colorization.inference.checkpoint import CheckpointError  # lazy: torch-free CLI import
 

@@ -13,9 +13,11 @@ Endpoints
 ``POST /colorize``  multipart upload (field ``file``; optional ``size``, ``saturation``, ``format``,
                     ``hints``: colour points as JSON, see :mod:`colorization.serve.service_hints`)
                     -> the colorized image (PNG unless another format is asked for).
-``GET /health``     status, model name, device, whether the model takes colour hints, queue depth
-                    and the limits in force.
-``GET /``           the browser page (``static/index.html``, ``app.js``, ``hints.js``,
+``GET /health``     status, model name, device, whether the model takes colour hints and videos,
+                    queue depth and the limits in force (``limits.video``: the video bounds).
+``POST /videos``    a short video upload -> 202 and a job; ``GET /videos/{id}`` its progress,
+                    ``GET /videos/{id}/result`` the colorized video (:mod:`colorization.serve.service_video`).
+``GET /``           the browser page (``static/index.html``, ``app.js``, ``hints.js``, ``video.js``,
                     ``style.css``; no external assets).
 ``GET /docs``       FastAPI's Swagger UI for ``/openapi.json``, its JavaScript and CSS served by
                     this app under ``/docs-assets/`` (from package ``fastapi-offline``; no CDN).
@@ -63,7 +65,7 @@ from colorization.serve.service_hints import (
     check_hints_inside,
     parse_hints_field,
 )
-from colorization.serve.service_video import add_video_routes
+from colorization.serve.service_video import add_video_routes, video_limits
 from colorization.serve.serving import DEFAULT_QUEUE_SIZE, InferenceQueue, status_code_name
 from colorization.serve.serving import error_body as _error_body
 
@@ -98,11 +100,12 @@ _PAGE_FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "hints.js": "text/javascript; charset=utf-8",
+    "video.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
 _PAGE_CSP = (
-    "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
@@ -441,6 +444,7 @@ def create_app(
             "model": name,
             "device": device_name,
             "accepts_hints": takes_hints,
+            "accepts_videos": hasattr(colorizer, "predict"),
             "version": __version__,
             "queue": queue.snapshot(),
             "limits": {
@@ -449,6 +453,7 @@ def create_app(
                 "saturation_range": list(SATURATION_RANGE),
                 "formats": [*OUTPUT_FORMATS, _INPUT_FORMAT],
                 "max_hints": MAX_HINTS,
+                "video": video_limits(),
             },
         }
 

@@ -30,9 +30,9 @@ from fastapi.responses import FileResponse
 
 from colorization import image_io
 from colorization.inference.colorizer import SATURATION_RANGE
-from colorization.video.formats import VIDEO_FORMATS, video_format
+from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, video_format
 
-__all__ = ["MAX_VIDEO_PIXELS", "MAX_VIDEO_SECONDS", "MAX_VIDEO_JOBS", "VideoJobs", "add_video_routes"]
+__all__ = ["MAX_VIDEO_PIXELS", "MAX_VIDEO_SECONDS", "MAX_VIDEO_JOBS", "VideoJobs", "add_video_routes", "video_limits"]
 
 logger = logging.getLogger("colorization.service")
 
@@ -45,6 +45,13 @@ MAX_VIDEO_FRAMES = 7200
 MAX_VIDEO_JOBS = 8
 """Jobs kept (queued, running or finished with their results); a new one beyond: the oldest
 finished job is dropped, or 503 when none has finished."""
+
+
+def video_limits() -> dict[str, Any]:
+    """The video bounds for ``/health`` (the browser page shows them and uses ``extensions`` to
+    tell a video from a photo when the browser gives a file no ``video/`` type)."""
+    return {"max_pixels": MAX_VIDEO_PIXELS, "max_seconds": MAX_VIDEO_SECONDS, "max_frames": MAX_VIDEO_FRAMES,
+            "max_jobs": MAX_VIDEO_JOBS, "formats": list(VIDEO_FORMATS), "extensions": sorted(VIDEO_EXTENSIONS)}
 
 
 @dataclass

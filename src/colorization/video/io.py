@@ -142,11 +142,16 @@ class VideoReader:
         self.max_frames, self.max_duration = max_frames, max_duration
         try:
             self.container = av.open(target, "r")
-        except av.error.EOFError:
-            raise EmptyVideoError(
-                f"{self.name}: no frame, the file ends before its first frame (empty or truncated)"
-            ) from None
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+            if _iso_media(target):  # MP4/MOV/3GP: their index (moov) usually comes last, a cut loses it
+                raise CorruptVideoError(
+                    f"{self.name}: truncated or damaged MP4/MOV, its index (the moov box) is missing or cut "
+                    f"({_reason(exc)})"
+                ) from None
+            if isinstance(exc, av.error.EOFError):
+                raise EmptyVideoError(
+                    f"{self.name}: no frame, the file ends before its first frame (empty or truncated)"
+                ) from None
             raise NotAVideoError(f"{self.name}: not a readable video ({_reason(exc)})") from None
         try:
             self._check(max_pixels)
@@ -162,7 +167,11 @@ class VideoReader:
         self.stream = c.streams.video[0]
         ctx = self.stream.codec_context
         if ctx is None or not ctx.codec.is_decoder:
-            raise UnsupportedVideoError(f"{self.name}: cannot decode its video codec ({self.stream.codec_context})")
+            if ctx is None:
+                what = "a codec unknown to this FFmpeg build"
+            else:
+                what = f"{ctx.name}, which this FFmpeg cannot decode"
+            raise UnsupportedVideoError(f"{self.name}: unsupported video codec ({what})")
         width, height = int(ctx.width), int(ctx.height)
         if width < 1 or height < 1:
             raise CorruptVideoError(f"{self.name}: the video stream has no frame size ({width}x{height})")
@@ -254,14 +263,48 @@ class VideoReader:
                                     f"({_reason(exc)})") from None
         if count == 0:
             raise EmptyVideoError(f"{self.name}: the video stream holds no frame")
-        declared = self.info.frames
-        if declared and count < declared * 0.98 - 1:
+        # a little slack for containers whose counts and durations are not exact, but at most about
+        # a second of frames, so a long film cannot lose minutes unnoticed
+        declared, rate = self.info.frames, float(self.info.rate or 25)
+        if declared and count < declared - 1 - min(0.02 * declared, rate):
             raise CorruptVideoError(f"{self.name}: truncated video, {count} of the {declared} frames it declares")
-        span = float((last_pts - first_pts) * self.time_base) + 1 / float(self.info.rate or 25)
+        span = float((last_pts - first_pts) * self.time_base) + 1 / rate
         length = self._video_duration
-        if not declared and length and span < 0.95 * length - 2 / float(self.info.rate or 25):
+        if not declared and length and span < length - 2 / rate - min(0.05 * length, 1.0):
             raise CorruptVideoError(f"{self.name}: truncated video, its frames end at {span:.2f} s of the "
                                     f"{length:.2f} s it declares")
+
+    def frames_between(self, start: int, end: int | None) -> Iterator[tuple[np.ndarray, int]]:
+        """Decode only the frames with ``start <= pts < end`` (:attr:`time_base` ticks; ``end``
+        None: to the end), seeking to the key frame before ``start`` first: ``(luma, pts)`` as
+        :meth:`frames` yields them. No audio; the whole-file length checks of :meth:`frames` are
+        not made (a chunk cannot tell a truncated file from a short one).
+
+        Raises:
+            CorruptVideoError: a decoding error, a frame of another size, or a frame without a
+                time stamp (such a video cannot be split by time).
+        """
+        if start > (self.stream.start_time or 0):
+            self.container.seek(start, stream=self.stream, backward=True, any_frame=False)
+        count, last_pts = 0, None
+        try:
+            for packet in self.container.demux(self.stream):
+                for frame in packet.decode():
+                    if frame.pts is None:
+                        raise CorruptVideoError(f"{self.name}: frames without time stamps cannot be split into chunks")
+                    if frame.pts < start:
+                        continue
+                    if end is not None and frame.pts >= end:
+                        return
+                    luma, last_pts = self._luma(frame, count, last_pts, 1)
+                    count += 1
+                    yield luma, last_pts
+        except (av.error.FFmpegError, ValueError) as exc:
+            if isinstance(exc, image_io.ImageError):
+                raise
+            raise CorruptVideoError(
+                f"{self.name}: damaged video, decoding failed after {count} frames of a chunk ({_reason(exc)})"
+            ) from None
 
     def _luma(self, frame: av.VideoFrame, count: int, last_pts: int | None, step: int) -> tuple[np.ndarray, int]:
         if frame.width != self.info.width or frame.height != self.info.height:
@@ -279,6 +322,21 @@ class VideoReader:
         return frame.to_ndarray(format="gray"), pts
 
 
+def _iso_media(target: Any) -> bool:
+    """Whether ``target`` (a path or a BytesIO) starts like an ISO base media file (``ftyp`` box)."""
+    try:
+        if isinstance(target, io.BytesIO):
+            head = target.getvalue()[:8]
+        elif isinstance(target, str):
+            with open(target, "rb") as fh:
+                head = fh.read(8)
+        else:
+            return False
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp"
+
+
 def _pts_step(rate: Fraction | None, time_base: Fraction) -> int:
     """Ticks per frame at ``rate`` (for frames without time stamps)."""
     return max(1, round(1 / (float(rate or 25) * time_base)))
@@ -289,6 +347,50 @@ def _reason(exc: BaseException) -> str:
     return str(text).split(": '", 1)[0].strip() or type(exc).__name__
 
 
+class _AudioCopier:
+    """The source's audio streams in an output container: copied where ``fmt`` takes their codec,
+    else decoded, resampled and re-encoded (``fmt.audio_codec``; more than 2 channels downmixed)."""
+
+    def __init__(self, container: Any, streams: list, fmt: VideoFormat) -> None:
+        self.container = container
+        self.streams: dict[int, tuple[Any, Any]] = {}
+        for src in streams:
+            name = src.codec_context.codec.name if src.codec_context else ""
+            if fmt.audio_copy is None or name in fmt.audio_copy:
+                self.streams[src.index] = (container.add_stream_from_template(src), None)
+            else:
+                rate = src.codec_context.sample_rate or 48000
+                out = container.add_stream(fmt.audio_codec, rate=48000 if fmt.audio_codec == "libopus" else rate)
+                out.layout = "mono" if src.codec_context.channels == 1 else "stereo"
+                resampler = av.AudioResampler(format=out.format.name, layout=out.layout, rate=out.rate)
+                self.streams[src.index] = (out, resampler)
+
+    def mux(self, packet: av.Packet) -> None:
+        """Mux one audio packet of the source (ignored when its stream is not kept)."""
+        entry = self.streams.get(packet.stream.index)
+        if entry is None:
+            return
+        out, resampler = entry
+        if resampler is None:
+            if packet.dts is None:
+                return
+            packet.stream = out
+            self.container.mux(packet)
+            return
+        for frame in packet.decode():
+            frame.pts = None
+            for chunk in resampler.resample(frame):
+                self.container.mux(out.encode(chunk))
+
+    def flush(self) -> None:
+        """Flush the re-encoders (before the container is closed)."""
+        for out, resampler in self.streams.values():
+            if resampler is not None:
+                for chunk in resampler.resample(None):
+                    self.container.mux(out.encode(chunk))
+                self.container.mux(out.encode(None))
+
+
 class VideoWriter:
     """Encode RGB frames into ``path``'s temporary sibling; :meth:`commit` renames it over ``path``.
 
@@ -297,10 +399,11 @@ class VideoWriter:
 
     Args:
         tmp: the file to write (a temporary path). reader: the source (size, rate, time base,
-            audio streams to keep). fmt: the output format.
+            audio streams to keep). fmt: the output format. audio: False: the video stream alone
+            (a chunk of :mod:`colorization.video.chunks`).
     """
 
-    def __init__(self, tmp: Path, reader: VideoReader, fmt: VideoFormat) -> None:
+    def __init__(self, tmp: Path, reader: VideoReader, fmt: VideoFormat, audio: bool = True) -> None:
         self.container = av.open(str(tmp), "w", format=fmt.muxer)
         info = reader.info
         self.time_base = reader.time_base
@@ -320,35 +423,12 @@ class VideoWriter:
             setattr(stream.codec_context, attr, int(value))
         self._space = cs.Colorspace.ITU709 if hd else cs.Colorspace.ITU601
         self.stream = stream
-        self._audio: dict[int, tuple[Any, Any]] = {}
-        for src in reader.audio_streams:
-            name = src.codec_context.codec.name if src.codec_context else ""
-            if fmt.audio_copy is None or name in fmt.audio_copy:
-                self._audio[src.index] = (self.container.add_stream_from_template(src), None)
-            else:
-                rate = src.codec_context.sample_rate or 48000
-                out = self.container.add_stream(fmt.audio_codec, rate=48000 if fmt.audio_codec == "libopus" else rate)
-                out.layout = "mono" if src.codec_context.channels == 1 else "stereo"  # more channels: downmixed
-                resampler = av.AudioResampler(format=out.format.name, layout=out.layout, rate=out.rate)
-                self._audio[src.index] = (out, resampler)
+        self._audio = _AudioCopier(self.container, reader.audio_streams if audio else [], fmt)
         self.frames = 0
 
     def audio(self, packet: av.Packet) -> None:
         """Mux one audio packet of the source (copied, or decoded and re-encoded)."""
-        entry = self._audio.get(packet.stream.index)
-        if entry is None:
-            return
-        out, resampler = entry
-        if resampler is None:
-            if packet.dts is None:
-                return
-            packet.stream = out
-            self.container.mux(packet)
-            return
-        for frame in packet.decode():
-            frame.pts = None
-            for chunk in resampler.resample(frame):
-                self.container.mux(out.encode(chunk))
+        self._audio.mux(packet)
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
         """Encode one (H, W, 3) uint8 RGB frame shown at ``pts`` (source time base ticks)."""
@@ -362,11 +442,7 @@ class VideoWriter:
     def close(self) -> None:
         """Flush the encoders and finish the file."""
         self.container.mux(self.stream.encode(None))
-        for out, resampler in self._audio.values():
-            if resampler is not None:
-                for chunk in resampler.resample(None):
-                    self.container.mux(out.encode(chunk))
-                self.container.mux(out.encode(None))
+        self._audio.flush()
         self.container.close()
 
     def abort(self) -> None:
@@ -378,11 +454,13 @@ class VideoWriter:
 
 
 @contextlib.contextmanager
-def open_writer(dst: str | os.PathLike, reader: VideoReader, fmt: VideoFormat) -> Iterator[VideoWriter]:
+def open_writer(
+    dst: str | os.PathLike, reader: VideoReader, fmt: VideoFormat, audio: bool = True
+) -> Iterator[VideoWriter]:
     """A :class:`VideoWriter` on a temporary file beside ``dst``, renamed over ``dst`` when the body
     returns; on any error nothing is left behind and ``dst`` is untouched."""
     with image_io.atomic_path(dst) as tmp:
-        writer = VideoWriter(tmp, reader, fmt)
+        writer = VideoWriter(tmp, reader, fmt, audio)
         try:
             yield writer
         except BaseException:

@@ -151,7 +151,8 @@ def colorize_frames(
 
     Raises:
         ValueError: bad ``saturation``/``batch_size``, malformed hints, hints for a model
-            without hint input, or a point outside its frame.
+            without hint input, a point outside its frame, or hints for a frame past the last
+            (raised after the last frame; :func:`colorize_video` then writes nothing).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -170,6 +171,7 @@ def colorize_frames(
             yield np.asarray(colorizer.finish(prep, ab, saturation, refine))
 
     window: list[tuple[PreparedImage, Any]] = []
+    index = -1
     for index, frame in enumerate(frames):
         prep = colorizer.prepare(_as_image(frame), size)
         h, w = prep.work_hw
@@ -182,6 +184,9 @@ def colorize_frames(
             window = []
     if window:
         yield from flush(window)
+    late = [i for i in tracker.given if i >= index + 1] if tracker else []
+    if late:
+        raise ValueError(f"hints for frame {min(late)}, but the video has {index + 1} frames (0 to {index})")
 
 
 def colorize_video(

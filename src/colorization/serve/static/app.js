@@ -1,5 +1,6 @@
 // Browser page of `colorization serve`: upload a photo to POST /colorize and show the result; with
-// a hint-aware model, colour points placed on the result (hints.js) are sent along.
+// a hint-aware model, colour points placed on the result (hints.js) are sent along. A video goes to
+// POST /videos instead and is followed to its result by video.js.
 // Plain JavaScript, no external assets; everything talks to the same origin.
 "use strict";
 
@@ -11,6 +12,7 @@
   const saturationValue = $("saturation-value");
   const sizeSelect = $("size");
   const formatSelect = $("format");
+  const videoFormatSelect = $("video-format");
   const button = $("colorize-button");
   const statusEl = $("status");
   const errorEl = $("error");
@@ -30,6 +32,7 @@
   let resultUrl = null;
   let grayUrl = null;
   let timer = null;
+  let videoMode = false; // the current file is a video
 
   // Re-colorize after `delay` ms (a newer call replaces a pending one).
   function scheduleColorize(delay) {
@@ -38,6 +41,20 @@
   }
 
   const hints = window.createHintEditor({ image: resultImage, onChange: scheduleColorize });
+  const videos = window.createVideoJobs({
+    showError: (message) => {
+      button.disabled = false;
+      showError(message);
+    },
+    setStatus: (text) => {
+      statusEl.textContent = text;
+    },
+    setState: (state) => {
+      button.disabled = state === "busy";
+      setState(state);
+    },
+    errorMessage,
+  });
 
   function setState(state) {
     document.body.dataset.state = state;
@@ -56,7 +73,10 @@
   // keepResult: the error concerns the colour points, so the photo and its last result stay on
   // screen for the user to fix them.
   function showError(message, keepResult) {
-    if (!keepResult) clearResult();
+    if (!keepResult) {
+      clearResult();
+      videos.clear();
+    }
     errorEl.textContent = message;
     errorEl.hidden = false;
     statusEl.textContent = "";
@@ -83,9 +103,10 @@
       $("model-info").textContent = "Model: " + health.model + " on " + health.device + "." +
         (health.accepts_hints ? " It takes colour hints." : "");
       hints.enable(health.accepts_hints === true, health.limits.max_hints);
+      if (health.accepts_videos) videos.setLimits(health.limits.video);
       $("limits-hint").textContent =
-        "Up to " + formatBytes(maxUploadBytes) + " and " +
-        (health.limits.max_pixels / 1e6).toFixed(0) + " megapixels.";
+        "Up to " + formatBytes(maxUploadBytes) + "; photos up to " +
+        (health.limits.max_pixels / 1e6).toFixed(0) + " megapixels. " + videos.limitsText();
     } catch (err) {
       // The page still works without the limits hint.
     }
@@ -114,7 +135,8 @@
     compareBefore.src = grayUrl;
   }
 
-  async function errorMessage(response) {
+  // kind: "photo" or "video" (the upload the answer is about).
+  async function errorMessage(response, kind) {
     let detail = "";
     let code = "";
     try {
@@ -130,8 +152,9 @@
       return "The server is busy. " + (detail || "") + (retry ? " (retry after " + retry + " s)" : "");
     }
     if (response.status === 413) return "Too large: " + (detail || "the upload exceeds the server's limit.");
+    if (response.status === 415 && kind === "video") return "Not a video: " + (detail || "choose an MP4, WebM, MKV or MOV video.");
     if (response.status === 415) return "Not an image: " + (detail || "choose a JPEG, PNG or WebP photo.");
-    if (response.status === 422) return "Cannot colorize: " + (detail || "invalid image or settings.");
+    if (response.status === 422) return "Cannot colorize: " + (detail || "invalid " + kind + " or settings.");
     return "Error " + response.status + ": " + (detail || response.statusText);
   }
 
@@ -141,6 +164,13 @@
     if (maxUploadBytes !== null && currentFile.size > maxUploadBytes) {
       showError("Too large: " + currentFile.name + " is " + formatBytes(currentFile.size) +
                 "; the limit is " + formatBytes(maxUploadBytes) + ".");
+      return;
+    }
+    if (videoMode) {
+      if (controller) controller.abort(); // a photo request still under way must not show up
+      controller = null;
+      clearTimeout(timer);
+      await videos.start(currentFile, { saturation: saturation.value, format: videoFormatSelect.value });
       return;
     }
     if (controller) controller.abort();
@@ -174,7 +204,7 @@
     if (superseded()) return;
     button.disabled = false;
     if (!response.ok) {
-      const message = await errorMessage(response);
+      const message = await errorMessage(response, "photo");
       if (superseded()) return;
       showError(message, message.startsWith("Colour points:") && !results.hidden);
       return;
@@ -208,12 +238,27 @@
     setState("done");
   }
 
+  // Photo-only controls (working resolution, image format) and the video format swap places.
+  function setVideoMode(on) {
+    videoMode = on;
+    document.querySelectorAll(".photo-only").forEach((el) => { el.hidden = on; });
+    document.querySelectorAll(".video-only").forEach((el) => { el.hidden = !on; });
+  }
+
   async function chooseFile(file) {
     if (!file) return;
     currentFile = file;
     button.disabled = false;
     clearError();
     hints.clear();
+    if (videos.isVideo(file)) {
+      setVideoMode(true);
+      clearResult();
+      await colorize();
+      return;
+    }
+    setVideoMode(false);
+    videos.clear();
     try {
       await makeGrayPreview(file);
     } catch (err) {
@@ -245,10 +290,14 @@
   saturation.addEventListener("input", () => {
     saturationValue.textContent = Number(saturation.value).toFixed(2);
   });
-  // Re-colorize when a setting is committed (debounced so a dragged slider sends one request).
-  [saturation, sizeSelect, formatSelect].forEach((el) =>
+  // Re-colorize a photo when a setting is committed (debounced so a dragged slider sends one
+  // request). A video is a long job: it is redone only when Colorize is pressed.
+  [saturation, sizeSelect, formatSelect, videoFormatSelect].forEach((el) =>
     el.addEventListener("change", () => {
-      scheduleColorize(250);
+      if (!videoMode) scheduleColorize(250);
+      else if (document.body.dataset.state !== "busy") {
+        statusEl.textContent = "Settings changed: press Colorize to colorize the video again.";
+      }
     })
   );
 

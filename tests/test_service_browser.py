@@ -181,6 +181,8 @@ def test_upload_limit_is_shown_in_binary_units(chromium_browser, tiny_colorizer,
             pg = context.new_page()
             pg.goto(url + "/")
             pg.wait_for_selector("#limits-hint:has-text('Up to')")
-            assert pg.inner_text("#limits-hint").startswith(shown + " and ")
+            text = pg.inner_text("#limits-hint")
+            assert text.startswith(shown + ";"), text  # the size, then the photo and video limits
+            assert "megapixels" in text and "Videos:" in text
         finally:
             context.close()

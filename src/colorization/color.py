@@ -645,7 +645,59 @@ def lab_to_srgb8(L: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray | 
     inside = cv2.inRange(out, (1, 1, 1), (254, 254, 254))  # 255 where no channel is at 0 or 255
     if cv2.countNonZero(inside) < L.size:
         idx = np.flatnonzero(inside.ravel() == 0)
-        lab = torch.from_numpy(np.stack([p.ravel()[idx] for p in (L, a, b)])[:, None, :])
-        fixed = lab_to_rgb_in_gamut(lab).mul_(255.0).round_()[:, 0, :].T.to(torch.uint8)
-        out.reshape(-1, 3)[idx] = fixed.numpy()
+        _gamut_map8(idx, *(np.ascontiguousarray(p).ravel()[idx] for p in (L, a, b)), out.reshape(-1, 3))
     return out
+
+
+_LIN_LO = -_GAMUT_TOL / 12.92  # linear-RGB bounds of _in_gamut(srgb, _GAMUT_TOL)
+_LIN_HI = ((1.0 + _GAMUT_TOL + 0.055) / 1.055) ** 2.4
+_EDGE_LIN = 1e-5  # margin of the gamut test left to the exact path (its float32 maths differ by < 1e-6)
+_LIN_FROM_XYZ = np.array(RGB_FROM_XYZ) * np.array(WHITE_D65)  # f^-1 of (fx, fy, fz) -> linear sRGB
+
+
+def _np_f_inv(t: np.ndarray) -> np.ndarray:
+    return np.where(t > _DELTA, t * t * t, (t - np.float32(_LIN_OFFSET)) * np.float32(1.0 / _LIN_SLOPE))
+
+
+def _np_gamut_margin(L: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,) float32 Lab -> (N,) how far inside the bounds of :func:`_in_gamut` with ``_GAMUT_TOL``
+    its linear sRGB lies (:func:`lab_to_rgb`'s maths, unclipped, in float32), negative outside."""
+    fy = (L + np.float32(16.0)) * np.float32(1.0 / 116.0)
+    fz = np.maximum(fy - b * np.float32(1.0 / 200.0), 0)
+    f = (_np_f_inv(fy + a * np.float32(1.0 / 500.0)), _np_f_inv(fy), _np_f_inv(fz))
+    margin = None
+    for row in _LIN_FROM_XYZ.astype(np.float32):
+        c = row[0] * f[0] + row[1] * f[1] + row[2] * f[2]
+        m = np.minimum(c - np.float32(_LIN_LO), np.float32(_LIN_HI) - c)
+        margin = m if margin is None else np.minimum(margin, m, out=margin)
+    return margin
+
+
+def _gamut_map8(idx: np.ndarray, L: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """Write ``out[idx]`` ((N, 3) uint8) for the (N,) Lab colours as :func:`lab_to_rgb_in_gamut` maps
+    them: in-gamut colours are left as they are in ``out``; the others get the chroma scale of
+    :func:`max_chroma_table` (and the bisection for what it leaves outside) at constant L and hue.
+
+    Whether a colour is in gamut decides between a clamp and a chroma reduction, two results that
+    can be several levels apart (near L = 0 and 100), so colours within ``_EDGE_LIN`` of the bounds
+    are decided by :func:`lab_to_rgb_in_gamut` itself rather than by this float32 NumPy maths."""
+    margin = _np_gamut_margin(L, a, b)
+    edge = np.abs(margin) <= _EDGE_LIN
+    if edge.any():
+        lab = torch.from_numpy(np.stack((L[edge], a[edge], b[edge]))[:, None, :])
+        out[idx[edge]] = lab_to_rgb_in_gamut(lab).mul_(255.0).round_()[:, 0, :].T.to(torch.uint8).numpy()
+    oob = margin < -_EDGE_LIN
+    if not oob.any():
+        return
+    idx, L, a, b = idx[oob], L[oob], a[oob], b[oob]
+    tl, ta, tb = (torch.from_numpy(x) for x in (L, a, b))
+    scale = (_lookup_max_chroma(tl, ta, tb) / torch.hypot(ta, tb).clamp_min(1e-6)).clamp_(max=1.0)
+    a2, b2 = a * scale.numpy(), b * scale.numpy()
+    ok = _np_gamut_margin(L, a2, b2) >= 0.0  # a close call here costs < 1 level
+    if ok.any():  # inside now: OpenCV's clip is the clamp
+        lab = cv2.merge((L[ok][None], a2[ok][None], b2[ok][None]))
+        out[idx[ok]] = cv2.convertScaleAbs(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), alpha=255.0).reshape(-1, 3)
+    rest = torch.from_numpy(np.flatnonzero(~ok))
+    if rest.numel():  # what the table leaves outside: bisection, as lab_to_rgb_in_gamut does
+        rgb = _bisect_chroma(tl[rest], torch.stack((ta[rest], tb[rest])), scale[rest])
+        out[idx[rest.numpy()]] = rgb.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).T.numpy()

@@ -64,6 +64,19 @@ def test_lab_to_srgb8_within_one_level_of_the_exact_path(name, lab):
     assert (diff > 0).mean() < 0.01, name  # off by one only where the maths round differently
 
 
+@pytest.mark.parametrize(
+    "L, a, b_range", [(100.0, -1.1224349, (3.0, 4.5)), (0.0, 1.5, (-8.0, 0.0)), (0.0, 0.5, (-4.0, 0.0))]
+)
+def test_the_tolerance_edge_is_decided_as_the_exact_path_does(L, a, b_range):
+    # at L = 0 and 100 a colour just inside the tolerance is clamped (a tint stays), one just outside
+    # is mapped to gray: levels apart, so a float32 difference at the edge must not flip the decision
+    b = np.linspace(*b_range, 20001, dtype=np.float32)[None]
+    Ls, As = np.full_like(b, L), np.full_like(b, a)
+    fast, ref = color.lab_to_srgb8(Ls, As, b), exact8(Ls, As, b)
+    assert np.ptp(ref.astype(int), axis=1).max() > 2  # the sweep crosses the discontinuity
+    assert levels_apart(fast, ref).max() <= 1
+
+
 def test_out_of_gamut_colours_are_mapped_not_clipped():
     L, a, b = random_lab(2, 32, 400, 130.0)
     lin = color.lab_to_rgb(torch.from_numpy(np.stack((L, a, b))), clip=False)

@@ -191,3 +191,31 @@ def test_full_res_l_takes_the_table_only_for_neutral_images(monkeypatch):
     tinted[11, 19, 2] += 9  # one pixel in the last strip is not neutral
     ref = color.rgb_to_lab(torch.from_numpy(tinted).permute(2, 0, 1).float() / 255.0)[0]
     torch.testing.assert_close(fullres.full_res_l(tinted), ref, atol=1e-4, rtol=0)
+
+
+def test_pil_gray_levels_finds_neutral_rgb_images():
+    from PIL import Image
+
+    gray = np.random.default_rng(4).integers(0, 256, (30, 41), dtype=np.uint8)
+    np.testing.assert_array_equal(fullres.pil_gray_levels(Image.fromarray(gray)), gray)
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    np.testing.assert_array_equal(fullres.pil_gray_levels(Image.fromarray(rgb)), gray)
+    for c in (1, 2):  # one pixel off in G or B
+        tinted = rgb.copy()
+        tinted[29, 40, c] ^= 1
+        assert fullres.pil_gray_levels(Image.fromarray(tinted)) is None
+    assert fullres.pil_gray_levels(Image.fromarray(np.dstack((rgb, gray)))) is None  # RGBA: not handled here
+
+
+def test_prepare_gives_the_same_l_for_a_neutral_rgb_image_and_its_gray():
+    from PIL import Image
+
+    from colorization.inference.colorizer import prepare_image
+
+    gray = np.random.default_rng(5).integers(0, 256, (37, 52), dtype=np.uint8)
+    a = prepare_image(Image.fromarray(gray), size=16)
+    b = prepare_image(Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2)), size=16)
+    c = prepare_image(np.repeat(gray[:, :, None], 3, axis=2), size=16)  # arrays take the general path
+    for p in (b, c):
+        torch.testing.assert_close(p.l_full, a.l_full, atol=1e-4, rtol=0)
+        torch.testing.assert_close(p.l_work, a.l_work, atol=1e-4, rtol=0)

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageChops
 from torch import Tensor
 
 from colorization import color
@@ -31,6 +31,7 @@ __all__ = [
     "guided_filter_coefficients",
     "full_res_l",
     "gray_to_l",
+    "pil_gray_levels",
     "recombine",
     "recombine_array",
 ]
@@ -165,6 +166,20 @@ def _is_neutral(rgb: np.ndarray, rows: int) -> bool:
         if cv2.norm(r, g, cv2.NORM_INF) or cv2.norm(r, b, cv2.NORM_INF):
             return False
     return True
+
+
+def pil_gray_levels(image: Image.Image) -> np.ndarray | None:
+    """The (H, W) uint8 gray levels of an ``"L"`` image, or of an ``"RGB"`` one with R == G == B
+    everywhere (compared by PIL, without making an RGB array); None for any other image."""
+    if image.mode == "L":
+        return np.asarray(image)
+    if image.mode != "RGB":
+        return None
+    r = image.getchannel(0)
+    for c in (1, 2):
+        if ImageChops.difference(r, image.getchannel(c)).getbbox() is not None:
+            return None
+    return np.asarray(r)
 
 
 def full_res_l(rgb: np.ndarray) -> Tensor:

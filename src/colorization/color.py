@@ -32,7 +32,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2  # the fast 8-bit output path (lab_to_srgb8)
 import numpy as np
 import torch
 from torch import Tensor
@@ -613,6 +612,7 @@ def lab_to_rgb_in_gamut(lab: Tensor) -> Tensor:
 # Fast 8-bit output (OpenCV on the CPU): the twin of lab_to_rgb_in_gamut for photos and video
 # --------------------------------------------------------------------------------------------
 
+
 def lab_to_srgb8(L: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Fast 8-bit :func:`lab_to_rgb_in_gamut`: Lab planes -> gamut-mapped sRGB, on the CPU.
 
@@ -630,6 +630,8 @@ def lab_to_srgb8(L: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray | 
         uint8 ``(n, W, 3)`` sRGB (``out`` when given), within one level of
         ``round(255 * lab_to_rgb_in_gamut(lab))`` (equal for all but ~0.3 % of pixels).
     """
+    import cv2  # lazy: OpenCV is loaded by the first photo, not by `import colorization`
+
     if any(not isinstance(p, np.ndarray) or p.dtype != np.float32 or p.ndim != 2 for p in (L, a, b)):
         raise TypeError("L, a and b must be 2-D float32 numpy arrays")
     if a.shape != L.shape or b.shape != L.shape:
@@ -665,30 +667,22 @@ def _np_gamut_margin(L: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     fy = (L + np.float32(16.0)) * np.float32(1.0 / 116.0)
     fz = np.maximum(fy - b * np.float32(1.0 / 200.0), 0)
     f = (_np_f_inv(fy + a * np.float32(1.0 / 500.0)), _np_f_inv(fy), _np_f_inv(fz))
-    margin = None
-    for row in _LIN_FROM_XYZ.astype(np.float32):
-        c = row[0] * f[0] + row[1] * f[1] + row[2] * f[2]
-        m = np.minimum(c - np.float32(_LIN_LO), np.float32(_LIN_HI) - c)
-        margin = m if margin is None else np.minimum(margin, m, out=margin)
-    return margin
+    lin = [r[0] * f[0] + r[1] * f[1] + r[2] * f[2] for r in _LIN_FROM_XYZ.astype(np.float32)]
+    return np.minimum.reduce([np.minimum(c - np.float32(_LIN_LO), np.float32(_LIN_HI) - c) for c in lin])
 
 
 def _gamut_map8(idx: np.ndarray, L: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """Write ``out[idx]`` ((N, 3) uint8) for the (N,) Lab colours as :func:`lab_to_rgb_in_gamut` maps
-    them: in-gamut colours are left as they are in ``out``; the others get the chroma scale of
-    :func:`max_chroma_table` (and the bisection for what it leaves outside) at constant L and hue.
+    """Write ``out[idx]`` ((N, 3) uint8) for (N,) float32 Lab as :func:`lab_to_rgb_in_gamut` maps them:
+    in-gamut colours keep ``out``; the others get the chroma scale of :func:`max_chroma_table` (and
+    bisection for what it leaves outside). In gamut or not decides between a clamp and a chroma
+    cut, levels apart near L = 0 and 100, so the exact path decides within ``_EDGE_LIN`` of the edge."""
+    import cv2
 
-    Whether a colour is in gamut decides between a clamp and a chroma reduction, two results that
-    can be several levels apart (near L = 0 and 100), so colours within ``_EDGE_LIN`` of the bounds
-    are decided by :func:`lab_to_rgb_in_gamut` itself rather than by this float32 NumPy maths."""
     margin = _np_gamut_margin(L, a, b)
-    edge = np.abs(margin) <= _EDGE_LIN
+    edge, oob = np.abs(margin) <= _EDGE_LIN, margin < -_EDGE_LIN
     if edge.any():
         lab = torch.from_numpy(np.stack((L[edge], a[edge], b[edge]))[:, None, :])
         out[idx[edge]] = lab_to_rgb_in_gamut(lab).mul_(255.0).round_()[:, 0, :].T.to(torch.uint8).numpy()
-    oob = margin < -_EDGE_LIN
-    if not oob.any():
-        return
     idx, L, a, b = idx[oob], L[oob], a[oob], b[oob]
     tl, ta, tb = (torch.from_numpy(x) for x in (L, a, b))
     scale = (_lookup_max_chroma(tl, ta, tb) / torch.hypot(ta, tb).clamp_min(1e-6)).clamp_(max=1.0)

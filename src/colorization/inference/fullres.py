@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -161,6 +160,7 @@ def _gray_l_lut() -> Tensor:
 
 def _is_neutral(rgb: np.ndarray, rows: int) -> bool:
     """Whether an (H,W,3) uint8 image has R == G == B everywhere (checked in strips)."""
+    import cv2  # lazy, as in colorization.color
     for y in range(0, rgb.shape[0], rows):
         r, g, b = cv2.split(rgb[y : y + rows])
         if cv2.norm(r, g, cv2.NORM_INF) or cv2.norm(r, b, cv2.NORM_INF):
@@ -200,6 +200,8 @@ def full_res_l(rgb: np.ndarray) -> Tensor:
 
 def gray_to_l(gray: np.ndarray) -> Tensor:
     """(H,W) uint8 neutral gray levels -> (H,W) float32 Lab L via the 256-entry table (``cv2.LUT``)."""
+    import cv2
+
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ValueError(f"gray must be a 2-D uint8 array, got {gray.shape} {gray.dtype}")
     if 0 in gray.shape:

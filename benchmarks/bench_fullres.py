@@ -31,7 +31,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import add_omp_arg, apply_omp_policy, load_average, machine_lines, markdown_table  # noqa: E402  (before torch)
+from common import (  # noqa: E402  (before torch)
+    add_large_photo_args,
+    add_omp_arg,
+    apply_omp_policy,
+    load_average,
+    machine_lines,
+    make_large_photo,
+    markdown_table,
+)
 
 apply_omp_policy()
 
@@ -42,7 +50,6 @@ from PIL import Image  # noqa: E402
 from colorization import Colorizer, image_io  # noqa: E402
 from colorization.inference import fullres  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 STAGES = ("decode", "prepare", "network", "recombine", "encode")
 
 
@@ -78,10 +85,7 @@ def run_floor(src: Path, dst: Path) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--image", type=Path, default=REPO / "examples" / "astronaut_gray.jpg")
-    ap.add_argument("--width", type=int, default=4000)
-    ap.add_argument("--height", type=int, default=3000)
-    ap.add_argument("--model", default=None, help="exported model folder (default: shipped model)")
+    add_large_photo_args(ap)
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per row (median reported)")
     add_omp_arg(ap)
@@ -91,9 +95,7 @@ def main() -> None:
 
     colorizer = Colorizer.from_pretrained(args.model, device="cpu")
     tmp = tempfile.TemporaryDirectory()
-    src, dst = Path(tmp.name) / "photo.jpg", Path(tmp.name) / "out.jpg"
-    with Image.open(args.image) as im:
-        im.convert("L").resize((args.width, args.height), Image.BICUBIC).save(src, quality=90)
+    src, dst = make_large_photo(args, tmp.name), Path(tmp.name) / "out.jpg"
 
     load0 = load_average()[0]
     modes = [("exact recombine", True), ("fast recombine", False)] if has_exact else [("this checkout", False)]

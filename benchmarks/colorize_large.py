@@ -16,15 +16,12 @@ import argparse
 import resource
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from common import add_large_photo_args, make_large_photo
 
 from colorization import Colorizer
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def rss_mib() -> float:
@@ -33,10 +30,7 @@ def rss_mib() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--image", type=Path, default=REPO / "examples" / "astronaut_gray.jpg")
-    ap.add_argument("--width", type=int, default=4000)
-    ap.add_argument("--height", type=int, default=3000)
-    ap.add_argument("--model", default=None, help="exported model folder (default: shipped model)")
+    add_large_photo_args(ap)
     ap.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--size", type=int, default=None)
@@ -52,12 +46,8 @@ def main() -> None:
 
     base_rss = rss_mib()
     colorizer = Colorizer.from_pretrained(args.model, device=args.device, backend=args.backend, size=args.size)
-    with Image.open(args.image) as im:
-        big = im.convert("L").resize((args.width, args.height), Image.BICUBIC)
     tmp = tempfile.TemporaryDirectory()
-    photo = Path(tmp.name) / "photo.jpg"
-    big.save(photo, quality=90)
-    del big
+    photo = make_large_photo(args, tmp.name)
     model_rss = rss_mib()
     rows = []
     for _ in range(args.repeats):

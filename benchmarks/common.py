@@ -100,7 +100,38 @@ __all__ = [
     "markdown_table",
     "fmt",
     "sync",
+    "add_large_photo_args",
+    "make_large_photo",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# the large photo of colorize_large.py and bench_fullres.py
+# --------------------------------------------------------------------------------------------
+
+
+def add_large_photo_args(parser: Any) -> None:
+    """``--image`` (default examples/astronaut_gray.jpg), ``--width``, ``--height``, ``--model``."""
+    from pathlib import Path
+
+    default = Path(__file__).resolve().parents[1] / "examples" / "astronaut_gray.jpg"
+    parser.add_argument("--image", type=Path, default=default)
+    parser.add_argument("--width", type=int, default=4000)
+    parser.add_argument("--height", type=int, default=3000)
+    parser.add_argument("--model", default=None, help="exported model folder (default: shipped model)")
+
+
+def make_large_photo(args: Any, folder: Any) -> Any:
+    """``args.image`` upscaled (bicubic) to ``args.width`` x ``args.height`` and saved as a grayscale
+    JPEG (q90) ``folder/photo.jpg``, so the benchmarks need no data; returns its path."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    photo = Path(folder) / "photo.jpg"
+    with Image.open(args.image) as im:
+        im.convert("L").resize((args.width, args.height), Image.BICUBIC).save(photo, quality=90)
+    return photo
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,7 +40,14 @@ from torch import Tensor
 from colorization import color, image_io
 from colorization.inference.backends import PRECISIONS, Backend, TorchBackend, load_backend
 from colorization.inference.checkpoint import DEFAULT_WORKING_SIZE
-from colorization.inference.fullres import RefineConfig, full_res_l, gray_to_l, recombine, recombine_array
+from colorization.inference.fullres import (
+    RefineConfig,
+    full_res_l,
+    gray_to_l,
+    pil_gray_levels,
+    recombine,
+    recombine_array,
+)
 from colorization.inference.hints import Hint, coerce_hints, hint_map
 from colorization.inference.prepared import PreparedImage
 from colorization.models.hint_map import HINT_CHANNELS
@@ -249,10 +256,12 @@ def prepare_image(
     points = coerce_hints(hints)
     bg = image_io.parse_background(background)
     alpha, bits = None, 8
-    if isinstance(image, Image.Image) and image.mode == "L" and not image_io.has_alpha(image):
-        # the common case, an 8-bit grayscale image: no RGB copy
-        _check_pixels(image.height, image.width, max_pixels, "PIL image (L)")
-        gray = np.asarray(image)
+    plain = isinstance(image, Image.Image) and image.mode in ("L", "RGB") and not image_io.has_alpha(image)
+    if plain:
+        _check_pixels(image.height, image.width, max_pixels, f"PIL image ({image.mode})")
+    gray = pil_gray_levels(image) if plain else None
+    if gray is not None:
+        # the common case, an 8-bit grayscale image (also stored as RGB): no RGB array
         H, W = gray.shape
         l_full = gray_to_l(gray)
         del gray

@@ -4,6 +4,8 @@
 * step 1: the lightness ``L`` of the input (:func:`full_res_l`, :func:`gray_to_l`);
 * steps 4-5: ab upsampled to full resolution (bilinear, or the fast guided filter of He & Sun 2015
   guided by the full-resolution ``L``) and recombined with the original ``L`` (:func:`recombine`).
+  On the CPU the 8-bit output comes from :func:`colorization.color.lab_to_srgb8` (NumPy/OpenCV,
+  within one level of the exact :func:`colorization.color.lab_to_rgb_in_gamut`, which other devices use).
 
 All Lab maths goes through :mod:`colorization.color`.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageChops
 from torch import Tensor
 
 from colorization import color
@@ -28,6 +30,7 @@ __all__ = [
     "guided_filter_coefficients",
     "full_res_l",
     "gray_to_l",
+    "pil_gray_levels",
     "recombine",
     "recombine_array",
 ]
@@ -72,6 +75,27 @@ class _RowUpsampler:
         y0, y1 = self._y0[start:stop], self._y1[start:stop]
         wy = self._wy[start:stop].view(1, -1, 1)
         return self._rows[:, y0] * (1 - wy) + self._rows[:, y1] * wy
+
+    def rows_numpy(self, start: int, stop: int) -> np.ndarray:
+        """:meth:`rows` on the CPU as a float32 numpy array (C, stop-start, W), without gathers: the
+        rows between two source rows are ``r0 + w * (r1 - r0)``, one broadcast per source row."""
+        if not hasattr(self, "_np"):
+            r = self._rows.cpu().numpy()
+            self._np = (r, np.concatenate((r[:, 1:] - r[:, :-1], np.zeros_like(r[:, :1])), axis=1))
+            self._np_y = (self._y0.cpu().numpy(), (self._y1 > self._y0).cpu().numpy(), self._wy.cpu().numpy())
+        (r, dr), (y0, step, wy) = self._np, self._np_y
+        out = np.empty((r.shape[0], stop - start, r.shape[2]), dtype=np.float32)
+        y = start
+        while y < stop:  # a run of output rows between the same two source rows
+            end = y + int(np.searchsorted(y0[y:stop], y0[y], side="right"))
+            blk, src = out[:, y - start : end - start], int(y0[y])
+            if step[y]:
+                np.multiply(wy[y:end, None], dr[:, src, None, :], out=blk)
+                blk += r[:, src, None, :]
+            else:  # clamped at the border: the row itself
+                blk[...] = r[:, src, None, :]
+            y = end
+        return out
 
 
 def bilinear_upsample(src: Tensor, out_hw: tuple[int, int]) -> Tensor:
@@ -134,6 +158,30 @@ def _gray_l_lut() -> Tensor:
     return _GRAY_LUT
 
 
+def _is_neutral(rgb: np.ndarray, rows: int) -> bool:
+    """Whether an (H,W,3) uint8 image has R == G == B everywhere (checked in strips)."""
+    import cv2  # lazy, as in colorization.color
+    for y in range(0, rgb.shape[0], rows):
+        r, g, b = cv2.split(rgb[y : y + rows])
+        if cv2.norm(r, g, cv2.NORM_INF) or cv2.norm(r, b, cv2.NORM_INF):
+            return False
+    return True
+
+
+def pil_gray_levels(image: Image.Image) -> np.ndarray | None:
+    """The (H, W) uint8 gray levels of an ``"L"`` image, or of an ``"RGB"`` one with R == G == B
+    everywhere (compared by PIL, without making an RGB array); None for any other image."""
+    if image.mode == "L":
+        return np.asarray(image)
+    if image.mode != "RGB":
+        return None
+    r = image.getchannel(0)
+    for c in (1, 2):
+        if ImageChops.difference(r, image.getchannel(c)).getbbox() is not None:
+            return None
+    return np.asarray(r)
+
+
 def full_res_l(rgb: np.ndarray) -> Tensor:
     """(H,W,3) uint8/float32 sRGB -> (H,W) float32 Lab L, in strips (bounded memory).
 
@@ -142,15 +190,7 @@ def full_res_l(rgb: np.ndarray) -> Tensor:
     """
     H, W = rgb.shape[:2]
     rows = max(1, STRIP_PIXELS // W)
-    if rgb.dtype == np.uint8:
-        gray = all(
-            np.array_equal(rgb[y : y + rows, :, 0], rgb[y : y + rows, :, c])
-            for y in range(0, H, rows)
-            for c in (1, 2)
-        )
-    else:
-        gray = False
-    if gray:
+    if rgb.dtype == np.uint8 and _is_neutral(rgb, rows):
         return gray_to_l(rgb[:, :, 0])
     l_full = torch.empty(H, W, dtype=torch.float32)
     for y in range(0, H, rows):
@@ -159,14 +199,14 @@ def full_res_l(rgb: np.ndarray) -> Tensor:
 
 
 def gray_to_l(gray: np.ndarray) -> Tensor:
-    """(H,W) uint8 neutral gray levels -> (H,W) float32 Lab L via the 256-entry table, in strips."""
-    H, W = gray.shape
-    rows = max(1, STRIP_PIXELS // W)
-    lut = _gray_l_lut()
-    l_full = torch.empty(H, W, dtype=torch.float32)
-    for y in range(0, H, rows):
-        l_full[y : y + rows] = lut[torch.tensor(gray[y : y + rows], dtype=torch.long)]
-    return l_full
+    """(H,W) uint8 neutral gray levels -> (H,W) float32 Lab L via the 256-entry table (``cv2.LUT``)."""
+    import cv2
+
+    if gray.ndim != 2 or gray.dtype != np.uint8:
+        raise ValueError(f"gray must be a 2-D uint8 array, got {gray.shape} {gray.dtype}")
+    if 0 in gray.shape:
+        return torch.empty(gray.shape, dtype=torch.float32)
+    return torch.from_numpy(cv2.LUT(np.ascontiguousarray(gray), _gray_l_lut().numpy()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,6 +239,7 @@ def recombine(
     saturation: float,
     refine: RefineConfig | None,
     device: torch.device,
+    exact: bool = False,
 ) -> Image.Image:
     """Upsample predicted ab and recombine it with the full-resolution L (steps 4-5).
 
@@ -208,12 +249,14 @@ def recombine(
         saturation: chroma multiplier >= 0.
         refine: guided-filter settings, or None for plain bilinear upsampling.
         device: where to compute.
+        exact: on the CPU too, use :func:`colorization.color.lab_to_rgb_in_gamut` (torch, several
+            times slower) instead of :func:`colorization.color.lab_to_srgb8` (within one level of it).
 
     Returns:
         RGB PIL image of the original size; its Lab L equals ``prep.l_full`` up to 8-bit rounding.
         (No alpha: :meth:`colorization.Colorizer.finish` adds ``prep.alpha``.)
     """
-    return Image.fromarray(recombine_array(prep, ab_norm, saturation, refine, device), mode="RGB")
+    return Image.fromarray(recombine_array(prep, ab_norm, saturation, refine, device, exact=exact), mode="RGB")
 
 
 def recombine_array(
@@ -223,8 +266,12 @@ def recombine_array(
     refine: RefineConfig | None,
     device: torch.device,
     bits: int = 8,
+    exact: bool = False,
 ) -> np.ndarray:
-    """:func:`recombine` as an (H, W, 3) sRGB array quantised to ``bits`` (8: uint8, 16: uint16)."""
+    """:func:`recombine` as an (H, W, 3) sRGB array quantised to ``bits`` (8: uint8, 16: uint16).
+
+    8 bits on the CPU use the fast :func:`colorization.color.lab_to_srgb8` unless ``exact``; 16 bits
+    and other devices always use :func:`colorization.color.lab_to_rgb_in_gamut`."""
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits}")
     levels, dtype = (255.0, np.uint8) if bits == 8 else (65535.0, np.uint16)
@@ -239,6 +286,19 @@ def recombine_array(
         up = _RowUpsampler(ab, (H, W))
     out = np.empty((H, W, 3), dtype=dtype)
     rows = max(1, STRIP_PIXELS // W)
+    if device.type == "cpu" and bits == 8 and not exact:  # the fast 8-bit path
+        l_np = prep.l_full.to(torch.float32).contiguous().numpy()
+        for y in range(0, H, rows):
+            stop = min(H, y + rows)
+            L, coef = l_np[y:stop], up.rows_numpy(y, stop)
+            if refine is not None:
+                ab_full = coef[:2]
+                ab_full *= color.normalize_l(L)[None]
+                ab_full += coef[2:]
+            else:
+                ab_full = coef
+            color.lab_to_srgb8(L, ab_full[0], ab_full[1], out=out[y:stop])
+        return out
     for y in range(0, H, rows):
         stop = min(H, y + rows)
         L = prep.l_full[y:stop].to(device)

@@ -168,7 +168,7 @@ def colorize_frames(
         for (prep, motion), ab in zip(window, preds):
             if stab is not None:
                 ab = stab.blend(motion, ab)
-            yield np.asarray(colorizer.finish(prep, ab, saturation, refine))
+            yield colorizer.finish_array(prep, ab, saturation, refine, bits=8)  # no PIL round trip
 
     window: list[tuple[PreparedImage, Any]] = []
     index = -1

@@ -324,7 +324,7 @@ def test_cached_gamut_tensors_work_in_autograd_after_a_first_call_in_inference_m
 
 
 def test_ssim_loss_works_in_autograd_after_a_first_call_in_inference_mode():
-    from colorization.evaluation import ssim as ssim_module
+    from colorization.evaluation import structural as ssim_module
     from colorization.train import losses
 
     ssim_module._window_values.cache_clear()
@@ -334,3 +334,11 @@ def test_ssim_loss_works_in_autograd_after_a_first_call_in_inference_mode():
     y = torch.rand(1, 3, 16, 16, requires_grad=True)
     losses.ssim(y, x).backward()
     assert y.grad is not None and torch.isfinite(y.grad).all()
+
+
+def test_evaluation_ssim_is_the_metric_whatever_was_imported_first():
+    """``colorization.evaluation.ssim`` names the metric function, also after the SSIM module loaded."""
+    import colorization.evaluation.structural  # noqa: F401  (loads the module behind ssim_map)
+    from colorization.evaluation import metrics, ssim
+
+    assert ssim is metrics.ssim

@@ -11,7 +11,7 @@ from torch import nn
 
 from colorization import color
 from colorization.evaluation.metrics import psnr
-from colorization.evaluation.ssim import gaussian_window
+from colorization.evaluation.structural import gaussian_window
 from colorization.models import create_model, get_config_class
 from colorization.train.losses import ssim, ssim_loss
 from colorization.train.objectives import (

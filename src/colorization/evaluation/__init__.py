@@ -3,7 +3,7 @@
 ==============================  ===============================================================
 :mod:`~.metrics`                PSNR, SSIM, AuC, CIEDE2000, colourfulness, ST-LPIPS, FID and their
                                 accumulators (:class:`MetricSuite`)
-:mod:`~.ssim`                   the one SSIM definition (metric and training loss)
+:mod:`~.structural`             the one SSIM definition (metric and training loss)
 :mod:`~.perceptual`             the optional perceptual networks (ST-LPIPS, Inception for FID)
 :mod:`~.evaluate`               the ``colorization evaluate`` runner: models x photo groups, CSV
                                 and JSON outputs, merging shards
@@ -25,7 +25,7 @@ _EXPORTS = {
     "ssim": "metrics",
     "ciede2000": "metrics",
     "colorfulness_gap": "metrics",
-    "ssim_map": "ssim",
+    "ssim_map": "structural",
     "EvaluationConfig": "evaluate",
     "write_outputs": "evaluate",
     "merge_outputs": "evaluate",

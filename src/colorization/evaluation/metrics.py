@@ -62,7 +62,7 @@ from colorization.evaluation.perceptual import (
     load_inception,
     load_st_lpips,
 )
-from colorization.evaluation.ssim import SSIM_SIGMA, SSIM_WINDOW, ssim_map  # one SSIM definition
+from colorization.evaluation.structural import SSIM_SIGMA, SSIM_WINDOW, ssim_map  # one SSIM definition
 
 __all__ = [
     "AUC_MAX_THRESHOLD",

@@ -27,7 +27,7 @@ One module per part:
 :mod:`~.processes`              rank, world size, device, process group
 :mod:`~.validation`             PSNR/SSIM/colourfulness and sample grids
 :mod:`~.objectives`             the objectives (regression, classification, GAN, hybrid)
-:mod:`~.losses`                 the SSIM loss (the one SSIM of :mod:`colorization.evaluation.ssim`)
+:mod:`~.losses`                 the SSIM loss (the one SSIM of :mod:`colorization.evaluation.structural`)
 :mod:`~.export`                 ``OUT/model/`` and its ``training`` record
 :mod:`~.trainer`                the loop: :func:`train`, :class:`TrainResult`
 ==============================  ===============================================================

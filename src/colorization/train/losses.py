@@ -4,7 +4,7 @@ Everything here works on whatever channels it is given (RGB in ``[0, 1]`` or nor
 roughly ``[-1, 1]``), with the value range passed explicitly as ``data_range``; Lab maths lives in
 :mod:`colorization.color`.
 
-SSIM is computed by :func:`colorization.evaluation.ssim.ssim_map`, the one implementation that the
+SSIM is computed by :func:`colorization.evaluation.structural.ssim_map`, the one implementation that the
 evaluation metric :func:`colorization.evaluation.metrics.ssim` uses too (Gaussian 11x11, sigma 1.5,
 population statistics, valid region: the numbers of scikit-image with ``gaussian_weights=True``).
 The image-quality measures (PSNR, SSIM on RGB) are defined in :mod:`colorization.evaluation.metrics`.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from colorization.evaluation.ssim import SSIM_SIGMA, SSIM_WINDOW, ssim_map
+from colorization.evaluation.structural import SSIM_SIGMA, SSIM_WINDOW, ssim_map
 
 __all__ = ["ssim", "ssim_loss"]
 

@@ -94,7 +94,7 @@ def _recipe_objective(path: Path) -> tuple[Any, dict[str, Any]]:
     gen = create_model(raw["model"], **mc)
     objective = build_objective(raw.get("objective", "regression"), gen, **dict(raw.get("objective_options") or {}))
     crops = [int(st["crop"]) for st in raw.get("stages") or [] if "crop" in st] or [int(raw.get("crop", 128))]
-    facts = {"model": raw["model"], "objective": raw.get("objective", "regression"), "amp": raw.get("amp") or "fp32",
+    facts = {"model": raw["model"], "objective": raw.get("objective", "regression"), "amp": raw.get("amp") or "auto",
              "channels_last": bool(raw.get("channels_last")), "freeze_stages": mc.get("freeze_stages", 0),
              "crops": sorted(set(crops))}
     return objective, facts
@@ -233,6 +233,16 @@ def print_models(res: dict[str, Any], args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------------------------------
 # recipes side by side
+def _resolved(facts: dict[str, Any], dev: torch.device) -> dict[str, Any]:
+    """The recipe's autocast as the trainer resolves it on ``dev`` ("bf16" or "fp32"), and
+    channels_last where the trainer uses it (CUDA, or the CPU under bf16)."""
+    from colorization.train.processes import resolve_amp
+
+    bf16 = resolve_amp(facts["amp"], dev)
+    return {**facts, "amp": "bf16" if bf16 else "fp32",
+            "channels_last": facts["channels_last"] and (dev.type == "cuda" or bf16)}
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -241,6 +251,7 @@ def recipe_cell(args: argparse.Namespace, path: Path, crop: int) -> dict[str, An
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     objective, facts = _recipe_objective(path)
+    facts = _resolved(facts, dev)
     step = Stepper(objective, dev, amp=facts["amp"] == "bf16", channels_last=facts["channels_last"], compile_=False)
     rgb = _synthetic_batch(args.recipe_batch, crop)
     times = []
@@ -334,6 +345,7 @@ def loader_child(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     if args.loader_recipe is not None:
         objective, facts = _recipe_objective(args.loader_recipe)
+        facts = _resolved(facts, dev)
         label = f"{args.loader_recipe} ({facts['model']}, {facts['objective']}, {facts['amp']})"
         step = Stepper(objective, dev, amp=facts["amp"] == "bf16", channels_last=facts["channels_last"], compile_=False)
     else:

@@ -342,3 +342,19 @@ def test_evaluation_ssim_is_the_metric_whatever_was_imported_first():
     from colorization.evaluation import metrics, ssim
 
     assert ssim is metrics.ssim
+
+
+def test_gamut_tables_first_built_under_a_meta_device_context_stay_on_the_cpu():
+    """Networks are built under ``with torch.device("meta")`` for their shapes; the objective then
+    reads the rebalancing weights. A first read there must not cache meta tensors (it did, and
+    ``rebalance_weights`` failed on ``.any()``, depending on which test ran first)."""
+    color._gamut_tensors.cache_clear()
+    color._bins_on.cache_clear()
+    try:
+        with torch.device("meta"):
+            w = color.rebalance_weights()
+        assert w.device.type == "cpu" and w.shape == (color.num_ab_bins(),) and bool((w > 0).all())
+        assert color.ab_prior().device.type == "cpu" and color.ab_bins().device.type == "cpu"
+    finally:
+        color._gamut_tensors.cache_clear()
+        color._bins_on.cache_clear()

@@ -527,3 +527,36 @@ def test_resuming_a_finished_run_has_nothing_to_do(image_dirs, tmp_path):
     assert late.exit_code == 0, late.output
     assert "nothing to do" not in late.output and "images/s" not in late.output
     assert "from the saved state at step 2/2" in late.output and (out / "model" / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# bf16 autocast: where "auto" turns it on
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_amp_auto_uses_bf16_only_where_the_hardware_has_it(monkeypatch, native):
+    from colorization.train import processes
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert processes.cpu_has_native_bf16() is native
+    assert processes.resolve_amp("auto", cpu) is native
+    assert processes.resolve_amp("auto", cuda) is True
+    assert processes.resolve_amp("bf16", cpu) is True and processes.resolve_amp("off", cuda) is False
+
+
+def test_amp_bf16_on_an_emulating_cpu_warns_and_amp_may_change_on_resume(image_dirs, tmp_path, monkeypatch, capsys):
+    from colorization.train import processes
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    train_dir, _ = image_dirs
+    assert not processes.cpu_has_native_bf16()
+    part = train(base_config(train_dir, tmp_path / "run", steps=3, amp="bf16"), progress=False, stop_after=2)
+    assert part.step == 2
+    assert "warning: amp bf16 on a CPU without native bf16" in capsys.readouterr().out
+    rest = train(base_config(train_dir, tmp_path / "run", steps=3, amp="auto"), progress=False, resume=True)
+    assert rest.finished and rest.step == 3
+    assert "warning" not in capsys.readouterr().out

@@ -297,13 +297,15 @@ def load_ab_gamut(path: str | Path | None = None) -> dict[str, Any]:
 
 
 # The cached tensors are built with inference mode switched off, so that a first call made under
-# torch.inference_mode() (evaluation) cannot cache inference tensors that autograd later refuses.
+# torch.inference_mode() (evaluation) cannot cache inference tensors that autograd later refuses,
+# and on the CPU explicitly, so that a first call under a default-device context (``with
+# torch.device("meta")``, used to build networks for their shapes) cannot cache meta tensors.
 @functools.lru_cache(maxsize=1)
 def _gamut_tensors() -> tuple[Tensor, Tensor]:
     data = load_ab_gamut()
     with torch.inference_mode(False):
-        bins = torch.tensor(data["bins"], dtype=torch.float32)
-        prior = torch.tensor(data["prior"], dtype=torch.float64)
+        bins = torch.tensor(data["bins"], dtype=torch.float32, device="cpu")
+        prior = torch.tensor(data["prior"], dtype=torch.float64, device="cpu")
         prior = (prior / prior.sum()).to(torch.float32)
     return bins, prior
 

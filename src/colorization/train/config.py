@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 
 #: fields that may differ between a run and its resumption (they do not change the maths)
 RUNTIME_FIELDS = frozenset(
-    {"out", "device", "workers", "threads", "compile", "val_every", "save_every", "log_every", "val_images",
+    {"out", "device", "amp", "workers", "threads", "compile", "val_every", "save_every", "log_every", "val_images",
      "sample_images", "working_size", "keep_best", "curve_images"}
 )
 
@@ -84,8 +84,8 @@ class TrainConfig:
     grad_clip: Gradient-norm clip; 0: off.
     ema: Keep an EMA of the generator weights (validated and exported when on).
     ema_decay: EMA decay (warms up as min(decay, (1 + n) / (10 + n))).
-    amp: auto (bf16 autocast on GPU) | bf16 | off.
-    channels_last: channels_last memory on CUDA (and on the CPU with amp bf16).
+    amp: auto (bf16 autocast on GPU, and on a CPU with native bf16: AVX512-BF16 or AMX) | bf16 | off.
+    channels_last: channels_last memory on CUDA (and on the CPU under bf16 autocast).
     compile: torch.compile the training step.
     device: auto | cpu | cuda | cuda:N.
     workers: Data loader worker processes (per process).

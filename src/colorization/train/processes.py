@@ -1,4 +1,5 @@
-"""Which process this is: rank, world size, device, and the torch.distributed process group.
+"""Which process this is: rank, world size, device, the torch.distributed process group, and
+whether the device runs bf16 autocast natively.
 
 One process (``WORLD_SIZE`` unset or 1) or one of many under ``torchrun`` (the environment
 variables ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_*``); NCCL on CUDA, gloo on the CPU.
@@ -15,7 +16,7 @@ import torch.distributed as dist
 
 from colorization.train.config import ConfigError
 
-__all__ = ["Processes", "resolve_device", "init_processes"]
+__all__ = ["Processes", "resolve_device", "init_processes", "cpu_has_native_bf16", "resolve_amp"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +86,22 @@ def init_processes(device_name: str) -> Processes:
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, rank=rank, world_size=world)
     return Processes(rank, world, local_rank, device, True, True)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), as PyTorch's CPU kernels
+    detect it. Without it (AVX2 alone, as on many laptops and older servers), bf16 autocast is
+    emulated: the default training recipe measured 5.9 images/s in bf16 against 48.8 in float32
+    on one thread of an AVX2 AMD EPYC."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def resolve_amp(amp: str, device: torch.device) -> bool:
+    """Whether training runs under bf16 autocast: ``amp`` ``"bf16"`` always, ``"off"`` never,
+    ``"auto"`` on CUDA and on a CPU with native bf16 (:func:`cpu_has_native_bf16`)."""
+    if amp == "bf16":
+        return True
+    if amp == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    return False

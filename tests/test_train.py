@@ -560,3 +560,48 @@ def test_amp_bf16_on_an_emulating_cpu_warns_and_amp_may_change_on_resume(image_d
     rest = train(base_config(train_dir, tmp_path / "run", steps=3, amp="auto"), progress=False, resume=True)
     assert rest.finished and rest.step == 3
     assert "warning" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# Group weights
+# ---------------------------------------------------------------------------------------------
+
+
+def test_weighted_step_sampler_draws_in_proportion_and_resumes_exactly():
+    n, weights = 20, [9.0, 9.0] + [1.0] * 18  # images 0 and 1 carry half the total weight
+    full = _StepBatchSampler(n=n, batch_size=4, rank=0, world=1, seed=3, start_step=0,
+                             crop_at=lambda step: 8, weights=weights)
+    it = iter(full)
+    batches = [next(it) for _ in range(2000)]
+    drawn = [i for b in batches for i, _, _ in b]
+    share = sum(i < 2 for i in drawn) / len(drawn)
+    assert share == pytest.approx(0.5, abs=0.02)
+    later = iter(_StepBatchSampler(n=n, batch_size=4, rank=0, world=1, seed=3, start_step=37,
+                                   crop_at=lambda step: 8, weights=weights))
+    assert [next(later) for _ in range(10)] == batches[37:47]
+    plain = iter(_StepBatchSampler(n=n, batch_size=4, rank=0, world=1, seed=3, start_step=0, crop_at=lambda s: 8))
+    first_epoch = [i for _ in range(5) for i, _, _ in next(plain)]
+    assert sorted(first_epoch) == list(range(n))  # no weights: every image once per epoch
+    with pytest.raises(ConfigError, match="positive finite"):
+        _StepBatchSampler(n=n, batch_size=4, rank=0, world=1, seed=3, start_step=0, crop_at=lambda s: 8,
+                          weights=[1.0] * 19 + [0.0])
+
+
+def test_group_weights_config_and_training(tmp_path, image_dirs):
+    _, val_dir = image_dirs
+    root = tmp_path / "train"
+    make_images(root / "g1", 16, seed=2)
+    make_images(root / "g2", 16, seed=3)
+    for bad in ({"g1": 0}, {"g1": -1.0}, {"g1": float("inf")}, {}, {"g1": True}, ["g1"]):
+        with pytest.raises(ConfigError, match="group_weights"):
+            base_config(root, tmp_path / "x", group_weights=bad)
+    with pytest.raises(ConfigError, match="leaves out.*g3"):
+        base_config(root, tmp_path / "x", groups=["g1", "g2"], group_weights={"g3": 2})
+    with pytest.raises(ConfigError, match="does not hold.*g3"):
+        train(base_config(root, tmp_path / "y", steps=1, group_weights={"g3": 2}), progress=False)
+    out = tmp_path / "weighted"
+    cfg = base_config(root, out, steps=2, groups=["g1", "g2"], group_weights={"g1": 3})
+    assert cfg.group_weights == {"g1": 3.0}
+    assert train(cfg, progress=False).finished
+    exported = json.loads((out / "model" / "config.json").read_text())
+    assert exported["training"]["train_config"]["group_weights"] == {"g1": 3.0}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -102,6 +103,10 @@ class TrainConfig:
     groups: Training data groups to use (first folder level under each data folder, e.g.
         flowers5); none: every group. List them explicitly so that new groups added to a data
         folder enter a run only when its config names them.
+    group_weights: Sampling weight of each group's photos, e.g. {faces: 0.5, imagenette: 2}: a
+        photo of a group of weight w is drawn w times as often as one of weight 1 (groups not
+        named: 1). Each epoch then draws its images with replacement by these weights instead of
+        a permutation; none: every photo once per epoch.
     holdout: Leave out the fixed held-out slice of the training folders (3 % of each group,
         colorization.data.is_held_out) so that benchmarks/generalisation.py can measure the model
         on unseen photos of the kinds it trained on.
@@ -158,6 +163,7 @@ class TrainConfig:
     log_every: int = 25
     max_images: int | None = None
     groups: tuple[str, ...] | None = None
+    group_weights: dict[str, float] | None = None
     holdout: bool = True
     min_colorfulness_quantile: float | None = None
     drop_grayscale: bool = True
@@ -208,6 +214,17 @@ class TrainConfig:
             not self.groups or not all(isinstance(g, str) and g and "/" not in g for g in self.groups)
         ):
             raise bad("groups", "must be null or a non-empty list of group (sub-folder) names")
+        weights = self.group_weights
+        if weights is not None and (
+            not isinstance(weights, dict) or not weights
+            or not all(isinstance(g, str) and g and "/" not in g for g in weights)
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < math.inf
+                       for w in weights.values())
+        ):
+            raise bad("group_weights", "must be null or a mapping of group names to positive finite weights")
+        if weights is not None and self.groups is not None and set(weights) - set(self.groups):
+            left_out = sorted(set(weights) - set(self.groups))
+            raise bad("group_weights", f"names groups that 'groups' leaves out: {left_out}")
         if not isinstance(self.holdout, bool):
             raise bad("holdout", "must be true or false")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
@@ -281,6 +298,9 @@ class TrainConfig:
         if kw.get("groups") is not None:
             groups = kw["groups"]
             kw["groups"] = (groups,) if isinstance(groups, str) else tuple(str(g) for g in groups)
+        if isinstance(kw.get("group_weights"), Mapping):
+            kw["group_weights"] = {str(g): float(w) if isinstance(w, int) and not isinstance(w, bool) else w
+                                   for g, w in kw["group_weights"].items()}
         if "stages" in kw:
             stages = kw["stages"] or ()
             if not isinstance(stages, (list, tuple)):

@@ -9,7 +9,7 @@ permutation together with a per-sample augmentation seed and the step's crop sid
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -72,14 +72,21 @@ class StepBatchSampler(Sampler[list[tuple[int, int, int]]]):
     Each global step consumes ``batch_size * world`` indices of a per-epoch permutation (seeded by
     ``seed`` and the epoch); rank ``r`` takes its contiguous slice.  Iteration starts at
     ``start_step`` so a resumed run continues the same sequence; ``crop_at(step)`` gives the
-    step's crop side.
+    step's crop side. With ``weights`` (``n`` positive per-image sampling weights), each epoch's
+    ``n`` indices are drawn with replacement in proportion to them instead (seeded the same way).
     """
 
     def __init__(
         self, n: int, batch_size: int, rank: int, world: int, seed: int, start_step: int,
-        crop_at: Callable[[int], int],
+        crop_at: Callable[[int], int], weights: Sequence[float] | None = None,
     ) -> None:
         self.crop_at = crop_at
+        self.weights = None
+        if weights is not None:
+            w = torch.as_tensor(weights, dtype=torch.float64)
+            if w.shape != (n,) or not bool(torch.isfinite(w).all()) or not bool((w > 0).all()):
+                raise ConfigError(f"sampling weights must be {n} positive finite numbers, one per image")
+            self.weights = w
         self.n, self.batch_size, self.rank, self.world = n, batch_size, rank, world
         self.seed, self.start_step = seed, start_step
         self.per_step = batch_size * world
@@ -100,7 +107,10 @@ class StepBatchSampler(Sampler[list[tuple[int, int, int]]]):
             e, within = divmod(step, self.steps_per_epoch)
             if e != epoch:
                 gen = torch.Generator().manual_seed(mix(self.seed, e, 1))
-                perm = torch.randperm(self.n, generator=gen).tolist()
+                if self.weights is None:
+                    perm = torch.randperm(self.n, generator=gen).tolist()
+                else:
+                    perm = torch.multinomial(self.weights, self.n, replacement=True, generator=gen).tolist()
                 epoch = e
             assert perm is not None
             lo = within * self.per_step + self.rank * self.batch_size

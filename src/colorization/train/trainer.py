@@ -283,6 +283,17 @@ class _Trainer:
         with open(self.out / "log.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, allow_nan=True) + "\n")
 
+    def _sample_weights(self) -> list[float] | None:
+        """Per-image sampling weights from ``group_weights`` (None: a permutation per epoch)."""
+        weights = self.cfg.group_weights
+        if weights is None:
+            return None
+        present = set(self.train_ds.groups)
+        if set(weights) - present:
+            raise ConfigError(f"config field 'group_weights' names groups the training data does not hold: "
+                              f"{sorted(set(weights) - present)} (it holds {sorted(present)})")
+        return [float(weights.get(g, 1.0)) for g in self.train_ds.groups]
+
     @property
     def _bf16(self) -> bool:
         """Whether the steps run under bf16 autocast (see :func:`resolve_amp`)."""
@@ -353,7 +364,7 @@ class _Trainer:
 
         sampler = StepBatchSampler(
             len(self.train_ds), cfg.batch_size, self.dist.rank, self.dist.world, cfg.seed, step,
-            functools.partial(crop_at, cfg, self.table),
+            functools.partial(crop_at, cfg, self.table), weights=self._sample_weights(),
         )
         loader = DataLoader(
             SeededSamples(self.train_ds),

@@ -236,11 +236,11 @@ def print_models(res: dict[str, Any], args: argparse.Namespace) -> None:
 def _resolved(facts: dict[str, Any], dev: torch.device) -> dict[str, Any]:
     """The recipe's autocast as the trainer resolves it on ``dev`` ("bf16" or "fp32"), and
     channels_last where the trainer uses it (CUDA, or the CPU under bf16)."""
-    from colorization.train.processes import resolve_amp
+    from colorization.train.processes import resolve_amp, resolve_channels_last
 
     bf16 = resolve_amp(facts["amp"], dev)
     return {**facts, "amp": "bf16" if bf16 else "fp32",
-            "channels_last": facts["channels_last"] and (dev.type == "cuda" or bf16)}
+            "channels_last": resolve_channels_last(facts["channels_last"], bf16, dev)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -210,14 +210,14 @@ class TrainConfig:
             raise bad("init_from", "must be an exported model folder or null")
         if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
             raise bad("max_images", "must be a positive integer or null")
-        if self.groups is not None and (
-            not self.groups or not all(isinstance(g, str) and g and "/" not in g for g in self.groups)
-        ):
+        def group_names(names: Iterable[Any]) -> bool:
+            return all(isinstance(g, str) and g and "/" not in g for g in names)
+
+        if self.groups is not None and (not self.groups or not group_names(self.groups)):
             raise bad("groups", "must be null or a non-empty list of group (sub-folder) names")
         weights = self.group_weights
         if weights is not None and (
-            not isinstance(weights, dict) or not weights
-            or not all(isinstance(g, str) and g and "/" not in g for g in weights)
+            not isinstance(weights, dict) or not weights or not group_names(weights)
             or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < math.inf
                        for w in weights.values())
         ):

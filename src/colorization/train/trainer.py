@@ -38,7 +38,7 @@ from colorization.train.config import RUNTIME_FIELDS, ConfigError, TrainConfig
 from colorization.train.ema import EMA
 from colorization.train.export import export_model, training_record
 from colorization.train.objectives import Objective
-from colorization.train.processes import cpu_has_native_bf16, init_processes, resolve_amp
+from colorization.train.processes import cpu_has_native_bf16, init_processes, resolve_amp, resolve_channels_last
 from colorization.train.sampling import SeededSamples, StepBatchSampler, mix
 from colorization.train.schedule import crop_at, lr_factor, stage_index, stage_table
 from colorization.train.validation import validate
@@ -90,6 +90,7 @@ class _Trainer:
         self.device = self.dist.device
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
+        self.bf16 = resolve_amp(cfg.amp, self.device)  # bf16 autocast for the steps and validation
         if cfg.amp == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16() and self.dist.is_main:
             print("[train] warning: amp bf16 on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated and "
                   "several times slower than float32; amp: auto uses float32 on this CPU", flush=True)
@@ -295,17 +296,12 @@ class _Trainer:
         return [float(weights.get(g, 1.0)) for g in self.train_ds.groups]
 
     @property
-    def _bf16(self) -> bool:
-        """Whether the steps run under bf16 autocast (see :func:`resolve_amp`)."""
-        return resolve_amp(self.cfg.amp, self.device)
-
-    @property
     def _channels_last(self) -> bool:
         """channels_last memory on CUDA, and on the CPU with bf16 autocast (where it measures faster)."""
-        return self.cfg.channels_last and (self.device.type == "cuda" or self._bf16)
+        return resolve_channels_last(self.cfg.channels_last, self.bf16, self.device)
 
     def _autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self._bf16)
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _validate(self, step: int) -> dict[str, float]:
         """Metrics on the val photos, plus ``holdout/...`` and ``seen/...`` with ``curve_images``."""

@@ -58,10 +58,11 @@ SETS = ("seen", "holdout", "val")
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH[@SATURATION]",
+    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH[@SATURATION][,size=PX]",
                    help="exported model folder ('default': the shipped one), optionally at a chroma multiplier "
-                        "other than 1 (e.g. new=runs/x/model@1.2, to compare at equal colourfulness); "
-                        "repeatable; the first is the reference")
+                        "other than 1 (e.g. new=runs/x/model@1.2, to compare at equal colourfulness) and at "
+                        "a working size other than its config's (e.g. big=default@size=144 or "
+                        "big=default@0.95,size=144); repeatable; the first is the reference")
     p.add_argument("--train", default="../shared/data/train")
     p.add_argument("--val", default="../shared/data/val")
     p.add_argument("--groups", nargs="+", default=list(RECIPE_GROUPS))
@@ -135,18 +136,32 @@ def ci95(x: np.ndarray) -> float:
     return 1.96 * float(np.std(x, ddof=1)) / math.sqrt(len(x)) if len(x) > 1 else float("nan")
 
 
+def parse_options(spec: str, options: str) -> tuple[float, int | None]:
+    """``SATURATION``, ``size=PX`` or ``SATURATION,size=PX`` (the text after '@' of a ``--model``) ->
+    (saturation, working size or None for the model's own)."""
+    saturation, size = 1.0, None
+    for part in filter(None, options.split(",")):
+        key, eq, value = part.partition("=")
+        try:
+            if not eq:
+                saturation = float(key)
+            elif key == "size":
+                size = int(value)
+            else:
+                raise SystemExit(f"--model {spec}: unknown option {key!r} after '@' (SATURATION or size=PX)")
+        except ValueError:
+            raise SystemExit(f"--model {spec}: {part!r} after '@' must be a number (SATURATION or size=PX)") from None
+    return saturation, size
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     models = []
     for spec in args.model:
         name, _, path = spec.partition("=")
-        path, _, sat = (path or name).partition("@")
-        try:
-            saturation = float(sat) if sat else 1.0
-        except ValueError:
-            raise SystemExit(f"--model {spec}: the saturation after '@' must be a number") from None
-        models.append((name, path, saturation))
+        path, _, options = (path or name).partition("@")
+        models.append((name, path, *parse_options(spec, options)))
     t0 = time.perf_counter()
     sets = build_sets(args)
     gts = {k: ground_truth(ds, args.val_images if k == "val" else None) for k, ds in sets.items()}
@@ -159,16 +174,17 @@ def main(argv: list[str] | None = None) -> None:
         for name, r in old["models"].items():
             sets = {k: {m: np.asarray(a) for m, a in v.items()} for k, v in r["per_photo"].items()}
             results[name] = {"path": r["path"], "saturation": r.get("saturation", 1.0),
+                             "working_size": r.get("working_size"),
                              "holdout_left_out": r["holdout_left_out"], "sets": {k: sets[k] for k in photos}}
     loaded: dict[str, Colorizer] = {}
-    for name, path, saturation in models:
-        if path not in loaded:
-            loaded[path] = Colorizer.from_pretrained(None if path == "default" else path, device="cpu")
-        colorizer = loaded[path]
+    for name, path, saturation, size in models:
+        if (path, size) not in loaded:
+            loaded[path, size] = Colorizer.from_pretrained(None if path == "default" else path, device="cpu", size=size)
+        colorizer = loaded[path, size]
         train = getattr(colorizer.backend, "config", {}).get("training", {}).get("train_config", {})
         per_set = {k: measure(colorizer, gt, args.batch_size, f"{name} {k}", saturation) for k, (gt, _) in gts.items()}
-        results[name] = {"path": path, "saturation": saturation, "holdout_left_out": bool(train.get("holdout", False)),
-                         "sets": per_set}
+        results[name] = {"path": path, "saturation": saturation, "working_size": size,
+                         "holdout_left_out": bool(train.get("holdout", False)), "sets": per_set}
     wall = time.perf_counter() - t0
 
     print("\n".join(machine_lines()))
@@ -184,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in results:
         r = results[name]
         label = name + (f" (saturation {r['saturation']:g})" if r["saturation"] != 1.0 else "")
+        label += f" (working size {r['working_size']})" if r.get("working_size") else ""
         row: list = [label + ("" if r["holdout_left_out"] or "holdout" not in gts else " (trained on holdout too)")]
         gains = {}
         for k in sets:
@@ -217,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
             "photos": photos,
             "wall_s": wall,
             "models": {
-                n: {"path": r["path"], "saturation": r["saturation"], "holdout_left_out": r["holdout_left_out"],
+                n: {"path": r["path"], "saturation": r["saturation"], "working_size": r["working_size"],
+                    "holdout_left_out": r["holdout_left_out"],
                     "summary": r["summary"],
                     "per_photo": {k: {m: [round(float(x), 4) for x in a] for m, a in s.items()}
                                   for k, s in r["sets"].items()}}

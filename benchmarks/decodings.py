@@ -12,7 +12,8 @@ The photos and the protocol are those of ``benchmarks/generalisation.py --sets v
 variant changes how the two heads (``forward_heads``: regression ab and 261-bin logits at stride 4)
 become ab, in the loaded model only:
 
-* ``blend:B``: ``(1 - B) * regression + B * annealed_mean(logits, T)`` (the config's ``blend``);
+* ``blend:B``: ``(1 - B) * regression + B * annealed_mean(logits, T)`` (the model's own decoding at
+  config ``blend`` B and ``temperature`` T);
 * ``confgain:K``: ``regression * (1 + K * c)``, where ``c = 1 - H(p) / log Q`` is the classifier's
   confidence (``p = softmax(logits)``, ``H`` its entropy), so chroma grows where the classifier is sure;
 * ``confblend:K``: ``regression + min(1, K * c) * (annealed - regression)``: the annealed mean where sure;
@@ -33,6 +34,7 @@ A variant whose colourfulness falls outside the reference curve is reported with
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -91,8 +93,6 @@ def head_decoder(kind: str, k: float, temperature: float) -> Callable[[Heads], t
         reg = heads["regression"].float()
         logits = heads["logits"].float()
         ann = color.normalize_ab(color.annealed_mean(logits, T=temperature))
-        if kind == "blend":
-            return (1.0 - k) * reg + k * ann
         if kind == "confgain":
             return reg * (1.0 + k * confidence(logits))
         if kind == "confblend":
@@ -128,21 +128,27 @@ def averaged_heads(forward_heads: Callable[..., Heads], scales: list[float], fli
             xs = x if (h, w) == (H, W) else F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
                                                            antialias=s < 1)
             regs.append(F.interpolate(one(xs), size=(H // 4, W // 4), mode="bilinear", align_corners=False))
-        reg = torch.stack(regs).mean(0)
-        return {"regression": reg, "logits": reg.new_zeros(reg.shape[0], 1, *reg.shape[2:])}
+        return {"regression": torch.stack(regs).mean(0)}  # read by the regression-only decode below
 
     return heads
+
+
+def load(model: str, size: int | None = None) -> Colorizer:
+    """A fresh Colorizer of the effnet_fpn ``model`` ('default': the shipped one)."""
+    col = Colorizer.from_pretrained(None if model == "default" else model, device="cpu", size=size)
+    if not hasattr(col.backend.model.network, "forward_heads"):
+        raise SystemExit(f"{model} is not an effnet_fpn model (no forward_heads)")
+    return col
 
 
 def variant_colorizer(model: str, variant: str, temperature: float) -> Colorizer:
     """A fresh Colorizer of ``model`` whose network reads its heads as ``variant`` says."""
     kind, _, value = variant.partition(":")
-    size = int(value) if kind == "size" else None
-    col = Colorizer.from_pretrained(None if model == "default" else model, device="cpu", size=size)
+    col = load(model, int(value) if kind == "size" else None)
     net = col.backend.model.network
-    if not hasattr(net, "forward_heads"):
-        raise SystemExit(f"{model} is not an effnet_fpn model (no forward_heads)")
-    if kind in ("blend", "confgain", "confblend", "annchroma", "agree"):
+    if kind == "blend":
+        net.config = dataclasses.replace(net.config, blend=float(value), temperature=temperature)
+    elif kind in ("confgain", "confblend", "annchroma", "agree"):
         net.decode = head_decoder(kind, float(value), temperature)
     elif kind in ("flip", "scales", "scales+flip"):
         scales = [1.0] if kind == "flip" else [float(s) for s in value.split(",")]
@@ -170,9 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     args.sets = ["val"]
     gt, files = ground_truth(build_sets(args)["val"], args.val_images)
-    reference = Colorizer.from_pretrained(None if args.model == "default" else args.model, device="cpu")
-    if not hasattr(reference.backend.model.network, "forward_heads"):
-        raise SystemExit(f"{args.model} is not an effnet_fpn model (no forward_heads)")
+    reference = load(args.model)
     curve = {s: measure(reference, gt, args.batch_size, f"reference x{s:g}", s) for s in sat_list}
     results = {f"reference x{s:g}": curve[s] for s in sat_list}
     for v in args.variants:
@@ -192,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
                      "—" if ref is None else f"{ref['saturation']:.3f}",
                      "—" if d is None else f"{d.mean():+.3f} ± {ci95(d):.3f}"])
     print("\n".join(machine_lines()))
-    print(f"photos: val {len(files)}; {args.size} px; ground-truth colourfulness {gt_cf(results):.1f}; {wall:.0f} s")
+    cf_gt = float(curve[sat_list[0]]["cf_gt"].mean())
+    print(f"photos: val {len(files)}; {args.size} px; ground-truth colourfulness {cf_gt:.1f}; {wall:.0f} s")
     headers = ["decoding", "PSNR (dB)", "gain over gray", "colourfulness", "reference at equal CF (× chroma)",
                "ΔPSNR at equal CF"]
     print(markdown_table(headers, rows))
@@ -203,10 +208,6 @@ def main(argv: list[str] | None = None) -> None:
                                  for n, m in results.items()}}
         image_io.atomic_write_text(args.json, json.dumps(payload, indent=1))
         print(f"wrote {args.json}")
-
-
-def gt_cf(results: dict[str, dict[str, np.ndarray]]) -> float:
-    return float(next(iter(results.values()))["cf_gt"].mean())
 
 
 if __name__ == "__main__":

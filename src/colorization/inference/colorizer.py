@@ -50,6 +50,16 @@ from colorization.inference.fullres import (
 )
 from colorization.inference.hints import Hint, coerce_hints, hint_map
 from colorization.inference.prepared import PreparedImage
+from colorization.inference.reference import (
+    Reference,
+    ReferenceConfig,
+    ReferenceMatch,
+    check_strength,
+    encode_reference,
+    load_match_encoder,
+    match_reference,
+    merge_hint_maps,
+)
 from colorization.models.hint_map import HINT_CHANNELS
 
 __all__ = [
@@ -61,6 +71,7 @@ __all__ = [
     "PreparedImage",
     "ImageInput",
     "HintsInput",
+    "ReferenceInput",
     "MAX_ASPECT",
     "MAX_WORKING_SIZE",
     "prepare_image",
@@ -82,6 +93,9 @@ Background = str | tuple[int, int, int] | None
 transparency), a colour (``"white"``, ``"#rrggbb"``, ``(r, g, b)``) composites the input on it."""
 HintsInput = Sequence[Hint | Mapping[str, Any] | str] | None
 """Colour hints for one image (:func:`colorization.inference.hints.coerce_hints`); None: automatic."""
+ReferenceInput = ImageInput | Reference
+"""A colour reference photo: anything :class:`Colorizer` reads, or one already encoded by
+:meth:`Colorizer.encode_reference` (encode once to use it for many photos)."""
 
 SATURATION_RANGE: tuple[float, float] = (0.0, 2.0)
 """Allowed chroma multipliers (0 = gray, 1 = as predicted, 2 = doubled): the same rule for the
@@ -321,6 +335,8 @@ class Colorizer:
         refine: default for the edge-aware ab upsampling (guided filter); off by default because
             it did not reduce colour error on our measurement (docs/colorize.md).
         refine_config: its radius/eps.
+        reference_config: how reference photos are matched
+            (:class:`colorization.inference.reference.ReferenceConfig`).
     """
 
     def __init__(
@@ -331,6 +347,7 @@ class Colorizer:
         max_pixels: int | None = image_io.DEFAULT_MAX_PIXELS,
         refine: bool = False,
         refine_config: RefineConfig = _REFINE,
+        reference_config: ReferenceConfig | None = None,
     ) -> None:
         self.backend = backend
         self.size = int(size or backend.working_size or DEFAULT_WORKING_SIZE)
@@ -340,6 +357,7 @@ class Colorizer:
         self.max_pixels = max_pixels
         self.refine = bool(refine)
         self.refine_config = refine_config
+        self.reference_config = reference_config or ReferenceConfig()
 
     # -- construction ------------------------------------------------------------------------
 
@@ -410,20 +428,89 @@ class Colorizer:
         return bool(getattr(self.backend, "accepts_hints", False))
 
     def prepare(
-        self, image: ImageInput, size: int | None = None, hints: HintsInput = None, background: Background = None
+        self,
+        image: ImageInput,
+        size: int | None = None,
+        hints: HintsInput = None,
+        background: Background = None,
+        reference: ReferenceInput | None = None,
+        reference_strength: float = 1.0,
     ) -> PreparedImage:
         """Step 1-2 for one image (see :func:`prepare_image`); ``background`` None (default) keeps
-        the alpha channel for :meth:`finish`.
+        the alpha channel for :meth:`finish`; ``reference``: see :meth:`add_reference`.
 
         Raises:
-            ValueError: hints for a model that does not take them, malformed hints, a bad ``background``.
+            ValueError: hints or a reference for a model that does not take hints, malformed hints, a
+                bad ``background``, a bad reference (see :meth:`encode_reference`).
         """
         if hints and not self.accepts_hints:
             raise ValueError(
                 f"the {self.model_name} model does not take colour hints; use a model trained with "
                 "hints (configs/default.yaml trains one)"
             )
-        return prepare_image(image, int(size or self.size), self.stride, self.max_pixels, hints, background)
+        ref = None if reference is None else self.encode_reference(reference)  # errors before decoding
+        prep = prepare_image(image, int(size or self.size), self.stride, self.max_pixels, hints, background)
+        if ref is not None:
+            self.add_reference(prep, ref, reference_strength)
+        return prep
+
+    # -- reference photos ----------------------------------------------------------------------
+
+    def encode_reference(self, image: ReferenceInput, name: str | None = None) -> Reference:
+        """Read a colour reference photo and encode it for matching, once for any number of photos
+        (an already encoded :class:`~colorization.inference.reference.Reference` is returned as is).
+
+        Args:
+            image: anything :meth:`__call__` reads (transparency composited on white).
+            name: how errors name it (default: the path, else "reference").
+
+        Raises:
+            ValueError: the model does not take colour hints.
+            colorization.image_io.ImageTooLargeError: more than ``max_pixels`` pixels.
+            colorization.image_io.ImageError: it cannot be read.
+            colorization.inference.reference.GrayReferenceError: it has no colour.
+        """
+        if isinstance(image, Reference):
+            return image
+        if not self.accepts_hints:
+            raise ValueError(f"the {self.model_name} model does not take colour hints, through which a reference "
+                             "photo colours; use a hint-aware model (the shipped default is one)")
+        label = name or (str(image) if isinstance(image, (str, os.PathLike)) else "reference")
+        rgb = decode_input(image, self.max_pixels, image_io.BACKGROUND)[0]
+        return encode_reference(rgb, load_match_encoder(str(self.device)), self.reference_config, label)
+
+    def match_reference(
+        self, prepared: PreparedImage, reference: ReferenceInput, strength: float = 1.0
+    ) -> ReferenceMatch:
+        """Match a prepared image against a reference photo (its full-resolution lightness against
+        the reference's; :func:`colorization.inference.reference.match_reference`)."""
+        ref = self.encode_reference(reference)
+        return match_reference(ref, prepared.l_full, load_match_encoder(str(self.device)), strength)
+
+    def add_reference(
+        self, prepared: PreparedImage, reference: ReferenceInput, strength: float = 1.0
+    ) -> ReferenceMatch | None:
+        """Give ``prepared`` the colours of its confident matches in ``reference`` as hints (the
+        user's own hints, if any, win where both fall); nothing where the reference does not fit.
+
+        Args:
+            strength: in :data:`colorization.inference.reference.STRENGTH_RANGE`: 1 matches at the
+                measured threshold, less keeps only surer matches, more accepts less sure ones, 0
+                ignores the reference.
+
+        Returns:
+            The match (None for strength 0).
+        """
+        strength = check_strength(strength)
+        if strength == 0.0:
+            return None
+        ref = self.encode_reference(reference)
+        match = self.match_reference(prepared, ref, strength)
+        if match.fits:
+            (h, w), (hp, wp) = prepared.work_hw, prepared.l_work.shape[-2:]
+            hmap = F.pad(match.hint_map((h, w), ref.config.radius), (0, wp - w, 0, hp - h))
+            prepared.hints = merge_hint_maps(prepared.hints, hmap.contiguous())
+        return match
 
     def predict(self, prepared: Sequence[PreparedImage], batch_size: int = 8) -> list[Tensor]:
         """Run the network on prepared images, batching those of equal working shape.
@@ -503,6 +590,8 @@ class Colorizer:
         refine: bool | None = None,
         hints: HintsInput = None,
         background: Background = None,
+        reference: ReferenceInput | None = None,
+        reference_strength: float = 1.0,
     ) -> Image.Image:
         """Colorize one image.
 
@@ -519,6 +608,12 @@ class Colorizer:
             background: None (default): an input with transparency keeps its alpha (colorized from
                 its straight colour; the output is RGBA); a colour (``"white"``, ``"#rrggbb"``,
                 ``(r, g, b)``) composites the input on it first (the output is RGB).
+            reference: a colour photo of the same scene or subject (any framing, scale or size),
+                or one encoded by :meth:`encode_reference`: where the photo matches it with
+                confidence it takes its colours; elsewhere, and wholly when it does not fit, the
+                colours are the automatic ones. Needs a hint-aware model.
+            reference_strength: how sure a match must be to lend its colour, ``[0, 2]`` (1: as
+                measured; lower: fewer, surer matches; higher: more; 0: the reference is ignored).
 
         Returns:
             8-bit RGB PIL image (RGBA for a transparent input without ``background``) with the
@@ -528,10 +623,11 @@ class Colorizer:
             colorization.image_io.ImageTooLargeError: the input has more than ``max_pixels`` pixels.
             colorization.image_io.ImageError: the input cannot be read.
             ValueError: a bad ``saturation`` or ``background``, a malformed hint, a point outside the
-                image, or hints for a model without hint input.
+                image, or hints for a model without hint input; a bad reference (see
+                :meth:`encode_reference`, which also raises the image errors above for it).
         """
         saturation = _check_saturation(saturation)
-        prep = self.prepare(image, size, hints, background)
+        prep = self.prepare(image, size, hints, background, reference, reference_strength)
         (ab,) = self.predict([prep], batch_size=1)
         return self.finish(prep, ab, saturation, refine)
 
@@ -544,17 +640,22 @@ class Colorizer:
         refine: bool | None = None,
         hints: Iterable[HintsInput] | None = None,
         background: Background = None,
+        reference: ReferenceInput | None = None,
+        reference_strength: float = 1.0,
     ) -> Iterator[Image.Image]:
         """Colorize a stream of images, yielding results in input order.
 
         Images are prepared in windows of up to ``4 * batch_size`` (fewer for very large photos);
         within a window images of the same working shape share network calls of up to
         ``batch_size``. ``hints``, when given, holds one entry (a list of points or None) per image.
-        ``background`` as for :meth:`__call__`.
+        ``background`` as for :meth:`__call__`; ``reference`` (one for every image, read and encoded
+        once) and ``reference_strength`` too.
         """
         saturation = _check_saturation(saturation)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_strength(reference_strength)
+        ref = None if reference is None else self.encode_reference(reference)
         per_image: Iterator[Any] = iter(hints) if hints is not None else itertools.repeat(None)
 
         def prepared() -> Iterator[PreparedImage]:
@@ -562,7 +663,7 @@ class Colorizer:
                 points = next(per_image, _MISSING)
                 if points is _MISSING:
                     raise ValueError("hints ran out before the images: give one entry (points or None) per image")
-                yield self.prepare(image, size, points, background)
+                yield self.prepare(image, size, points, background, ref, reference_strength)
 
         for window in windows(prepared(), batch_size, lambda prep: prep.l_full.numel()):
             for prep, ab in zip(window, self.predict(window, batch_size)):
@@ -577,16 +678,20 @@ class Colorizer:
         refine: bool | None = None,
         hints: Sequence[HintsInput] | None = None,
         background: Background = None,
+        reference: ReferenceInput | None = None,
+        reference_strength: float = 1.0,
     ) -> list[Image.Image]:
         """Colorize several images (any sizes); same results as calling the colorizer on each.
 
         Images whose working shape is equal are batched into one network call of up to
-        ``batch_size``. ``hints``: None, or one entry (points or None) per image. ``background``
-        as for :meth:`__call__`. Returns PIL images (RGB, or RGBA with kept alpha) in input order.
+        ``batch_size``. ``hints``: None, or one entry (points or None) per image. ``background``,
+        ``reference`` (one for all) and ``reference_strength`` as for :meth:`__call__`. Returns PIL
+        images (RGB, or RGBA with kept alpha) in input order.
         """
         if hints is not None and len(hints) != len(images):
             raise ValueError(f"hints needs one entry per image: {len(hints)} for {len(images)} images")
-        return list(self.colorize_iter(images, batch_size, size, saturation, refine, hints, background))
+        return list(self.colorize_iter(images, batch_size, size, saturation, refine, hints, background,
+                                       reference, reference_strength))
 
 
 def _check_saturation(saturation: float) -> float:

@@ -84,6 +84,9 @@ class ManyConfig:
             not written), so the colours carry on across the chunk boundaries.
         background: colour (name or ``#rrggbb``) transparent inputs are composited on; None keeps
             their alpha in PNG, WebP and TIFF outputs (other formats: white).
+        reference: a colour photo whose colours every photo and video takes where it matches
+            (:meth:`colorization.Colorizer.encode_reference`; read once per rank); needs a
+            hint-aware model. reference_strength: ``[0, 2]``.
     """
 
     out_dir: str
@@ -105,6 +108,8 @@ class ManyConfig:
     background: str | None = None
     chunk_seconds: float = 60.0
     overlap_seconds: float = 2.0
+    reference: str | None = None
+    reference_strength: float = 1.0
 
     def __post_init__(self) -> None:
         image_io.parse_background(self.background)  # ValueError for a bad colour
@@ -330,6 +335,7 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
         )
         hints = resolve_hints(config)
         check_hints_model(hints, colorizer.accepts_hints, colorizer.model_name, config.hints_file)
+        reference = None if config.reference is None else colorizer.encode_reference(config.reference)
         out_dir = Path(config.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
@@ -342,7 +348,7 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
             summary = jobs.colorize_files(
                 colorizer, config.entries("images"), config.outputs(), hints=hints, saturation=config.saturation,
                 batch_size=config.batch_size, workers=config.workers, rank=ctx.rank, world_size=ctx.world_size,
-                progress=reporter,
+                progress=reporter, reference=reference, reference_strength=config.reference_strength,
             )
         finally:
             reporter.close()
@@ -353,7 +359,8 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
         video_fmt = config.video_outputs().fmt
         videos, chunk_reports = video_chunks.colorize_chunks(
             colorizer, plans, out_dir, fmt=video_fmt, force=config.force, saturation=config.saturation,
-            batch_size=config.batch_size, rank=ctx.rank, world_size=ctx.world_size,
+            batch_size=config.batch_size, rank=ctx.rank, world_size=ctx.world_size, reference=reference,
+            reference_strength=config.reference_strength,
         )
         _add(summary, videos)
         summary.seconds = round(time.perf_counter() - started, 3)

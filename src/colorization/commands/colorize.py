@@ -22,6 +22,10 @@ follow the same rules and go to ``OUTDIR/<name>.mp4`` (``--format mkv|mov|webm``
 :func:`colorization.batch.jobs.colorize_videos`). ``--hint F:X,Y,#rrggbb`` puts a hint on frame ``F``
 (default 0) of a single video, ``--hints FILE`` may give videos points per frame index; the
 stabiliser carries them forward (docs/video.md).
+
+A reference photo (``--reference PHOTO``, ``--reference-strength``; per shot of a single video
+``--reference F:PHOTO``) lends its colours where an input matches it
+(:mod:`colorization.commands.reference_option`); it is read and checked before any input (exit status 2).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import typer
 
 from colorization import image_io
 from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs, split_video_hints
+from colorization.commands import reference_option
 from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, is_video_path
 
 __all__ = ["main", "OutputFormat", "check_out_dir", "find_inputs"]
@@ -278,6 +283,12 @@ def main(
             "See docs/colorize.md and docs/video.md."
         ),
     ),
+    reference: list[str] | None = typer.Option(
+        None, "--reference", metavar="[F:]PHOTO", help=reference_option.REFERENCE_HELP
+    ),
+    reference_strength: float = typer.Option(
+        1.0, "--reference-strength", min=0.0, max=2.0, help=reference_option.STRENGTH_HELP
+    ),
 ) -> None:
     """Colorize image and video files, folders and globs into OUTDIR."""
     # lazy: torch-free CLI import
@@ -285,9 +296,11 @@ def main(
     from colorization.inference.colorizer import Colorizer
 
     check_out_dir(out_dir)
+    ref_specs = reference_option.parse_references(reference)
     found, problems = find_inputs(paths, exclude=out_dir)
     videos = [entry for entry in found if is_video_path(entry[0])]
     inputs = [entry for entry in found if not is_video_path(entry[0])]
+    reference_option.check_reference_inputs(ref_specs, videos, inputs)
     if videos and hints_file is not None and not hint:
         hints_for, video_hints = _hints_file_with_videos(hints_file, videos, inputs)
     elif videos:
@@ -317,6 +330,7 @@ def main(
                 "hints (it was trained without them); use --model with a hint-aware model",
                 param_hint="'--hint'" if hint else "'--hints'",
             )
+        refs = reference_option.read_references(colorizer, ref_specs)
         image_fmt = fmt.value if fmt and fmt.value in image_io.OUTPUT_FORMATS else None
         if inputs:
             reporter = jobs.ProgressReporter(total=len(inputs))
@@ -325,7 +339,7 @@ def main(
                     colorizer, inputs,
                     jobs.Outputs(out_dir, image_fmt, force, compare, image_io.parse_background(background)),
                     hints=hints_for, saturation=saturation, batch_size=batch_size, unique_outputs=True,
-                    progress=reporter,
+                    progress=reporter, reference=refs, reference_strength=reference_strength,
                 )
             finally:
                 reporter.close()
@@ -335,7 +349,7 @@ def main(
                 video_summary = jobs.colorize_videos(
                     colorizer, videos, out_dir, fmt=fmt.value if fmt and fmt.value in VIDEO_FORMATS else None,
                     force=force, hints=video_hints, saturation=saturation, batch_size=batch_size,
-                    progress=reporter,
+                    progress=reporter, reference=refs, reference_strength=reference_strength,
                 )
             finally:
                 reporter.close()

@@ -145,3 +145,26 @@ def test_page_ships_the_reference_picker_offline(client) -> None:
     js = client.get("/static/reference.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
     assert "createReferencePicker" in js.text and "http" not in js.text
+
+
+def test_a_video_upload_takes_a_reference(client, photo, related, tmp_path, model_dir) -> None:
+    from test_service_video import upload, wait
+    from test_video import make_clip
+
+    src = tmp_path / "clip.mp4"
+    make_clip(src, n=6, audio=None)
+    res = upload(client, src.read_bytes())
+    auto = wait(client, res.json())
+    with_ref = client.post("/videos", files={"file": ("clip.mp4", src.read_bytes()),
+                                             "reference": ("ref.png", encoded(related))},
+                           data={"reference_strength": "1.5"})
+    assert with_ref.status_code == 202, with_ref.text
+    state = wait(client, with_ref.json())
+    assert auto["status"] == state["status"] == "done" and state["frames_done"] == 6
+    gray = client.post("/videos", files={"file": ("clip.mp4", src.read_bytes()),
+                                         "reference": ("gray.png", encoded(photo.convert("L").convert("RGB")))})
+    assert_error(gray, 422, "invalid_reference", "gray.png", "gray")  # refused before any job starts
+    with TestClient(create_app(Colorizer.from_pretrained(model_dir, device="cpu"))) as plain:
+        refused = plain.post("/videos", files={"file": ("clip.mp4", src.read_bytes()),
+                                               "reference": ("ref.png", encoded(related))})
+        assert_error(refused, 422, "reference_not_supported")

@@ -101,3 +101,24 @@ def test_no_reference_control_for_models_without_hints(chromium_browser, model_d
             page.set_input_files("#file-input", str(files["cup"]))
             wait_for_result(page, "")
             assert page.is_hidden("#reference-control") and page.is_hidden("#reference-figure")
+
+
+def test_a_video_is_sent_with_the_reference_and_shown_beside_it(chromium_browser, server_url, files, tmp_path) -> None:
+    from test_video import make_clip
+
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, n=6, audio=None)
+    with watched_page(chromium_browser, server_url + "/") as page:
+        page.wait_for_selector("#model-info:has-text('colour hints')")
+        page.set_input_files("#reference-input", str(files["cup_ref"]))  # no photo yet: nothing is sent
+        page.set_input_files("#file-input", str(clip))
+        page.wait_for_selector("body[data-state=done]", state="attached", timeout=60_000)
+        assert page.is_visible("#video-results") and page.is_visible("#video-reference-figure")
+        assert page.is_hidden("#reference-figure") and page.is_visible("#reference-control")
+        assert "every shot" in page.inner_text("#video-reference-caption")
+        posts = [u for m, u in page.requested if m == "POST"]
+        assert posts == [server_url + "/videos"]  # the reference went with the video upload
+        page.fill("#reference-strength", "1.5")
+        page.dispatch_event("#reference-strength", "change")
+        assert "press Colorize" in page.inner_text("#status")  # a video is redone only on request
+        assert page.console_errors == []

@@ -415,7 +415,8 @@ def create_app(
     )
 
     # POST /videos, GET /videos/{id}[/result]: video jobs (colorization.service_video)
-    app.state.video_jobs = add_video_routes(app, colorizer, config.max_upload_bytes, ServiceError, _map_image_error)
+    app.state.video_jobs = add_video_routes(app, colorizer, config.max_upload_bytes, ServiceError, _map_image_error,
+                                            config.max_pixels)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:

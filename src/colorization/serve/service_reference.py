@@ -18,18 +18,29 @@ from colorization.serve.service_hints import accepts_hints
 
 __all__ = [
     "REFERENCE_FIELD_DESCRIPTION",
+    "VIDEO_REFERENCE_FIELD_DESCRIPTION",
     "STRENGTH_FIELD_DESCRIPTION",
     "ReferenceProblem",
     "accepts_reference",
     "read_reference",
 ]
 
-REFERENCE_FIELD_DESCRIPTION = (
+_REFERENCE_TEXT = (
     "Optional colour photo of the same scene or subject (any framing, scale or size; bounded like the photo). "
     "Where the photo matches it with confidence it takes its colours; elsewhere, and wholly when it does not "
     "fit, the colours are the automatic ones. Only for a model that takes colour hints (/health reports "
-    "accepts_reference). The answer's X-Reference-Used header says whether it fitted (true/false) and "
+    "accepts_reference)."
+)
+REFERENCE_FIELD_DESCRIPTION = (
+    _REFERENCE_TEXT + " The answer's X-Reference-Used header says whether it fitted (true/false) and "
     "X-Reference-Match the share of the photo it matched."
+)
+VIDEO_REFERENCE_FIELD_DESCRIPTION = (
+    "Optional colour photo of the same scene or subject (any framing, scale or size; bounded like a photo), for "
+    "the whole video: each shot is matched against it at its first frame, and where a frame matches it with "
+    "confidence it takes its colours, which then follow the motion; elsewhere, and in shots it does not fit, "
+    "the colours are the automatic ones. Only for a model that takes colour hints (/health reports "
+    "accepts_reference)."
 )
 STRENGTH_FIELD_DESCRIPTION = (
     f"How much of the reference photo to use, {STRENGTH_RANGE[0]:g} to {STRENGTH_RANGE[1]:g}: 0 ignores it, "

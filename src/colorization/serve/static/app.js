@@ -42,7 +42,7 @@
   }
 
   const hints = window.createHintEditor({ image: resultImage, onChange: scheduleColorize });
-  const reference = window.createReferencePicker({ onChange: scheduleColorize });
+  const reference = window.createReferencePicker({ onChange: settingChanged });
   const videos = window.createVideoJobs({
     showError: (message) => {
       button.disabled = false;
@@ -174,7 +174,12 @@
       if (controller) controller.abort(); // a photo request still under way must not show up
       controller = null;
       clearTimeout(timer);
-      await videos.start(currentFile, { saturation: saturation.value, format: videoFormatSelect.value });
+      await videos.start(currentFile, {
+        saturation: saturation.value,
+        format: videoFormatSelect.value,
+        reference: reference.file(),
+        referenceStrength: reference.strength(),
+      });
       return;
     }
     if (controller) controller.abort();
@@ -306,13 +311,14 @@
   });
   // Re-colorize a photo when a setting is committed (debounced so a dragged slider sends one
   // request). A video is a long job: it is redone only when Colorize is pressed.
+  function settingChanged(delay) {
+    if (!videoMode) scheduleColorize(delay);
+    else if (document.body.dataset.state !== "busy") {
+      statusEl.textContent = "Settings changed: press Colorize to colorize the video again.";
+    }
+  }
   [saturation, sizeSelect, formatSelect, videoFormatSelect].forEach((el) =>
-    el.addEventListener("change", () => {
-      if (!videoMode) scheduleColorize(250);
-      else if (document.body.dataset.state !== "busy") {
-        statusEl.textContent = "Settings changed: press Colorize to colorize the video again.";
-      }
-    })
+    el.addEventListener("change", () => settingChanged(250))
   );
 
   function updateCompare() {

@@ -1,6 +1,7 @@
 // Reference photo of the `colorization serve` page (app.js creates it): "add a reference photo"
 // chooses a colour photo whose colours the result takes where the two match; it is shown beside the
-// result with what the server said of the match (the X-Reference-Used / X-Reference-Match headers).
+// photo's result with what the server said of the match (the X-Reference-Used / X-Reference-Match
+// headers), or beside the video's result (a video sends it with the upload: it serves every shot).
 // It only keeps the file and the strength; app.js sends them with each request (`file()`,
 // `strength()`) and is told to re-colorize through `onChange(delayMs)`.
 // Plain JavaScript, no external assets.
@@ -18,7 +19,9 @@ window.createReferencePicker = function (options) {
   const figure = $("reference-figure");
   const image = $("reference-image");
   const caption = $("reference-caption");
-  const sideBySide = figure.parentElement;
+  const videoFigure = $("video-reference-figure");
+  const videoImage = $("video-reference-image");
+  const videoCaption = $("video-reference-caption");
 
   let enabled = false;
   let videoMode = false;
@@ -26,10 +29,12 @@ window.createReferencePicker = function (options) {
   let url = null;
 
   function show() {
-    control.hidden = !enabled || videoMode;
-    const on = enabled && !videoMode && file !== null;
-    figure.hidden = !on;
-    sideBySide.classList.toggle("with-reference", on);
+    control.hidden = !enabled;
+    const on = enabled && file !== null;
+    figure.hidden = !on || videoMode;
+    videoFigure.hidden = !on || !videoMode;
+    figure.parentElement.classList.toggle("with-reference", on && !videoMode);
+    videoFigure.parentElement.classList.toggle("with-reference", on && videoMode);
     remove.hidden = file === null;
     choose.textContent = file === null ? "Add a reference photo…" : "Choose another reference photo…";
   }
@@ -40,11 +45,14 @@ window.createReferencePicker = function (options) {
     url = null;
     if (file) {
       url = URL.createObjectURL(file);
-      image.src = url;
-      image.alt = "Reference photo " + file.name;
+      [image, videoImage].forEach((img) => {
+        img.src = url;
+        img.alt = "Reference photo " + file.name;
+      });
       caption.textContent = "Reference photo: " + file.name;
+      videoCaption.textContent = "Reference photo: " + file.name + " (matched at the start of every shot)";
     } else {
-      image.removeAttribute("src");
+      [image, videoImage].forEach((img) => img.removeAttribute("src"));
       caption.textContent = "Reference photo";
     }
     show();
@@ -65,7 +73,7 @@ window.createReferencePicker = function (options) {
     strengthValue.textContent = Number(strength.value).toFixed(1);
   });
   strength.addEventListener("change", () => {
-    if (file) scheduleColorize(250);
+    if (file) scheduleColorize(250); // (for a video, app.js only says that Colorize redoes it)
   });
 
   return {
@@ -74,13 +82,13 @@ window.createReferencePicker = function (options) {
       enabled = on;
       show();
     },
-    // A video is chosen (true): the reference is for photos only, so it is hidden and not sent.
+    // A video is chosen (true): the reference is shown beside the video result instead.
     videoMode: (on) => {
       videoMode = on;
       show();
     },
     // The chosen photo (a File) or null.
-    file: () => (enabled && !videoMode ? file : null),
+    file: () => (enabled ? file : null),
     // The reference_strength form field.
     strength: () => strength.value,
     // What the server said of the last result: used "true"/"false", share "0.270"; null: none sent.

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from test_video import make_clip as write_clip
 
-from colorization import Colorizer
+from colorization import Colorizer, color
 from colorization.evaluation.video_quality import frame_psnr
 from colorization.inference.hints import Hint
 from colorization.inference.reference import GrayReferenceError, Reference
@@ -86,8 +87,15 @@ def test_strength_zero_and_an_unfit_reference_leave_the_automatic_colours(colori
 def test_a_hinted_first_frame_serves_as_its_shots_reference(colorizer, cut_clip, monkeypatch) -> None:
     gray = cut_clip.gray()
     encodes = count_calls(monkeypatch, colorizer, "encode_reference")
-    out = list(colorize_frames(colorizer, gray, hints={0: [Hint(60, 40, "#d02020")]}, batch_size=2))
-    assert len(encodes) == 1 and np.array_equal(encodes[0][0], out[0])  # the colorized first frame
+    out = list(colorize_frames(colorizer, gray, hints={0: [Hint(60, 40, "#d02020")]}, batch_size=2,
+                               saturation=0.5))
+    # once, from the first frame's colours at the working size, before the saturation is applied
+    assert len(encodes) == 1
+    work = encodes[0][0]
+    assert work.dtype == np.float32 and work.ndim == 3 and work.shape[2] == 3
+    chroma = color.rgb_to_lab(torch.from_numpy(work).permute(2, 0, 1))[1:].norm(dim=0).mean()
+    shown = color.rgb_to_lab(torch.from_numpy(out[0]).permute(2, 0, 1).float() / 255)[1:].norm(dim=0).mean()
+    assert float(chroma) > 1.5 * float(shown)  # the output's chroma is halved, the reference's is not
     encodes.clear()
     list(colorize_frames(colorizer, gray, hints={0: [Hint(60, 40, "#d02020")]}, hinted_reference=False))
     list(colorize_frames(colorizer, gray, hints={3: [Hint(60, 40, "#d02020")]}))  # not a shot's first frame

@@ -34,9 +34,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from colorization import color
 from colorization.inference.colorizer import _check_saturation
 from colorization.inference.hints import MAX_HINTS, Hint, coerce_hints, hint_map
-from colorization.inference.reference import Reference, check_strength, merge_hint_maps, render_points
+from colorization.inference.reference import (
+    GrayReferenceError,
+    Reference,
+    check_strength,
+    merge_hint_maps,
+    render_points,
+)
 from colorization.video.formats import video_format
 from colorization.video.io import VideoReader, open_writer
 from colorization.video.stabilize import StabilizerConfig, TemporalStabilizer, track_points
@@ -135,13 +142,14 @@ class _ShotReferences:
                  strength: float) -> None:
         self.strength = check_strength(strength)
         given = references if isinstance(references, Mapping) else ({} if references is None else {0: references})
-        self.starts: dict[int, Reference] = {}
-        for key in sorted(given, key=int):
+        for key in given:
             if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key < 0:
                 raise ValueError(f"reference frame indices are integers from 0, got {key!r}")
+        self.starts: dict[int, Reference] = {}
+        for key in sorted(given):
             name = f"the reference for frame {key}" if isinstance(references, Mapping) else None
             self.starts[int(key)] = colorizer.encode_reference(given[key], name=_ref_name(given[key], name))
-        self.own: dict[int, Reference] = {}  # shot number -> its hinted first frame, colorized
+        self.own: dict[int, Reference | None] = {}  # shot number -> its hinted first frame, colorized
         self.shot = -1
         self._clear()
 
@@ -185,10 +193,17 @@ class _ShotReferences:
             return None
         return render_points(self.xy, self.ab, self.weight, prep.work_hw, ref.config.radius)
 
-    def adopt(self, colorizer: Colorizer, shot: int, rgb: np.ndarray) -> None:
-        """The colorized first frame of hinted ``shot`` becomes its reference (unless it has one)."""
-        if shot not in self.own:
-            self.own[shot] = colorizer.encode_reference(rgb, name=f"the hinted first frame of shot {shot}")
+    def adopt(self, colorizer: Colorizer, shot: int, prep: PreparedImage, ab_norm: Any) -> None:
+        """The colorized first frame of hinted ``shot`` (its working-size colours, before any
+        ``saturation``) becomes its reference; none when it came out gray."""
+        if shot in self.own:
+            return
+        h, w = prep.work_hw
+        rgb = color.l_ab_to_rgb(prep.l_work[None, :, :h, :w], ab_norm[None, :, :h, :w].float().cpu())[0]
+        try:
+            self.own[shot] = colorizer.encode_reference(rgb.permute(1, 2, 0).numpy(), name=f"hinted shot {shot}")
+        except GrayReferenceError:
+            self.own[shot] = None
 
 
 def _ref_name(value: Any, name: str | None) -> str | None:
@@ -268,10 +283,9 @@ def colorize_frames(
         for (prep, motion, hinted_shot), ab in zip(window, preds):
             if stab is not None:
                 ab = stab.blend(motion, ab)
-            rgb = colorizer.finish_array(prep, ab, saturation, refine, bits=8)  # no PIL round trip
             if hinted_shot is not None:
-                refs.adopt(colorizer, hinted_shot, rgb)
-            yield rgb
+                refs.adopt(colorizer, hinted_shot, prep, ab)
+            yield colorizer.finish_array(prep, ab, saturation, refine, bits=8)  # no PIL round trip
 
     window: list[tuple[PreparedImage, Any, int | None]] = []
     index = -1

@@ -75,6 +75,13 @@ def test_a_cut_picks_up_the_reference_in_force(colorizer, cut_clip, monkeypatch)
     assert len(matches) == 2  # frame 0, and again at the detected cut (the rocket does not fit it)
 
 
+def test_a_shot_pays_for_one_matching_even_when_its_points_leave(colorizer, monkeypatch) -> None:
+    clip = make_clip("zoom", picture("coffee"), frames=16, size=SIZE)  # zooming in: points leave the frame
+    matches = count_calls(monkeypatch, colorizer, "match_reference")
+    list(colorize_frames(colorizer, clip.gray(), reference=clip.frames[0]))
+    assert len(matches) == 1
+
+
 def test_strength_zero_and_an_unfit_reference_leave_the_automatic_colours(colorizer, cut_clip) -> None:
     gray = cut_clip.gray()
     auto = list(colorize_frames(colorizer, gray))

@@ -10,12 +10,11 @@ full-resolution frame is recombined with the frame's own lightness (:meth:`Color
 grow with the video's length.
 
 Reference photos (:class:`_ShotReferences`): one for the whole clip, or one per shot from a frame
-index on. Each reference is encoded once; a shot is matched against the reference in force at its
-first frame (frame 0, a reference's start, or a scene cut the stabiliser detects), and the matched
-points then follow the flow like colour hints; the shot is matched again only when fewer than half
-of them are still tracked. A shot whose first frame carries the user's hints and no reference
-takes its own colorized first frame as its reference, so the hinted colours return wherever that
-first frame's content does.
+index on. Each reference is encoded once; a shot is matched once against the reference in force
+at its first frame (frame 0, a reference's start, or a scene cut the stabiliser detects), and the
+matched points then follow the flow like colour hints while they stay visible. A shot whose first
+frame carries the user's hints and no reference takes its own colorized first frame as its
+reference (matched once, at the first frame prepared after it is colorized).
 """
 
 from __future__ import annotations
@@ -59,9 +58,6 @@ FrameHints = Mapping[int, "HintsInput"]
 FrameReferences = Mapping[int, "ReferenceInput"]
 """Reference photos per shot: ``{0: "a.jpg", 412: "b.jpg"}``, each in force from its frame index
 (0-based) until the next one's."""
-REFRESH_SHARE = 0.5
-"""A shot is matched against its reference again when fewer than this share of the points of its
-last matching are still tracked."""
 
 
 @dataclass(frozen=True)
@@ -160,8 +156,7 @@ class _ShotReferences:
         self.xy = np.zeros((0, 2), dtype=np.float32)
         self.ab = torch.zeros(0, 2)
         self.weight = torch.zeros(0)
-        self.matched = 0  # points of the last matching
-        self.source: Reference | None = None  # what the shot was last matched against
+        self.source: Reference | None = None  # what the shot was matched against
         self.first = True  # the frame of the last step starts a shot
 
     def in_force(self, index: int) -> Reference | None:
@@ -182,13 +177,11 @@ class _ShotReferences:
                 moved, kept = track_points(self.xy, motion)
                 self.xy, self.ab, self.weight = moved[kept], self.ab[torch.from_numpy(kept)], self.weight[kept]
         ref = self.in_force(index)
-        if ref is not None and self.strength > 0 and (
-            ref is not self.source or len(self.xy) < REFRESH_SHARE * self.matched
-        ):
+        if ref is not None and self.strength > 0 and ref is not self.source:  # once per shot and reference
             match = colorizer.match_reference(prep, ref, self.strength)
             if match.fits:
                 self.xy, self.ab, self.weight = match.points(prep.work_hw)
-            self.source, self.matched = ref, len(self.xy) if match.fits else 0
+            self.source = ref
         if not len(self.xy) or ref is None:
             return None
         return render_points(self.xy, self.ab, self.weight, prep.work_hw, ref.config.radius)

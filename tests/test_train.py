@@ -197,6 +197,11 @@ def test_staged_schedule_switches_loss_at_the_right_step(image_dirs, tmp_path):
              "stages": [{"steps": 2, "adversarial": False}, {"adversarial": True}]},
             id="gan-with-l1-pretraining",
         ),
+        pytest.param(  # draws from the global torch RNG in every step (simulated hints)
+            {"model": "effnet_fpn", "objective": "hybrid",
+             "model_config": {"pretrained": False, "width": 8, "freeze_stages": 0, "hints": True}},
+            id="hybrid-with-hints",
+        ),
     ],
 )
 def test_resume_reproduces_uninterrupted_run(image_dirs, tmp_path, kind):

@@ -369,6 +369,9 @@ class _Trainer:
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
             prefetch_factor=4 if cfg.workers > 0 else None,
+            # its own base-seed source: iter() would otherwise draw from the global torch RNG after a
+            # resume restored it, shifting every later draw of the steps (e.g. simulated hints)
+            generator=torch.Generator().manual_seed(mix(cfg.seed, self.dist.rank, 6)),
         )
         result = self._loop(loader, step, images_seen, wall_before, last_val, stop_after, time_limit)
         return result

@@ -342,7 +342,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.rglob("*.*")), ids=lambda p: str(p.relative_to(CONFIG_DIR)))
 def test_example_configs_resolve_and_build(path):
     from colorization.models import create_model
-    from colorization.train.objectives import build_objective
+    from colorization.train.objectives import ADVERSARIAL_OBJECTIVES, build_objective
 
     cfg = resolve_config(load_config_file(path), source=str(path))
     with torch.device("meta"):  # shapes only: cheap even for the paper-sized networks
@@ -352,7 +352,8 @@ def test_example_configs_resolve_and_build(path):
         if cfg.objective_options.get("aux_weight", 0) > 0:
             model_config.setdefault("num_classes", 10)  # filled in from the data by the trainer
         gen = create_model(cfg.model, **model_config)
-        disc = create_model(cfg.discriminator, **cfg.discriminator_config) if cfg.objective == "gan" else None
+        disc = (create_model(cfg.discriminator, **cfg.discriminator_config)
+                if cfg.objective in ADVERSARIAL_OBJECTIVES else None)
         obj = build_objective(cfg.objective, gen, disc, **cfg.objective_options)
     assert cfg.crop % gen.stride == 0
     for _, _, options, _ in _stage_table(cfg):

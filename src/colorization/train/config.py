@@ -66,12 +66,12 @@ class TrainConfig:
     val: Validation image folder (deterministic centre crops); none: no validation.
     model_config: Network config fields, KEY=VALUE or a JSON object (repeatable; merged key by
         key into the config file's).
-    objective: regression | classification | gan | hybrid.
+    objective: regression | classification | gan | hybrid | realism.
     objective_options: Objective options, KEY=VALUE or a JSON object (repeatable; e.g. loss=l1,
         ssim_weight=0.001, gan_loss=vanilla, aux_weight=0.1).
     stages: Staged schedule, a list of {steps, objective options..., lr_scale, crop} (YAML or
         JSON); the last stage runs to the end of training.
-    discriminator: Registered discriminator of the gan objective.
+    discriminator: Registered discriminator (critic) of the gan and realism objectives.
     discriminator_config: Discriminator config fields, KEY=VALUE or a JSON object (repeatable).
     steps: Total optimisation steps.
     batch_size: Images per step per process.

@@ -28,12 +28,14 @@ from torch import Tensor, nn
 
 from colorization import color
 from colorization.models.hint_map import simulate_hints
+from colorization.train.adversarial import target_loss
 from colorization.train.losses import ssim
 
 __all__ = [
     "REGRESSION_LOSSES",
     "GAN_LOSSES",
     "OBJECTIVES",
+    "ADVERSARIAL_OBJECTIVES",
     "Objective",
     "RegressionObjective",
     "ClassificationObjective",
@@ -45,7 +47,9 @@ __all__ = [
 
 REGRESSION_LOSSES = ("l1", "mse", "l1_ssim", "mse_ssim", "mse_l1")
 GAN_LOSSES = ("lsgan", "vanilla")
-OBJECTIVES = ("regression", "classification", "gan", "hybrid")
+OBJECTIVES = ("regression", "classification", "gan", "hybrid", "realism")
+#: objectives that train a discriminator (critic) next to the generator
+ADVERSARIAL_OBJECTIVES = ("gan", "realism")
 
 
 def _check_batch(batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -417,11 +421,7 @@ class GANObjective(Objective):
         raise ValueError(f"unknown phase {phase!r} for GANObjective; phases: {self.all_phases}")
 
     def _adv(self, logits: Tensor, real: bool) -> Tensor:
-        logits = logits.float()
-        target = torch.ones_like(logits) if real else torch.zeros_like(logits)
-        if self.gan_loss == "lsgan":
-            return F.mse_loss(logits, target)
-        return F.binary_cross_entropy_with_logits(logits, target)
+        return target_loss(self.gan_loss, logits, real)
 
     def forward(self, batch: Mapping[str, Tensor], phase: str = "generator") -> dict[str, Tensor]:
         """Loss dict for ``phase``: ``"discriminator"`` (``loss``, ``d_real``, ``d_fake``) or
@@ -545,6 +545,10 @@ _OPTION_NAMES: dict[str, tuple[str, ...]] = {
 
 def objective_option_names(kind: str) -> tuple[str, ...]:
     """Constructor options accepted by :func:`build_objective` for ``kind``."""
+    if kind == "realism":
+        from colorization.train.realism import REALISM_OPTIONS  # it builds on this module
+
+        return REALISM_OPTIONS
     if kind not in _OPTION_NAMES:
         raise ValueError(f"unknown objective {kind!r}; valid: {list(OBJECTIVES)}")
     return _OPTION_NAMES[kind]
@@ -559,9 +563,10 @@ def build_objective(
     """Build an objective by name.
 
     Args:
-        kind: ``"regression"``, ``"classification"`` or ``"gan"``.
+        kind: one of :data:`OBJECTIVES`.
         generator: the network to train (exported afterwards).
-        discriminator: required for ``"gan"`` only (e.g. ``create_model("patchgan")``).
+        discriminator: required for the :data:`ADVERSARIAL_OBJECTIVES` (``"gan"``, ``"realism"``)
+            only (e.g. ``create_model("patchgan")``).
         options: constructor options of the objective class (see :func:`objective_option_names`);
             unknown names raise ``ValueError`` listing the valid ones.
     """
@@ -569,9 +574,13 @@ def build_objective(
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for the {kind!r} objective; valid: {list(valid)}")
-    if kind == "gan":
+    if kind in ADVERSARIAL_OBJECTIVES:
         if discriminator is None:
-            raise ValueError("the 'gan' objective needs a discriminator (e.g. create_model('patchgan'))")
+            raise ValueError(f"the {kind!r} objective needs a discriminator (e.g. create_model('patchgan'))")
+        if kind == "realism":
+            from colorization.train.realism import RealismObjective
+
+            return RealismObjective(generator, discriminator, **options)
         return GANObjective(generator, discriminator, **options)
     if discriminator is not None:
         raise ValueError(f"the {kind!r} objective takes no discriminator")

@@ -20,6 +20,7 @@ from colorization.train.adversarial import ADVERSARIAL_LOSSES, critic_loss, gene
 from colorization.train.objectives import build_objective, objective_option_names
 from colorization.train.perceptual import HEAD_LAYER, SemanticLoss, build_perceptual
 from colorization.train.realism import REALISM_OPTIONS, RealismObjective
+from colorization.train.snapshots import snapshot_due
 
 
 @pytest.fixture(autouse=True)
@@ -301,7 +302,13 @@ def test_realism_config_validation(tmp_path):
         train(cfg, progress=False)
 
 
-# --- a realism run: stages, export ------------------------------------------
+# --- a realism run: stages, export, snapshots, resume ------------------------------------------
+
+
+def test_snapshot_due():
+    # batches of 24 images, a snapshot every 50: at the first step past each multiple of 50
+    assert [n + 24 for n in range(0, 240, 24) if snapshot_due(n, n + 24, 50)] == [72, 120, 168, 216]
+    assert snapshot_due(24, 48, 24) and not snapshot_due(0, 24, None) and not snapshot_due(0, 24, 0)
 
 
 def realism_run_config(train_dir: Path, out: Path, **kw):
@@ -321,6 +328,7 @@ def realism_run_config(train_dir: Path, out: Path, **kw):
         "workers": 0,
         "ema": True,
         "ema_decay": 0.9,
+        "snapshot_every": 8,
         "val_every": 1000,
         "save_every": 1000,
         "log_every": 1,
@@ -331,26 +339,65 @@ def realism_run_config(train_dir: Path, out: Path, **kw):
     return resolve_config(values)
 
 
-def test_realism_run_exports_a_model_colorizer_loads(tmp_path):
+def snapshots(out: Path) -> list[str]:
+    return sorted(p.name for p in (out / "snapshots").iterdir())
+
+
+def test_realism_run_exports_snapshots_and_a_model_colorizer_loads(tmp_path):
     train_dir = make_images(tmp_path / "train", 12)
     out = tmp_path / "run"
     result = train(realism_run_config(train_dir, out), progress=False)
     assert result.finished and result.images_seen == 20
+    # 4 images a step, a snapshot each time a multiple of 8 is crossed: after steps 2 and 4
+    assert snapshots(out) == ["img_00000008", "img_00000016"]
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["images_seen"]) for r in log if r["kind"] == "snapshot"] == [(2, 8), (4, 16)]
     rows = {r["step"]: r for r in log if r["kind"] == "train"}
     assert set(rows[1]) >= {"discriminator/loss", "discriminator/real"} and "generator/loss" not in rows[1]
     assert {"generator/l1", "generator/ce", "generator/perceptual", "generator/logits", "generator/adv",
             "discriminator/loss"} <= set(rows[5])
     assert all(math.isfinite(v) for r in rows.values() for k, v in r.items() if "/" in k)
+    # the critic pre-training stage left the generator (and its EMA) at its initial weights
+    torch.manual_seed(0)  # the trainer seeds with cfg.seed before building the generator
+    init = create_model("effnet_fpn", pretrained=False, width=8, freeze_stages=0, hints=True)
+    first = load_file(out / "snapshots" / "img_00000008" / "model.safetensors")
+    assert all(torch.equal(first[k], v) for k, v in init.state_dict().items())
+    # the exported model is a plain effnet_fpn checkpoint: the EMA weights, loaded by Colorizer
     conf = json.loads((out / "model" / "config.json").read_text())
     assert conf["model"] == "effnet_fpn" and conf["training"]["recipe"]["objective"] == "realism"
     assert conf["training"]["recipe"]["discriminator_config"]["spectral_norm"] is True
     exported = load_file(out / "model" / "model.safetensors")
     assert not any("perceptual" in k or "discriminator" in k for k in exported)
     assert all(torch.equal(exported[k], v) for k, v in result.ema_generator.state_dict().items())
-    colorizer = Colorizer.from_pretrained(out / "model", device="cpu", size=32)
-    rgb = np.asarray(colorizer(np.full((40, 48), 120, dtype=np.uint8)))
-    assert rgb.shape == (40, 48, 3)
+    for folder in (out / "model", out / "snapshots" / "img_00000016"):
+        colorizer = Colorizer.from_pretrained(folder, device="cpu", size=32)
+        gray = np.full((40, 48), 120, dtype=np.uint8)
+        rgb = np.asarray(colorizer(gray))
+        assert rgb.shape == (40, 48, 3)
+
+
+def test_snapshots_survive_resume(tmp_path):
+    train_dir = make_images(tmp_path / "train", 12)
+    full_out, split_out = tmp_path / "full", tmp_path / "split"
+    train(realism_run_config(train_dir, full_out), progress=False)
+    cfg = realism_run_config(train_dir, split_out, save_every=1)
+    part = train(cfg, progress=False, stop_after=3)
+    assert part.step == 3 and snapshots(split_out) == ["img_00000008"]
+    # a run killed after a later snapshot but before its state was saved: it is exported again
+    (split_out / "snapshots" / "img_00000016").mkdir()
+    (split_out / "snapshots" / "img_00000016" / "stale.txt").write_text("x")
+    (split_out / "snapshots" / "img_00000024.partial").mkdir()
+    rest = train(cfg, progress=False, resume=True)
+    assert rest.finished and rest.step == 5
+    assert snapshots(split_out) == snapshots(full_out) == ["img_00000008", "img_00000016"]
+    assert sorted(p.name for p in (split_out / "snapshots" / "img_00000016").iterdir()) == [
+        "config.json", "model.safetensors"]
+    for name in snapshots(full_out):
+        a = load_file(full_out / "snapshots" / name / "model.safetensors")
+        b = load_file(split_out / "snapshots" / name / "model.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    log = [json.loads(line) for line in (split_out / "log.jsonl").read_text().splitlines()]
+    assert [r["images_seen"] for r in log if r["kind"] == "snapshot"] == [8, 16]
 
 
 def test_colorfulness_eps_keeps_gray_gradients_finite():

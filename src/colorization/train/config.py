@@ -36,7 +36,7 @@ class ConfigError(ValueError):
 #: fields that may differ between a run and its resumption (they do not change the maths)
 RUNTIME_FIELDS = frozenset(
     {"out", "device", "amp", "workers", "threads", "compile", "val_every", "save_every", "log_every", "val_images",
-     "sample_images", "working_size", "keep_best", "curve_images"}
+     "sample_images", "working_size", "keep_best", "curve_images", "snapshot_every"}
 )
 
 #: fields without a default: a config file, the command line or a resumed run must give them
@@ -124,6 +124,9 @@ class TrainConfig:
         log.jsonl: the learning curves of the generalisation gap; 0: off.
     keep_best: Also export the validated weights to OUT/model_best/ whenever a validation beats
         the best val PSNR so far (OUT/model/ stays the final weights).
+    snapshot_every: Export the model (the EMA weights when on, as OUT/model/) every N training
+        images into OUT/snapshots/img_XXXXXXXX/ (the images seen), so that the stopping point can
+        be chosen afterwards by measurement; none: no snapshots.
     """
 
     model: str
@@ -173,6 +176,7 @@ class TrainConfig:
     init_from: str | None = None
     keep_best: bool = False
     curve_images: int = 0
+    snapshot_every: int | None = None
 
     def __post_init__(self) -> None:
         from colorization.train.objectives import OBJECTIVES, objective_option_names  # lazy: torch-free CLI import
@@ -210,6 +214,9 @@ class TrainConfig:
             raise bad("init_from", "must be an exported model folder or null")
         if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
             raise bad("max_images", "must be a positive integer or null")
+        snap = self.snapshot_every
+        if snap is not None and (isinstance(snap, bool) or not isinstance(snap, int) or snap < 1):
+            raise bad("snapshot_every", "must be a positive number of images or null")
         def group_names(names: Iterable[Any]) -> bool:
             return all(isinstance(g, str) and g and "/" not in g for g in names)
 

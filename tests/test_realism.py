@@ -273,6 +273,7 @@ def test_realism_on_a_plain_regression_generator(lite0_semantic):
         ({"train_generator": "no"}, "train_generator"),
         ({"train_generator": False, "adversarial": False}, "train nothing"),
         ({"hint_p_none": 2.0}, "hint_p_none"),
+        ({"match_resolution": "no"}, "match_resolution"),
         ({"gan_loss": "lsgan"}, "unknown option"),
     ],
 )

@@ -139,6 +139,9 @@ class RealismObjective(Objective):
         if not 0.0 <= float(hint_p_none) <= 1.0 or float(hint_mean_count) < 1.0:
             raise ValueError(f"need hint_p_none in [0, 1] and hint_mean_count >= 1, got {hint_p_none}, "
                              f"{hint_mean_count}")
+        for name, flag in (("match_resolution", match_resolution), ("perceptual_normalize", perceptual_normalize)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be true or false, got {flag!r}")
         if not 0.0 <= lam <= 1.0 or sigma <= 0 or k < 1:
             raise ValueError(f"need lam in [0, 1], sigma > 0, k >= 1; got lam={lam}, sigma={sigma}, k={k}")
         self.discriminator = discriminator
@@ -284,9 +287,10 @@ class RealismObjective(Objective):
         real = self.real_ab(ab_norm)
         if self.perceptual_weight > 0 or self.logit_weight > 0 or self.chroma_weight > 0:
             l32 = l_norm.float()
-            rgb_fake = color.l_ab_to_rgb(l32, fake)
-            with torch.no_grad():
-                rgb_real = color.l_ab_to_rgb(l32, real)
+            with torch.autocast(l_norm.device.type, enabled=False):  # Lab -> RGB in float32 (not bf16 matmuls)
+                rgb_fake = color.l_ab_to_rgb(l32, fake)
+                with torch.no_grad():
+                    rgb_real = color.l_ab_to_rgb(l32, real)
             if self.perceptual_weight > 0 or self.logit_weight > 0:
                 d = self.perceptual_net(rgb_fake, rgb_real, logits=self.logit_weight > 0)
                 perc = d["features"] + self.logit_weight * d["logits"] if "logits" in d else d["features"]
@@ -295,9 +299,10 @@ class RealismObjective(Objective):
                 if "logits" in d:
                     logs["logits"] = d["logits"].detach()
             if self.chroma_weight > 0:
-                with torch.no_grad():
-                    cf_real = color.colorfulness(rgb_real)
-                chroma = F.relu(cf_real - color.colorfulness(rgb_fake, eps=1e-6)).mean() / 100.0
+                with torch.autocast(l_norm.device.type, enabled=False):
+                    with torch.no_grad():
+                        cf_real = color.colorfulness(rgb_real)
+                    chroma = F.relu(cf_real - color.colorfulness(rgb_fake, eps=1e-6)).mean() / 100.0
                 loss = loss + self.chroma_weight * chroma
                 logs["chroma"] = chroma.detach()
         if self.adversarial and self.adv_weight > 0:

@@ -37,6 +37,7 @@ import torch
 from colorization import image_io
 from colorization.batch import jobs, video_chunks
 from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs, split_video_hints
+from colorization.batch.jobs import STATE_DIR
 from colorization.inference.colorizer import Colorizer
 from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, is_video_path
 
@@ -52,8 +53,6 @@ __all__ = [
     "STATE_DIR",
 ]
 
-STATE_DIR = ".colorize-many"
-"""Folder inside OUTDIR with the per-rank and merged summaries."""
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,7 @@ class Outputs:
         """PIL's name of the format ``out`` is written in (None: not an image format PIL writes)."""
         if self.fmt:
             return image_io.OUTPUT_FORMATS[self.fmt].pil_format
-        return Image.registered_extensions().get(out.suffix.lower())
+        return image_io.pil_format_for_suffix(out.suffix)
 
     def keeps_alpha(self, out: Path) -> bool:
         return self.background is None and self.pil_format(out) in image_io.ALPHA_FORMATS

@@ -41,6 +41,7 @@ from colorization.image_io.formats import (
     OUTPUT_FORMATS,
     OutputFormat,
     parse_background,
+    pil_format_for_suffix,
 )
 from colorization.image_io.read import (
     DEFAULT_MAX_PIXELS,
@@ -81,6 +82,7 @@ __all__ = [
     "to_rgb",
     "has_alpha",
     "parse_background",
+    "pil_format_for_suffix",
     "ALPHA_FORMATS",
     "BACKGROUND",
     "DEEP_FORMATS",

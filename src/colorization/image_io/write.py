@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from PIL import Image
 
 from colorization.image_io.files import IMAGE_EXTENSIONS
-from colorization.image_io.formats import FORMAT_ALIASES, OUTPUT_FORMATS, portable_exif
+from colorization.image_io.formats import FORMAT_ALIASES, OUTPUT_FORMATS, pil_format_for_suffix, portable_exif
 from colorization.image_io.read import to_rgb
 
 if TYPE_CHECKING:  # numpy loads on first use
@@ -50,7 +50,7 @@ def _format_for(path: Path, format: str | None) -> str:
             raise ValueError(f"{path}: PIL cannot write format {format!r}")
         return fmt
     ext = path.suffix.lower()
-    fmt = Image.registered_extensions().get(ext)
+    fmt = pil_format_for_suffix(ext)
     if fmt is None or fmt not in Image.SAVE:
         raise ValueError(
             f"{path}: cannot tell the image format from extension {ext or '(none)'!r}; "

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "colorization"
 # Bottom to top: the first names the root's own small modules; a top-level module or sub-package not
 # listed fails the test. "video" may be absent (tolerated).
 LAYERS: list[tuple[str, ...]] = [
-    ("_version", "_lazy"),
+    ("_version", "_lazy", "_extras"),
     ("color",),
     ("image_io",),
     ("data",),

@@ -208,3 +208,46 @@ def test_training_docs_name_every_objective():
     assert table == list(OBJECTIVES)
     default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}["objective"]
     assert f"`{default}`, the default" in text
+
+
+def test_colorize_pauses_the_garbage_collector_for_its_start_up_only(scene, model_dir, monkeypatch):
+    """#31 start-up: full collections over torch's and the model's objects cost ~0.15 s of a one-photo
+    run; colorize collects no cyclic garbage until the model is loaded, then freezes those objects
+    and collects as usual; when the command ends the frozen objects go back to the collector."""
+    import gc
+
+    from colorization.commands import colorize as colorize_command
+
+    seen = {}
+    real = colorize_command.startup_done
+
+    def spy() -> None:
+        seen["enabled_before"] = gc.isenabled()
+        real()
+        seen["enabled_after"], seen["frozen"] = gc.isenabled(), gc.get_freeze_count()
+
+    monkeypatch.setattr(colorize_command, "startup_done", spy)
+    frozen_before = gc.get_freeze_count()  # an in-process run of the console script may have left some
+    result = runner.invoke(cli.app, ["colorize", str(scene["photos"] / "g0.png"), "-o", str(scene["root"] / "o"),
+                                     "--model", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    assert seen["enabled_before"] is False and seen["enabled_after"] is True and seen["frozen"] > 0
+    assert gc.isenabled() and gc.get_freeze_count() <= frozen_before
+    failed = runner.invoke(cli.app, ["colorize", str(scene["photos"]), "-o", str(scene["root"] / "o2"),
+                                     "--model", str(scene["root"] / "missing")])
+    assert failed.exit_code == 2 and gc.isenabled()  # restored when the command ends early too
+
+
+def test_the_console_script_leaves_its_start_up_frozen_for_the_exit(scene, model_dir, monkeypatch):
+    # the process ends with the command: the interpreter's final collection skips the frozen objects
+    import gc
+
+    monkeypatch.setattr(sys, "argv", ["colorize", str(scene["photos"] / "g1.png"), "-o", str(scene["root"] / "o"),
+                                      "--model", str(model_dir)])
+    try:
+        with pytest.raises(SystemExit) as info:
+            cli.colorize_app()
+        assert info.value.code in (0, None)
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # this test process goes on

@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
-from colorization.commands.common import VERSION_HELP, command, print_version
+from colorization.commands.common import VERSION_HELP, command, print_version, process_ends_with_command
 
 __all__ = ["colorize_app", "SUBCOMMANDS"]  # and `app`, built on first use (__getattr__ below)
 
@@ -45,9 +45,19 @@ def _options(
     pass
 
 
+class _ConsoleApp(typer.Typer):
+    """A typer app whose call is the console script's: the process ends with the command
+    (:func:`colorization.commands.common.process_ends_with_command`). Tests invoke the command
+    through ``typer.testing.CliRunner``, which does not call it."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        process_ends_with_command()
+        return super().__call__(*args, **kwargs)
+
+
 def _build_app() -> typer.Typer:
     """The ``colorization`` app with every subcommand registered."""
-    built = typer.Typer(
+    built = _ConsoleApp(
         name="colorization",
         help="Colorize grayscale photographs: train, evaluate, colorize and serve.",
         no_args_is_help=True,
@@ -56,7 +66,9 @@ def _build_app() -> typer.Typer:
     built.callback()(_options)
     for name, module, help_text in SUBCOMMANDS:
         mod = importlib.import_module(f"colorization.commands.{module}")
-        built.command(name=name, help=help_text)(command(mod.main, name, version=name == "colorize"))
+        built.command(name=name, help=help_text)(
+            command(mod.main, name, version=name == "colorize", pause_gc=name == "colorize")
+        )
     return built
 
 
@@ -70,8 +82,10 @@ def __getattr__(name: str) -> Any:
 def colorize_app() -> None:
     """Console script ``colorize``: the same command as ``colorization colorize``."""
     mod = importlib.import_module("colorization.commands.colorize")
-    single = typer.Typer(add_completion=False)
-    single.command(help="Colorize image files, folders and globs.")(command(mod.main, "colorize", version=True))
+    single = _ConsoleApp(add_completion=False)
+    single.command(help="Colorize image files, folders and globs.")(
+        command(mod.main, "colorize", version=True, pause_gc=True)
+    )
     single()
 
 

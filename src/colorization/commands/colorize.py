@@ -35,7 +35,7 @@ import typer
 from colorization import image_io
 from colorization._extras import debug_requested, missing_extra
 from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs, split_video_hints
-from colorization.commands.common import check_out_dir
+from colorization.commands.common import check_out_dir, startup_done
 from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, is_video_path
 
 __all__ = ["main", "OutputFormat", "check_out_dir", "find_inputs"]
@@ -281,11 +281,11 @@ def main(
     ),
 ) -> None:
     """Colorize image and video files, folders and globs into OUTDIR."""
+    check_out_dir(out_dir)  # before anything heavy: a bad -o is a usage error at once
     # lazy: torch-free CLI import
     from colorization.batch import jobs
     from colorization.inference.colorizer import Colorizer
 
-    check_out_dir(out_dir)
     found, problems = find_inputs(paths, exclude=out_dir)
     videos = [entry for entry in found if is_video_path(entry[0])]
     inputs = [entry for entry in found if not is_video_path(entry[0])]
@@ -314,6 +314,7 @@ def main(
                 raise  # one line naming the extra (colorization.commands.common), or the traceback asked for
             typer.echo(f"error: cannot load the model: {exc}", err=True)
             raise typer.Exit(2) from None
+        startup_done()
         if (any(hints_for.values()) or video_hints) and not colorizer.accepts_hints:
             raise typer.BadParameter(
                 colorizer.no_hints_reason if backend.value == "onnx"

@@ -34,13 +34,17 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("evaluate", "evaluate", "Compare models on folders of photos (metrics, tables, figures)."),
     ("evaluate-merge", "evaluate_merge", "Merge evaluation runs on the same photos into one table."),
     ("study", "study", "Blind human rating study: build, serve, report."),
+    ("data", "data", "Build training sets of photos from folders and git repositories."),
 ]
 
 
 def _register() -> None:
     for name, module, help_text in SUBCOMMANDS:
         mod = importlib.import_module(f"colorization.commands.{module}")
-        app.command(name=name, help=help_text)(mod.main)
+        if isinstance(getattr(mod, "app", None), typer.Typer):  # a group of subcommands
+            app.add_typer(mod.app, name=name, help=help_text)
+        else:
+            app.command(name=name, help=help_text)(mod.main)
 
 
 _register()

@@ -136,10 +136,26 @@ def test_version(monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == f"colorization {__version__}"
 
 
-@pytest.mark.parametrize("command", [name for name, _, _ in cli.SUBCOMMANDS])
+def _commands() -> list[list[str]]:
+    """Every command as argv: groups (``data``) by their subcommands."""
+    import importlib
+
+    import typer
+
+    out = []
+    for name, module, _ in cli.SUBCOMMANDS:
+        group = getattr(importlib.import_module(f"colorization.commands.{module}"), "app", None)
+        if isinstance(group, typer.Typer):
+            out += [[name, info.name or info.callback.__name__] for info in group.registered_commands]
+        else:
+            out.append([name])
+    return out
+
+
+@pytest.mark.parametrize("command", _commands(), ids=" ".join)
 def test_help_shows_no_none_default_and_has_debug(command, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
-    result = runner.invoke(cli.app, [command, "--help"])
+    result = runner.invoke(cli.app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "[default: None]" not in result.output
     assert "--debug" in result.output

@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("color",),
     ("image_io",),
     ("data",),
+    ("ingest",),  # building training sets (colorization data build): reads photos, no models
     ("models",),
     ("inference",),
     ("video",),

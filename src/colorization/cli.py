@@ -36,6 +36,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("evaluate", "evaluate", "Compare models on folders of photos (metrics, tables, figures)."),
     ("evaluate-merge", "evaluate_merge", "Merge evaluation runs on the same photos into one table."),
     ("study", "study", "Blind human rating study: build, serve, report."),
+    ("data", "data", "Build training sets of photos from folders and git repositories."),
 ]
 
 
@@ -66,9 +67,16 @@ def _build_app() -> typer.Typer:
     built.callback()(_options)
     for name, module, help_text in SUBCOMMANDS:
         mod = importlib.import_module(f"colorization.commands.{module}")
-        built.command(name=name, help=help_text)(
-            command(mod.main, name, version=name == "colorize", pause_gc=name == "colorize")
-        )
+        group = getattr(mod, "app", None)
+        if isinstance(group, typer.Typer):  # a group of subcommands: each gets --debug and the one-line errors
+            for info in group.registered_commands:
+                if not getattr(info.callback, "_colorization_command", False):
+                    info.callback = command(info.callback, f"{name} {info.name or info.callback.__name__}")
+            built.add_typer(group, name=name, help=help_text)
+        else:
+            built.command(name=name, help=help_text)(
+                command(mod.main, name, version=name == "colorize", pause_gc=name == "colorize")
+            )
     return built
 
 

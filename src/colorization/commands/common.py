@@ -132,6 +132,7 @@ def command(
                 raise typer.Exit(2) from None
 
     parameters = [_compact_help(p) for p in signature.parameters.values()] + extra
+    wrapper._colorization_command = True  # type: ignore[attr-defined]
     wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters if p.annotation is not p.empty}
     return wrapper

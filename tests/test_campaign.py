@@ -5,15 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 from test_train import base_config, make_images, read_log
 
-from colorization.train import ConfigError, resolve_config, train
-from colorization.train import compact
+from colorization.train import ConfigError, compact, resolve_config, train
 from colorization.train.sampling import StepBatchSampler
 from colorization.train.schedule import lr_factor, stage_table
 

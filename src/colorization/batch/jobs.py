@@ -24,10 +24,13 @@ from colorization import image_io
 from colorization.inference.colorizer import SATURATION_RANGE, Colorizer, prepare_image, windows
 from colorization.video.formats import DEFAULT_VIDEO_FORMAT, video_format
 
-__all__ = ["output_path", "compare_path", "side_by_side", "Outputs", "Task", "JobSummary", "FileDataset",
-           "ProgressReporter", "colorize_files", "colorize_videos"]
+__all__ = ["STATE_DIR", "output_path", "compare_path", "side_by_side", "Outputs", "Task", "JobSummary",
+           "FileDataset", "ProgressReporter", "colorize_files", "colorize_videos"]
 
 Entry = tuple[Path, Path | None]
+STATE_DIR = ".colorize-many"
+"""Folder inside OUTDIR with ``colorize-many``'s per-rank and merged summaries and its video chunks
+(:mod:`colorization.batch.distributed`, :mod:`colorization.batch.video_chunks`)."""
 MAX_FAILURES_LISTED = 10_000
 """Failures a summary lists by name (it counts them all)."""
 
@@ -107,7 +110,7 @@ class Outputs:
         """PIL's name of the format ``out`` is written in (None: not an image format PIL writes)."""
         if self.fmt:
             return image_io.OUTPUT_FORMATS[self.fmt].pil_format
-        return Image.registered_extensions().get(out.suffix.lower())
+        return image_io.pil_format_for_suffix(out.suffix)
 
     def keeps_alpha(self, out: Path) -> bool:
         return self.background is None and self.pil_format(out) in image_io.ALPHA_FORMATS

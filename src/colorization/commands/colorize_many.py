@@ -29,14 +29,8 @@ from pathlib import Path
 import typer
 
 from colorization.batch.hint_files import HintsFileError
-from colorization.commands.colorize import (
-    BACKGROUND_HELP,
-    BackendName,
-    Device,
-    OutputFormat,
-    check_background,
-    check_out_dir,
-)
+from colorization.commands.colorize import BACKGROUND_HELP, BackendName, Device, OutputFormat, check_background
+from colorization.commands.common import check_out_dir
 
 __all__ = ["main"]
 
@@ -55,14 +49,16 @@ def main(
     device: Device | None = typer.Option(
         None, "--device", help="cpu or cuda (rank r uses cuda:LOCAL_RANK). Default: cuda when available."
     ),
-    size: int | None = typer.Option(None, "--size", min=16, help="Working resolution (short side, px)."),
+    size: int | None = typer.Option(
+        None, "--size", min=16, metavar="PX", help="Working resolution (short side, px). Default: the model's own."
+    ),
     saturation: float = typer.Option(
         1.0, "--saturation", min=0.0, max=2.0, help="Chroma multiplier (0 = gray, 2 = doubled)."
     ),
     refine: bool = typer.Option(False, "--refine", help="Edge-aware (guided filter) colour upsampling."),
     fmt: OutputFormat | None = typer.Option(
-        None, "--format", help="Output format: an image format for photos (default: keep each input's), or a video "
-        "format for videos (default mp4).",
+        None, "--format", metavar="FORMAT", help="Output format: an image format for photos (png, jpeg, webp; "
+        "default: keep each input's), or a video format for videos (mp4, mkv, mov, webm; default mp4).",
     ),
     background: str | None = typer.Option(
         None, "--background", metavar="COLOR", callback=check_background, help=BACKGROUND_HELP
@@ -72,6 +68,12 @@ def main(
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs instead of skipping them."),
     nproc: int = typer.Option(
         1, "--nproc", min=1, help="Processes to spawn here (instead of torchrun); one per GPU with --device cuda."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, show_default=False, help=(
+            "CPU threads of each process (torch; ONNX Runtime too with --backend onnx). Default: one per usable "
+            "core, shared out among the --nproc processes."
+        ),
     ),
     fail_on_error: bool = typer.Option(
         False, "--fail-on-error", help="Exit with status 1 (on every rank) when any image failed."
@@ -125,6 +127,7 @@ def main(
         background=background,
         chunk_seconds=chunk_seconds,
         overlap_seconds=overlap_seconds,
+        threads=threads,
     )
     from colorization.inference.checkpoint import CheckpointError  # lazy: torch-free CLI import
 

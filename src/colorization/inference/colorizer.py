@@ -38,7 +38,7 @@ from PIL import Image
 from torch import Tensor
 
 from colorization import color, image_io
-from colorization.inference.backends import PRECISIONS, Backend, TorchBackend, load_backend
+from colorization.inference.backends import PRECISIONS, Backend, TorchBackend, load_backend, no_hints_reason
 from colorization.inference.checkpoint import DEFAULT_WORKING_SIZE
 from colorization.inference.fullres import (
     RefineConfig,
@@ -356,6 +356,7 @@ class Colorizer:
         precision: str = "auto",
         channels_last: bool | None = None,
         compile: bool = False,
+        threads: int | None = None,
     ) -> Colorizer:
         """Load an exported model.
 
@@ -375,13 +376,18 @@ class Colorizer:
                 CPU), ``"fp32"``, ``"bf16"`` or ``"fp16"``. The onnx backend runs fp32 only.
             channels_last: torch backend: NHWC network and input; None: on for CUDA.
             compile: torch backend: ``torch.compile`` the network (dynamic shapes).
+            threads: CPU threads: torch's intra-op threads (process-wide, ``torch.set_num_threads``:
+                the network and the Lab maths) and, with ``backend="onnx"``, ONNX Runtime's; None
+                leaves the defaults (one per usable core).
 
         Raises:
-            ValueError: an unknown ``backend`` or ``precision``, or a torch-only option
+            ValueError: an unknown ``backend`` or ``precision``, ``threads`` below 1, or a torch-only option
                 (bf16/fp16, ``channels_last=True``, ``compile=True``) with ``backend="onnx"``.
             FileNotFoundError: no model at ``path`` (see :func:`colorization.inference.backends.load_backend`).
         """
-        be = load_backend(path, device, backend, precision=precision, channels_last=channels_last, compile=compile)
+        be = load_backend(
+            path, device, backend, precision=precision, channels_last=channels_last, compile=compile, threads=threads
+        )
         return cls(be, size=size, max_pixels=max_pixels, refine=refine)
 
     @property
@@ -409,6 +415,12 @@ class Colorizer:
         """Whether the model takes colour hints (``hints=`` of :meth:`__call__`)."""
         return bool(getattr(self.backend, "accepts_hints", False))
 
+    @property
+    def no_hints_reason(self) -> str | None:
+        """Why the model takes no colour hints and what to do (None when it takes them): the message
+        of every refusal of hints (:func:`colorization.inference.backends.no_hints_reason`)."""
+        return None if self.accepts_hints else no_hints_reason(self.backend, self.model_name)
+
     def prepare(
         self, image: ImageInput, size: int | None = None, hints: HintsInput = None, background: Background = None
     ) -> PreparedImage:
@@ -419,10 +431,7 @@ class Colorizer:
             ValueError: hints for a model that does not take them, malformed hints, a bad ``background``.
         """
         if hints and not self.accepts_hints:
-            raise ValueError(
-                f"the {self.model_name} model does not take colour hints; use a model trained with "
-                "hints (configs/default.yaml trains one)"
-            )
+            raise ValueError(self.no_hints_reason)
         return prepare_image(image, int(size or self.size), self.stride, self.max_pixels, hints, background)
 
     def predict(self, prepared: Sequence[PreparedImage], batch_size: int = 8) -> list[Tensor]:

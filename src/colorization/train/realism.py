@@ -61,7 +61,7 @@ from torch import Tensor, nn
 from colorization import color
 from colorization.models.hint_map import simulate_hints
 from colorization.train.adversarial import ADVERSARIAL_LOSSES, critic_loss, generator_loss
-from colorization.train.objectives import Objective, _check_batch, _soft_ce
+from colorization.train.objective_base import Objective, check_batch, soft_ce
 from colorization.train.perceptual import PERCEPTUAL_NETS, build_perceptual
 
 __all__ = ["RealismObjective", "REALISM_OPTIONS"]
@@ -246,7 +246,7 @@ class RealismObjective(Objective):
             guard = self.l1_weight * l1
             terms = {"l1": l1.detach()}
             if self.ce_weight > 0:
-                ce, weighted = _soft_ce(heads["logits"], target, self.k, self.sigma, self.class_weights)
+                ce, weighted = soft_ce(heads["logits"], target, self.k, self.sigma, self.class_weights)
                 guard = guard + self.ce_weight * weighted
                 terms["ce"] = ce
             fake = F.interpolate(gen.decode(heads), size=l_norm.shape[-2:], mode="bilinear", align_corners=False)
@@ -274,7 +274,7 @@ class RealismObjective(Objective):
         """Loss dict for ``phase``: ``"generator"`` (``loss``, ``l1``, ``ce``, ``perceptual``,
         ``logits``, ``adv``, ``chroma``, ``hinted`` as active) or ``"discriminator"`` (``loss``,
         ``real``/``fake``: the critic's mean logits)."""
-        l_norm, ab_norm = _check_batch(batch)
+        l_norm, ab_norm = check_batch(batch)
         if phase == "discriminator":
             return self._critic_step(l_norm, ab_norm, batch)
         if phase != "generator":

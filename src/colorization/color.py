@@ -470,7 +470,7 @@ def annealed_mean(logits: Tensor, T: float = DEFAULT_TEMPERATURE) -> Tensor:
     return torch.einsum("bqhw,qc->bchw", p, centres)
 
 
-def colorfulness(rgb: Tensor, variant: Literal["abs", "signed"] = "abs") -> Tensor:
+def colorfulness(rgb: Tensor, variant: Literal["abs", "signed"] = "abs", eps: float = 0.0) -> Tensor:
     """Hasler & Süsstrunk (2003) colourfulness M, on the 0..255 scale.
 
     With ``rg = R - G`` and ``yb = (R + G) / 2 - B`` over the pixels of each image (0..255):
@@ -486,6 +486,8 @@ def colorfulness(rgb: Tensor, variant: Literal["abs", "signed"] = "abs") -> Tens
     Args:
         rgb: float ``(..., 3, H, W)`` sRGB in ``[0, 1]``.
         variant: ``"abs"`` (default) or ``"signed"``.
+        eps: added under both square roots (e.g. 1e-6 for a loss: their gradient is then finite for
+            a grey image too); 0 gives the exact measure.
 
     Returns:
         float tensor ``(...)`` (one value per image), >= 0; 0 for grey images.
@@ -504,8 +506,8 @@ def colorfulness(rgb: Tensor, variant: Literal["abs", "signed"] = "abs") -> Tens
     var_yb = yb.var(dim=-1, correction=0)
     mu_rg = rg.mean(dim=-1)
     mu_yb = yb.mean(dim=-1)
-    sigma = torch.sqrt(var_rg + var_yb)
-    mu = torch.sqrt(mu_rg**2 + mu_yb**2)
+    sigma = torch.sqrt(var_rg + var_yb + eps)
+    mu = torch.sqrt(mu_rg**2 + mu_yb**2 + eps)
     return sigma + 0.3 * mu
 
 

@@ -36,7 +36,8 @@ class ConfigError(ValueError):
 #: fields that may differ between a run and its resumption (they do not change the maths)
 RUNTIME_FIELDS = frozenset(
     {"out", "device", "amp", "workers", "threads", "compile", "val_every", "save_every", "log_every", "val_images",
-     "sample_images", "working_size", "keep_best", "curve_images", "compact_state", "curve_csv"}
+     "sample_images", "working_size", "keep_best", "curve_images", "compact_state", "curve_csv",
+     "snapshot_every"}
 )
 
 #: fields without a default: a config file, the command line or a resumed run must give them
@@ -67,13 +68,13 @@ class TrainConfig:
     val: Validation image folder (deterministic centre crops); none: no validation.
     model_config: Network config fields, KEY=VALUE or a JSON object (repeatable; merged key by
         key into the config file's).
-    objective: regression | classification | gan | hybrid.
+    objective: regression | classification | gan | hybrid | realism.
     objective_options: Objective options, KEY=VALUE or a JSON object (repeatable; e.g. loss=l1,
         ssim_weight=0.001, gan_loss=vanilla, aux_weight=0.1).
     stages: Staged schedule, a list of {steps, objective options..., lr_scale, crop, groups}
         (YAML or JSON); the last stage runs to the end of training. A stage's groups limits its
         photos to those data groups (e.g. the small photos at a small crop first).
-    discriminator: Registered discriminator of the gan objective.
+    discriminator: Registered discriminator (critic) of the gan and realism objectives.
     discriminator_config: Discriminator config fields, KEY=VALUE or a JSON object (repeatable).
     steps: Total optimisation steps.
     batch_size: Images per step per process.
@@ -137,6 +138,9 @@ class TrainConfig:
     curve_csv: A CSV file that gets one row at every validation (images seen, loss, val and
         held-out PSNR and colourfulness); rows past the resumed step are dropped on resume;
         none: off.
+    snapshot_every: Export the model (the EMA weights when on, as OUT/model/) every N training
+        images into OUT/snapshots/img_XXXXXXXX/ (the images seen), so that the stopping point can
+        be chosen afterwards by measurement; none: no snapshots.
     """
 
     model: str
@@ -190,6 +194,7 @@ class TrainConfig:
     decay_fraction: float = 0.2
     compact_state: str | None = None
     curve_csv: str | None = None
+    snapshot_every: int | None = None
 
     def __post_init__(self) -> None:
         from colorization.train.objectives import OBJECTIVES, objective_option_names  # lazy: torch-free CLI import
@@ -227,6 +232,9 @@ class TrainConfig:
             raise bad("init_from", "must be an exported model folder or null")
         if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
             raise bad("max_images", "must be a positive integer or null")
+        snap = self.snapshot_every
+        if snap is not None and (isinstance(snap, bool) or not isinstance(snap, int) or snap < 1):
+            raise bad("snapshot_every", "must be a positive number of images or null")
         def group_names(names: Iterable[Any]) -> bool:
             return all(isinstance(g, str) and g and "/" not in g for g in names)
 

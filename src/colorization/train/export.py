@@ -20,7 +20,7 @@ from torch import nn
 from colorization import color
 from colorization.inference import checkpoint
 from colorization.train.config import TrainConfig
-from colorization.train.objectives import Objective
+from colorization.train.objectives import ADVERSARIAL_OBJECTIVES, Objective
 
 __all__ = ["training_record", "export_model", "best_val_psnr", "settle_best"]
 
@@ -43,7 +43,8 @@ def training_record(
             "objective": cfg.objective,
             "objective_options": base_options,
             "stages": [dict(s) for s in cfg.stages],
-            "discriminator": cfg.discriminator if cfg.objective == "gan" else None,
+            "discriminator": cfg.discriminator if cfg.objective in ADVERSARIAL_OBJECTIVES else None,
+            "discriminator_config": dict(cfg.discriminator_config) if cfg.objective in ADVERSARIAL_OBJECTIVES else None,
             "lr": cfg.lr,
             "batch_size": cfg.batch_size,
             "world_size": world_size,

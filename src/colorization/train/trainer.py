@@ -39,6 +39,7 @@ from colorization.train.objectives import Objective
 from colorization.train.processes import cpu_has_native_bf16, init_processes, resolve_amp, resolve_channels_last
 from colorization.train.sampling import SeededSamples, StepBatchSampler, mix
 from colorization.train.schedule import crop_at, lr_factor, stage_groups, stage_index, stage_table
+from colorization.train.snapshots import export_snapshot, remove_partial, snapshot_due
 from colorization.train.validation import validate
 
 __all__ = ["NonFiniteLossError", "TrainResult", "train"]
@@ -355,6 +356,7 @@ class _Trainer:
             if self.dist.is_main:
                 state.trim_log(self.out / "log.jsonl", step)
                 settle_best(self.out, step)
+                remove_partial(self.out)
                 print(f"[train] resumed from {saved_meta['_dir']} at step {step}", flush=True)
         elif (restored := self._restore_compact()) is not None:
             step, images_seen, wall_before, last_val = restored
@@ -389,6 +391,9 @@ class _Trainer:
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
             prefetch_factor=4 if cfg.workers > 0 else None,
+            # its own base-seed source: iter() would otherwise draw from the global torch RNG after a
+            # resume restored it, shifting every later draw of the steps (e.g. simulated hints)
+            generator=torch.Generator().manual_seed(mix(cfg.seed, self.dist.rank, 6)),
         )
         result = self._loop(loader, step, images_seen, wall_before, last_val, stop_after, time_limit)
         return result
@@ -512,6 +517,9 @@ class _Trainer:
                     self.ema.update(objective.generator, step)
                 images_seen += cfg.batch_size * self.dist.world
                 window_images += cfg.batch_size * self.dist.world
+                if self.dist.is_main and snapshot_due(images_seen - cfg.batch_size * self.dist.world, images_seen,
+                                                      cfg.snapshot_every):
+                    self._snapshot(step, images_seen, wall_before + time.perf_counter() - t_start)
                 pending.append((step, record))
                 bar.update(1)
 
@@ -638,6 +646,11 @@ class _Trainer:
             images_seen=images_seen, wall_time_s=wall, device=self.device,
         )
         export_model(model_dir, generator, self.objective, self.cfg, training, metrics)
+
+    def _snapshot(self, step: int, images_seen: int, wall: float) -> None:
+        """Export OUT/snapshots/img_XXXXXXXX/ (:mod:`.snapshots`; main rank)."""
+        folder = export_snapshot(self.out, images_seen, lambda d: self._export_to(d, step, images_seen, wall, {}))
+        self._log({"kind": "snapshot", "step": step, "images_seen": images_seen, "path": str(folder)})
 
     def close(self) -> None:
         self.dist.close()

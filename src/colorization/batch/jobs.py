@@ -329,7 +329,12 @@ def colorize_videos(
     Args:
         hints: per entry file, colour points per frame index. frame_progress: a frame bar per video
             (None: on a terminal). Other arguments as for :func:`colorize_files`.
+
+    A hint that is dropped, goes missing or fades before its shot ends is reported on stderr as
+    ``warning: NAME: reason`` (:mod:`colorization.video.hint_tracking`); the video still completes.
     """
+    from tqdm import tqdm
+
     from colorization.video.pipeline import colorize_video  # lazy: PyAV and OpenCV only for videos
 
     outputs = Outputs(Path(out_dir), fmt or DEFAULT_VIDEO_FORMAT, force)
@@ -340,8 +345,12 @@ def colorize_videos(
         task = outputs.plan(index, file, root, claimed)
         if task.status == "todo":
             try:
+                def warn(message: str, src: Path = task.src) -> None:
+                    tqdm.write(f"warning: {src}: {message}", file=sys.stderr)
+
                 colorize_video(task.src, task.out, colorizer, format=outputs.fmt, saturation=saturation,
-                               hints=(hints or {}).get(Path(file)), batch_size=batch_size, progress=frame_progress)
+                               hints=(hints or {}).get(Path(file)), batch_size=batch_size, progress=frame_progress,
+                               on_warning=warn)
                 task.end("done")
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
                 task.end("failed", describe_error(task.src, exc))

@@ -174,17 +174,21 @@ class TemporalStabilizer:
         return self.blend(self.motion(l_norm), ab_norm)
 
 
-def track_points(points: np.ndarray, motion: Motion, min_confidence: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def track_points(
+    points: np.ndarray, motion: Motion, min_confidence: float = 0.5, max_return: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Move points of frame t-1 to frame t along the forward flow.
 
     Args:
         points: (N, 2) float ``(x, y)`` in working-resolution pixel coordinates of frame t-1.
         motion: the frame-t :class:`Motion`.
         min_confidence: points landing where the confidence is lower are lost (occluded, cut).
+        max_return: points whose landing place leads back (backward flow) further than this
+            (px) from where they started are lost (covered by something moving over them).
 
     Returns:
         ``(moved, kept)``: (N, 2) float32 positions in frame t and an (N,) bool mask of the points
-        still tracked (inside the frame and trusted).
+        still tracked (inside the frame, trusted and consistent both ways).
     """
     pts = np.asarray(points, dtype=np.float32).reshape(-1, 2)
     h, w = motion.confidence.shape
@@ -196,5 +200,10 @@ def track_points(points: np.ndarray, motion: Motion, min_confidence: float = 0.5
     inside = (moved[:, 0] >= 0) & (moved[:, 0] <= w - 1) & (moved[:, 1] >= 0) & (moved[:, 1] <= h - 1)
     xi = np.clip(np.round(moved[:, 0]).astype(int), 0, w - 1)
     yi = np.clip(np.round(moved[:, 1]).astype(int), 0, h - 1)
-    kept = inside & (motion.confidence[yi, xi] >= min_confidence) & (not motion.cut)
+    # forward-backward at the point itself: the backward flow where it lands must lead back to it
+    # (a point covered by something moving over it lands on trusted flow that leads elsewhere)
+    bx = cv2.remap(motion.map_x, moved[:, 0:1], moved[:, 1:2], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    by = cv2.remap(motion.map_y, moved[:, 0:1], moved[:, 1:2], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    back = np.hypot(bx[:, 0] - pts[:, 0], by[:, 0] - pts[:, 1]) <= max_return
+    kept = inside & back & (motion.confidence[yi, xi] >= min_confidence) & (not motion.cut)
     return moved.astype(np.float32), kept

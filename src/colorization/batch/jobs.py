@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from colorization import image_io
-from colorization.inference.colorizer import SATURATION_RANGE, Colorizer, prepare_image, windows
+from colorization.inference.colorizer import SATURATION_RANGE, Colorizer, known_gray, prepare_image, windows
 from colorization.video.formats import DEFAULT_VIDEO_FORMAT, video_format
 
 __all__ = ["output_path", "compare_path", "side_by_side", "Outputs", "Task", "JobSummary", "FileDataset",
@@ -188,6 +188,7 @@ class FileDataset(IterableDataset):
                     keep = self.outputs.keeps_alpha(task.out)
                     loaded = image_io.open_image(task.src, max_pixels=self.max_pixels, keep_alpha=keep,
                                                  background=self.outputs.background or image_io.BACKGROUND)
+                    loaded = known_gray(loaded, self.outputs.background)  # a gray file: no R == G == B check
                     points = self.hints.get(task.src)  # ValueError: a point outside the image
                     task.prep = prepare_image(loaded, self.size, self.stride, self.max_pixels, points)
                     task.exif, task.status = loaded.exif, "ready"

@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "colorization"
 LAYERS: list[tuple[str, ...]] = [
     ("_version", "_lazy", "_extras"),
     ("color",),
+    ("srgb8",),  # the fast 8-bit output of color's Lab (OpenCV)
     ("image_io",),
     ("data",),
     ("ingest",),  # building training sets (colorization data build): reads photos, no models

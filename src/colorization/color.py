@@ -37,13 +37,13 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "L_RANGE", "max_chroma_table", "lab_to_rgb_in_gamut", "lab_to_srgb8", "L_SCALE", "AB_SCALE",
+    "L_RANGE", "max_chroma_table", "lab_to_rgb_in_gamut", "L_SCALE", "AB_SCALE",
     "AB_BIN_SIZE", "WHITE_D65", "XYZ_FROM_RGB", "RGB_FROM_XYZ", "DEFAULT_SIGMA", "DEFAULT_K",
     "DEFAULT_TEMPERATURE", "DEFAULT_REBALANCE_LAMBDA", "AB_GAMUT_RESOURCE", "rgb_to_lab",
     "lab_to_rgb", "normalize_l", "denormalize_l", "normalize_ab", "denormalize_ab", "rgb_to_l_ab",
     "l_ab_to_rgb", "rgb_to_gray", "load_ab_gamut", "ab_gamut_info", "ab_bins", "ab_prior",
     "num_ab_bins", "soft_encode", "nearest_bin", "rebalance_weights", "annealed_mean",
-    "colorfulness",
+    "colorfulness", "gamut_map8",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -618,46 +618,8 @@ def lab_to_rgb_in_gamut(lab: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Fast 8-bit output (OpenCV on the CPU): the twin of lab_to_rgb_in_gamut for photos and video
+# The gamut mapping of 8-bit output made by OpenCV (colorization.srgb8.lab_to_srgb8)
 # --------------------------------------------------------------------------------------------
-
-
-def lab_to_srgb8(L: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Fast 8-bit :func:`lab_to_rgb_in_gamut`: Lab planes -> gamut-mapped sRGB, on the CPU.
-
-    The bulk goes through OpenCV's float Lab -> sRGB (SIMD, its own D65 white and matrix, which
-    differ from :data:`WHITE_D65` / :data:`RGB_FROM_XYZ` by < 1e-4, and a spline of the sRGB curve):
-    under 0.1 of a level from the exact maths. OpenCV clips instead of mapping the gamut, so every
-    colour out of gamut comes back with a channel at level 0 or 255: the pixels with a channel there
-    are recomputed by :func:`lab_to_rgb_in_gamut` itself.
-
-    Args:
-        L, a, b: float32 ``(n, W)`` arrays of one shape (Lab units; L in ``[0, 100]``).
-        out: optional C-contiguous uint8 ``(n, W, 3)`` array to write into.
-
-    Returns:
-        uint8 ``(n, W, 3)`` sRGB (``out`` when given), within one level of
-        ``round(255 * lab_to_rgb_in_gamut(lab))`` (equal for all but ~0.3 % of pixels).
-    """
-    import cv2  # lazy: OpenCV is loaded by the first photo, not by `import colorization`
-
-    if any(not isinstance(p, np.ndarray) or p.dtype != np.float32 or p.ndim != 2 for p in (L, a, b)):
-        raise TypeError("L, a and b must be 2-D float32 numpy arrays")
-    if a.shape != L.shape or b.shape != L.shape:
-        raise ValueError(f"L, a and b must have one shape, got {L.shape}, {a.shape} and {b.shape}")
-    n, W = L.shape
-    out = np.empty((n, W, 3), dtype=np.uint8) if out is None else out
-    if out.dtype != np.uint8 or out.shape != (n, W, 3) or not out.flags.c_contiguous:
-        raise ValueError(f"out must be a C-contiguous uint8 array of shape {(n, W, 3)}")
-    if L.size == 0:
-        return out
-    rgb = cv2.cvtColor(cv2.merge((L, a, b)), cv2.COLOR_Lab2RGB)  # (n, W, 3) float32 in [0, 1]
-    cv2.convertScaleAbs(rgb, dst=out, alpha=255.0)  # x 255, rounded, saturated
-    inside = cv2.inRange(out, (1, 1, 1), (254, 254, 254))  # 255 where no channel is at 0 or 255
-    if cv2.countNonZero(inside) < L.size:
-        idx = np.flatnonzero(inside.ravel() == 0)
-        _gamut_map8(idx, *(np.ascontiguousarray(p).ravel()[idx] for p in (L, a, b)), out.reshape(-1, 3))
-    return out
 
 
 _LIN_LO = -_GAMUT_TOL / 12.92  # linear-RGB bounds of _in_gamut(srgb, _GAMUT_TOL)
@@ -680,9 +642,10 @@ def _np_gamut_margin(L: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.minimum.reduce([np.minimum(c - np.float32(_LIN_LO), np.float32(_LIN_HI) - c) for c in lin])
 
 
-def _gamut_map8(idx: np.ndarray, L: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """Write ``out[idx]`` ((N, 3) uint8) for (N,) float32 Lab as :func:`lab_to_rgb_in_gamut` maps them:
-    in-gamut colours keep ``out``; the others get the chroma scale of :func:`max_chroma_table` (and
+def gamut_map8(idx: np.ndarray, L: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """Write ``out[idx]`` ((N, 3) uint8) for (N,) float32 Lab as :func:`lab_to_rgb_in_gamut` maps them
+    (the pixels :func:`colorization.srgb8.lab_to_srgb8` finds clipped by OpenCV, ``out`` their clipped
+    value): in-gamut colours keep ``out``; the others get the chroma scale of :func:`max_chroma_table` (and
     bisection for what it leaves outside). In gamut or not decides between a clamp and a chroma
     cut, levels apart near L = 0 and 100, so the exact path decides within ``_EDGE_LIN`` of the edge."""
     import cv2

@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from colorization import image_io
-from colorization.inference.colorizer import SATURATION_RANGE, Colorizer, prepare_image, windows
+from colorization.inference.colorizer import SATURATION_RANGE, Colorizer, known_gray, prepare_image, windows
 from colorization.video.formats import DEFAULT_VIDEO_FORMAT, video_format
 
 __all__ = ["STATE_DIR", "output_path", "compare_path", "side_by_side", "Outputs", "Task", "JobSummary",
@@ -191,6 +191,7 @@ class FileDataset(IterableDataset):
                     keep = self.outputs.keeps_alpha(task.out)
                     loaded = image_io.open_image(task.src, max_pixels=self.max_pixels, keep_alpha=keep,
                                                  background=self.outputs.background or image_io.BACKGROUND)
+                    loaded = known_gray(loaded, self.outputs.background)  # a gray file: no R == G == B check
                     points = self.hints.get(task.src)  # ValueError: a point outside the image
                     task.prep = prepare_image(loaded, self.size, self.stride, self.max_pixels, points)
                     task.exif, task.status = loaded.exif, "ready"
@@ -332,7 +333,12 @@ def colorize_videos(
     Args:
         hints: per entry file, colour points per frame index. frame_progress: a frame bar per video
             (None: on a terminal). Other arguments as for :func:`colorize_files`.
+
+    A hint that is dropped, goes missing or fades before its shot ends is reported on stderr as
+    ``warning: NAME: reason`` (:mod:`colorization.video.hint_tracking`); the video still completes.
     """
+    from tqdm import tqdm
+
     from colorization.video.pipeline import colorize_video  # lazy: PyAV and OpenCV only for videos
 
     outputs = Outputs(Path(out_dir), fmt or DEFAULT_VIDEO_FORMAT, force)
@@ -343,8 +349,12 @@ def colorize_videos(
         task = outputs.plan(index, file, root, claimed)
         if task.status == "todo":
             try:
+                def warn(message: str, src: Path = task.src) -> None:
+                    tqdm.write(f"warning: {src}: {message}", file=sys.stderr)
+
                 colorize_video(task.src, task.out, colorizer, format=outputs.fmt, saturation=saturation,
-                               hints=(hints or {}).get(Path(file)), batch_size=batch_size, progress=frame_progress)
+                               hints=(hints or {}).get(Path(file)), batch_size=batch_size, progress=frame_progress,
+                               on_warning=warn)
                 task.end("done")
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
                 task.end("failed", describe_error(task.src, exc))

@@ -27,6 +27,17 @@ Sections (``--sections``, all by default):
 ``trainer``
     :func:`colorization.train.train` itself for a few steps on the same data (its own
     ``images_per_s`` log), as a cross-check of the hand-written loop.
+``realism``
+    The realism recipe (``--realism-recipe``, default ``configs/realism.yaml``; the ``realism``
+    objective) at its crop, batch ``--recipe-batch``, with its autocast and channels_last, on a
+    synthetic batch (generator weights not loaded: same cost; the perceptual network's are): the
+    guard-only step of the same generator (the ``hybrid`` objective: what the shipped model
+    trained with), the realism **generator step** (guard + perceptual + adversarial, backward,
+    AdamW), the **critic step** of the joint phase (on that step's generated ab) and of critic
+    pre-training (which runs the frozen generator too), and the **perceptual loss** alone (the
+    truth's forward, the prediction's forward and backward to the input). Each critic of
+    ``--critic-widths`` x ``--critic-sn`` and each perceptual network of ``--perceptual-nets``
+    is measured the same way.
 
 Usage:
     python benchmarks/bench_train.py                                   # short CPU run (~2-3 min on 2 busy cores)
@@ -34,6 +45,8 @@ Usage:
     python benchmarks/bench_train.py --sections recipes loader --loader-recipe configs/default.yaml \
         --loader-batch 32 --loader-crop 128          # old vs new recipe; does the loader keep up?
     python benchmarks/bench_train.py --device cuda --batch-size 64 --steps 30 --budget-gflop 0 --compile --workers 8
+    python benchmarks/bench_train.py --sections realism --critic-widths 16 32 64 --critic-sn on off \
+        --perceptual-nets lite0 lite2 stlpips      # the realism stage's step costs
 """
 
 from __future__ import annotations
@@ -473,6 +486,227 @@ def print_trainer(res: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# the realism recipe: generator step, critic step, perceptual loss
+# --------------------------------------------------------------------------------------------
+
+
+def _realism_parts(path: Path, critic: dict[str, Any] | None, perceptual: str | None) -> tuple[Any, Any, dict]:
+    """The recipe's realism objective (critic config overridden by ``critic``, perceptual network
+    by ``perceptual``), a hybrid objective on the same generator, and the recipe's facts."""
+    from colorization.models import create_model
+    from colorization.train import load_config_file
+    from colorization.train.objectives import build_objective
+
+    raw = load_config_file(path)
+    if raw.get("objective") != "realism":
+        raise SystemExit(f"--realism-recipe {path}: objective is {raw.get('objective')!r}, not 'realism'")
+    mc = dict(raw.get("model_config") or {})
+    if "pretrained" in mc:
+        mc["pretrained"] = False
+    gen = create_model(raw["model"], **mc)
+    dc = {**(raw.get("discriminator_config") or {}), **(critic or {})}
+    disc = create_model(raw.get("discriminator", "patchgan"), **dc)
+    options = dict(raw.get("objective_options") or {})
+    if perceptual is not None:
+        options["perceptual"] = perceptual
+        if perceptual == "stlpips":
+            options["logit_weight"] = 0.0
+    objective = build_objective("realism", gen, disc, **options)
+    guard = build_objective("hybrid", gen, **{k: options[k] for k in ("ce_weight", "hint_p_none", "hint_mean_count")
+                                              if k in options})
+    crops = [int(st["crop"]) for st in raw.get("stages") or [] if "crop" in st] or [int(raw.get("crop", 128))]
+    facts = {"model": raw["model"], "objective": "realism", "amp": raw.get("amp") or "auto",
+             "channels_last": bool(raw.get("channels_last")), "freeze_stages": mc.get("freeze_stages", 0),
+             "crops": sorted(set(crops)), "critic": dc, "perceptual": options.get("perceptual", "lite2"),
+             "perceptual_layers": options.get("perceptual_layers"), "logit_weight": options.get("logit_weight", 0.0),
+             "critic_params": sum(p.numel() for p in disc.parameters())}
+    return objective, guard, facts
+
+
+def _timed(fn: Any, dev: torch.device) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (``time.process_time``: every thread of this process) of ``fn()``.
+    On a CPU shared with other jobs the wall time grows with their load; the CPU time much less."""
+    sync(dev)
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    sync(dev)
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def _median_time(fn: Any, dev: torch.device, warmup: int, steps: int) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``steps`` calls after ``warmup`` calls."""
+    times = [_timed(fn, dev) for _ in range(warmup + steps)][warmup:]
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+
+
+def realism_cell(args: argparse.Namespace, path: Path, critic: dict[str, Any] | None, perceptual: str | None,
+                 parts: tuple[str, ...]) -> dict[str, Any]:
+    from colorization import color
+    from colorization import data as cdata
+
+    dev = _device(args)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    objective, guard, facts = _realism_parts(path, critic, perceptual)
+    facts = _resolved(facts, dev)
+    amp, cl = facts["amp"] == "bf16", facts["channels_last"]
+    crop = facts["crops"][-1]
+    objective = objective.to(dev).train()
+    if cl:
+        objective.to(memory_format=torch.channels_last)
+    l_norm, ab_norm = cdata.batch_to_lab(_synthetic_batch(args.recipe_batch, crop).to(dev), dev)
+    if cl:
+        l_norm = l_norm.contiguous(memory_format=torch.channels_last)
+        ab_norm = ab_norm.contiguous(memory_format=torch.channels_last)
+    batch = {"l": l_norm, "ab": ab_norm}
+    opts = {ph: torch.optim.AdamW(objective.phase_parameters(ph), lr=1e-5) for ph in objective.all_phases}
+
+    def phase_step(phase: str) -> None:
+        opts[phase].zero_grad(set_to_none=True)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            out = objective(batch, phase)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(objective.phase_parameters(phase), 1.0)
+        opts[phase].step()
+
+    res: dict[str, Any] = {**facts, "crop": crop, "batch": args.recipe_batch}
+    w, n = args.warmup, args.steps
+    if "guard" in parts:
+        step = Stepper(guard, dev, amp=amp, channels_last=cl, compile_=False)
+        rgb = _synthetic_batch(args.recipe_batch, crop)
+        res["guard_s"], res["guard_cpu"] = _median_time(lambda: step(rgb), dev, w, n)
+    if "joint" in parts:
+        objective.configure(train_generator=True, adversarial=True)
+        pairs = [(_timed(lambda: phase_step("generator"), dev), _timed(lambda: phase_step("discriminator"), dev))
+                 for _ in range(w + n)][w:]
+        res["generator_s"] = statistics.median(g[0] for g, _ in pairs)
+        res["generator_cpu"] = statistics.median(g[1] for g, _ in pairs)
+        res["critic_s"] = statistics.median(c[0] for _, c in pairs)
+        res["critic_cpu"] = statistics.median(c[1] for _, c in pairs)
+    if "pretrain" in parts:
+        objective.configure(train_generator=False, adversarial=True)
+        res["critic_pretrain_s"], res["critic_pretrain_cpu"] = _median_time(
+            lambda: phase_step("discriminator"), dev, w, n)
+        objective.configure(train_generator=True)
+    if "perceptual" in parts:
+        net = objective.perceptual_net
+        logits = float(facts["logit_weight"] or 0) > 0
+        real = color.l_ab_to_rgb(l_norm.float(), objective.real_ab(ab_norm))
+        pred_ab = (ab_norm.float() * 0.5).detach()
+
+        def perceptual_call() -> None:
+            ab = pred_ab.clone().requires_grad_(True)
+            rgb = color.l_ab_to_rgb(l_norm.float(), ab)  # float32, as the objective does
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                d = net(rgb, real, logits=logits)
+                total = d["features"] + d.get("logits", 0.0)
+            total.backward()
+
+        res["perceptual_s"], res["perceptual_cpu"] = _median_time(perceptual_call, dev, w, n)
+    return res
+
+
+def section_realism(args: argparse.Namespace) -> dict[str, Any]:
+    path = args.realism_recipe
+    cells = []
+    isolate = _device(args).type != "cuda"
+
+    def run(critic: dict[str, Any] | None, perceptual: str | None, parts: tuple[str, ...], label: str) -> None:
+        with LoadWindow() as lw:
+            try:
+                res, rss = run_isolated(realism_cell, args, path, critic, perceptual, parts, isolate=isolate)
+            except IsolatedError as exc:
+                print(f"realism {label}: failed: {str(exc).strip().splitlines()[-1]}", file=sys.stderr)
+                return
+        res.update(label=label, parts=parts, load=str(lw), rss_mib=rss)
+        cells.append(res)
+        print(f"realism {label}: " + ", ".join(f"{k}={res[k]:.3f}" for k in res if k.endswith(("_s", "_cpu"))),
+              file=sys.stderr)
+
+    run(None, None, ("guard", "joint", "pretrain", "perceptual"), "recipe")
+    for width in args.critic_widths or []:
+        for sn in args.critic_sn:
+            run({"width": width, "spectral_norm": sn == "on"}, None, ("joint", "pretrain"), f"critic w{width} sn {sn}")
+    for net in args.perceptual_nets or []:
+        run(None, net, ("perceptual",), f"perceptual {net}")
+    return {"cells": cells, "device": str(_device(args)), "recipe": str(path)}
+
+
+def print_realism(res: dict[str, Any], args: argparse.Namespace) -> None:
+    cells = res["cells"]
+    if not cells:
+        print("\n(realism section: every measurement failed)")
+        return
+    base = cells[0]
+    print()
+    print(f"## The realism recipe's step costs ({res['recipe']}; {res['device']}, {base['amp']} autocast, "
+          f"channels_last {'on' if base['channels_last'] else 'off'}, batch {base['batch']}, crop {base['crop']}, "
+          f"synthetic batch, median of {args.steps} after {args.warmup} warm-up; {args.threads} CPU threads)")
+    print()
+    print("Wall = seconds on the clock (grows with other jobs' load); CPU = seconds of CPU time of all the "
+          "process's threads (what the step costs; ratios use it).")
+    print()
+    b = args.recipe_batch
+    gen_cpu = base.get("generator_cpu")
+    rows = []
+
+    def row(what: str, key: str, note: str = "") -> None:
+        if key not in base:
+            return
+        wall, cpu = base[key + "_s"] if key + "_s" in base else base[key], base.get(key + "_cpu")
+        rows.append([what, fmt(wall, 3), fmt(b / wall, 1), fmt(cpu, 3) if cpu is not None else "-",
+                     f"{cpu / gen_cpu:.2f}x" if cpu is not None and gen_cpu else "-", note])
+
+    c = base["critic"]
+    critic_desc = (f"patchgan width {c.get('width')}, {c.get('n_layers', 3)} layers, norm {c.get('norm', 'batch')}, "
+                   f"spectral norm {'on' if c.get('spectral_norm') else 'off'}, {base['critic_params'] / 1e6:.2f} M")
+    if "generator_s" in base and "critic_s" in base:
+        base["joint_s"] = base["generator_s"] + base["critic_s"]
+        base["joint_cpu"] = base["generator_cpu"] + base["critic_cpu"]
+    for key in ("guard", "generator", "critic", "critic_pretrain", "perceptual", "joint"):
+        base.setdefault(key, None)
+    row("guard only (hybrid objective: the shipped recipe's step)", "guard")
+    row("realism generator step (guard + perceptual + adversarial)", "generator")
+    row("critic step, joint phase (on the generator step's ab)", "critic", critic_desc)
+    row("critic step, pre-training (frozen generator forward + critic)", "critic_pretrain")
+    row(f"perceptual loss alone ({base['perceptual']}, layers {base['perceptual_layers']}, "
+        f"logits {'on' if base['logit_weight'] else 'off'})", "perceptual")
+    row("joint step (generator + critic)", "joint")
+    rows = [r for r in rows if r[1] != "-"]
+    print(markdown_table(["what", "wall s/step", "images/s (wall)", "CPU s/step", "CPU vs generator step", "note"],
+                         rows, "lrrrrl"))
+    print()
+    print(f"load {base['load']}; peak RSS growth {base['rss_mib']:.0f} MiB")
+    critics = [c for c in cells[1:] if "critic_s" in c]
+    if critics:
+        print()
+        print("Critic sizes (each cell its own generator + critic steps; the generator step changes with the critic "
+              "it back-propagates through):")
+        print()
+        crow = []
+        for cell in critics:
+            cc = cell["critic"]
+            crow.append([cc.get("width"), "on" if cc.get("spectral_norm") else "off",
+                         f"{cell['critic_params'] / 1e6:.2f}", fmt(cell["generator_cpu"], 3),
+                         fmt(cell["critic_cpu"], 3), f"{cell['critic_cpu'] / cell['generator_cpu']:.2f}x",
+                         fmt(cell["critic_pretrain_cpu"], 3), fmt(cell["generator_s"] + cell["critic_s"], 2),
+                         cell["load"]])
+        print(markdown_table(["width", "spectral norm", "params (M)", "generator CPU s", "critic CPU s",
+                              "critic / generator (CPU)", "critic pre-training CPU s", "joint wall s",
+                              "load 1-min"], crow, "rlrrrrrrl"))
+    percs = [c for c in cells[1:] if "perceptual_s" in c]
+    if percs:
+        print()
+        print("Perceptual networks (the loss alone: truth forward, prediction forward + backward to the input):")
+        print()
+        prow = [[c["perceptual"], "on" if c["logit_weight"] else "off", fmt(c["perceptual_cpu"], 3),
+                 f"{c['perceptual_cpu'] / gen_cpu:.2f}x" if gen_cpu else "-", fmt(c["perceptual_s"], 3), c["load"]]
+                for c in percs]
+        print(markdown_table(["network", "logit term", "CPU s/step", "vs the recipe's generator step (CPU)",
+                              "wall s/step", "load 1-min"], prow, "llrrrl"))
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -487,7 +721,7 @@ def main() -> None:
                         help="train this config's recipe in the loader section "
                              "(default: the shipped model's network, L1)")
     parser.add_argument("--sections", nargs="+", default=["models", "loader", "trainer"],
-                        choices=["models", "recipes", "loader", "trainer"])
+                        choices=["models", "recipes", "loader", "trainer", "realism"])
     parser.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--models", nargs="+", default=None, help="registry names and/or 'default'")
@@ -509,6 +743,15 @@ def main() -> None:
     parser.add_argument("--loader-crop", type=int, default=128)
     parser.add_argument("--loader-steps", type=int, default=8)
     parser.add_argument("--trainer-steps", type=int, default=12)
+    parser.add_argument("--realism-recipe", type=Path, default=Path("configs/realism.yaml"),
+                        help="training config of the realism section (objective: realism)")
+    parser.add_argument("--critic-widths", nargs="+", type=int, default=None,
+                        help="realism section: also measure these critic widths (patchgan, the recipe's other fields)")
+    parser.add_argument("--critic-sn", nargs="+", choices=["on", "off"], default=["on"],
+                        help="realism section: spectral norm of the --critic-widths critics")
+    parser.add_argument("--perceptual-nets", nargs="+", default=None,
+                        choices=["lite0", "lite1", "lite2", "stlpips"],
+                        help="realism section: also measure these perceptual networks (the loss alone)")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     add_omp_arg(parser)
     args = parser.parse_args()
@@ -522,6 +765,9 @@ def main() -> None:
     if "recipes" in args.sections:
         results["recipes"] = section_recipes(args)
         print_recipes(results["recipes"], args)
+    if "realism" in args.sections:
+        results["realism"] = section_realism(args)
+        print_realism(results["realism"], args)
     have_data = all(d.is_dir() for d in args.data)
     if not have_data and ({"loader", "trainer"} & set(args.sections)):
         print(f"\n(no data folder {', '.join(map(str, args.data))}: loader and trainer sections skipped)")

@@ -5,16 +5,19 @@ end-to-end speed.
 Sections (``--sections``, both by default):
 
 ``stability``
-    Synthetic clips with known colour and motion (:mod:`colorization.video.synthetic`: pan, zoom,
-    a cut between two photos, an object moving over a background) made from the colour photos
-    of ``--photos`` (default ``/work/shared/data/bench/kodak24`` and ``cbsd68``; use
-    ``/work/shared/data/val/imagenet_sample`` for choosing settings). Each clip is turned gray,
-    encoded (H.264, CRF 18, the way a film would arrive), decoded with
-    :class:`colorization.video.VideoReader` and colorized per frame and with each stabiliser
-    setting (``--carry``). Printed per clip kind: mean per-frame PSNR against the colour
-    original, chroma warp error (exact synthetic motion, :func:`colorization.evaluation.video_quality.warp_error`)
-    and CDC (:func:`colorization.evaluation.video_quality.cdc`), with the ground truth's own figures as the
-    floor. ``--strip FILE`` also writes a frame strip (gray input, per-frame, stabilised, original).
+    Synthetic clips with known colour and motion (:mod:`colorization.video.synthetic`: a pan, a
+    slow pan, a zoom, a cut between two photos, an object moving over a background, and two kinds
+    whose true colours change: the light dimming and warming during a slow pan, and three coloured
+    objects crossing, one changing hue) made from the colour photos of ``--photos`` (default
+    ``/work/shared/data/bench/kodak24`` and ``cbsd68``; use ``/work/shared/data/val/imagenet_sample``
+    for choosing settings). Each clip is turned gray, encoded (H.264, CRF 18, the way a film would
+    arrive), decoded with :class:`colorization.video.VideoReader` and colorized per frame and with
+    each stabiliser setting (``--carry`` x ``--preset`` x ``--persistence``). Printed per clip
+    kind: mean per-frame PSNR against the colour original, its change against per-frame
+    colorization (mean over the clips with a paired 95 % interval, and the worst clip), chroma
+    warp error (exact synthetic motion, :func:`colorization.evaluation.video_quality.warp_error`) and CDC
+    (:func:`colorization.evaluation.video_quality.cdc`), with the ground truth's own figures as the floor.
+    ``--strip FILE`` also writes a frame strip (gray input, per-frame, stabilised, original).
 ``speed``
     :func:`colorization.video.colorize_video` end to end (decode, colorize, stabilise, encode to
     H.264 MP4) on a ``--speed-frames`` long synthetic clip of each ``--speed-sizes``, with
@@ -24,6 +27,7 @@ Usage:
     python benchmarks/bench_video.py                                   # ~5 min on 2 busy cores
     python benchmarks/bench_video.py --sections stability --carry 0.6 0.75 0.85 0.92 \
         --photos /work/shared/data/val/imagenet_sample
+    python benchmarks/bench_video.py --sections stability --clips 42 --persistence none 0.8  # before/after #31
     python benchmarks/bench_video.py --sections speed --speed-sizes 640x480 1920x1080 --threads 2
 """
 
@@ -80,8 +84,9 @@ def stability(args: argparse.Namespace, colorizer: Colorizer) -> None:
     per_kind = max(1, args.clips // len(CLIP_KINDS))
     imgs = photos(args.photos, per_kind * len(CLIP_KINDS) * 2)
     settings: list[tuple[str, object]] = [("per-frame", False)]
-    settings += [(f"stabilised (carry {c:g}, {pr})", StabilizerConfig(carry=c, preset=pr))
-                 for pr in args.preset for c in args.carry]
+    settings += [(f"stabilised (carry {c:g}, {pr}, persistence {'off' if ps is None else f'{ps:g}'})",
+                  StabilizerConfig(carry=c, preset=pr, persistence=ps))
+                 for pr in args.preset for c in args.carry for ps in args.persistence]
     rows, by_kind = [], {}
     strip_data = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,11 +117,15 @@ def stability(args: argparse.Namespace, colorizer: Colorizer) -> None:
         for name in names:
             m = np.mean(res[name], axis=0)
             ratio = "" if name in ("ground truth", "per-frame") else f"{m[1] / base[1]:.2f} / {m[2] / base[2]:.2f}"
-            dpsnr = "" if name == "ground truth" else f"{m[0] - base[0]:+.3f}"
-            rows.append([kind, name, len(res[name]), "–" if np.isnan(m[0]) else f"{m[0]:.2f}", dpsnr,
+            dpsnr = worst = ""
+            if name not in ("ground truth", "per-frame"):
+                d = np.array([v[0] - b[0] for v, b in zip(res[name], res["per-frame"])])  # paired per clip
+                half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+                dpsnr, worst = f"{d.mean():+.3f} ± {half:.3f}", f"{d.min():+.2f}"
+            rows.append([kind, name, len(res[name]), "–" if np.isnan(m[0]) else f"{m[0]:.2f}", dpsnr, worst,
                          f"{m[1]:.3f}", f"{m[2] * 1e3:.3f}", ratio])
-    print(markdown_table(["clips", "method", "n", "PSNR dB", "Δ PSNR", "warp error (ab)", "CDC x1e-3",
-                          "warp / CDC vs per-frame"], rows))
+    print(markdown_table(["clips", "method", "n", "PSNR dB", "Δ PSNR (95 % CI)", "worst clip Δ", "warp error (ab)",
+                          "CDC x1e-3", "warp / CDC vs per-frame"], rows))
     if args.strip and strip_data is not None:
         write_strip(Path(args.strip), *strip_data)
 
@@ -171,16 +180,22 @@ def speed(args: argparse.Namespace, colorizer: Colorizer) -> None:
                           "decode+encode alone, frames/s", "target", "load 1-min"], rows))
 
 
+def _persistence(text: str) -> float | None:
+    return None if text.lower() in ("none", "off") else float(text)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sections", nargs="+", default=["stability", "speed"], choices=["stability", "speed"])
     p.add_argument("--photos", nargs="+", default=DEFAULT_PHOTOS)
-    p.add_argument("--clips", type=int, default=8, help="clips in all (spread over the kinds)")
+    p.add_argument("--clips", type=int, default=len(CLIP_KINDS) * 2, help="clips in all (spread over the kinds)")
     p.add_argument("--frames", type=int, default=40)
     p.add_argument("--size", type=int, nargs=2, default=[256, 192], metavar=("W", "H"))
     p.add_argument("--carry", type=float, nargs="+", default=[StabilizerConfig().carry])
     p.add_argument("--preset", nargs="+", default=[StabilizerConfig().preset], choices=["ultrafast", "fast", "medium"])
+    p.add_argument("--persistence", nargs="+", type=_persistence, default=[StabilizerConfig().persistence],
+                   help="StabilizerConfig.persistence values ('none': off, the blend before issue #31)")
     p.add_argument("--strip", default=None, help="write a frame strip image here (JPEG/PNG)")
     p.add_argument("--strip-kind", default="object", choices=CLIP_KINDS)
     p.add_argument("--speed-sizes", nargs="+", default=["640x480", "1920x1080"])

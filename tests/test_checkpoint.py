@@ -362,3 +362,27 @@ def test_chroma_gain_is_saved_applied_and_validated(tmp_path):
     for bad in (0, -1.0, float("nan"), 10.0, True):
         with pytest.raises(ValueError, match="chroma_gain"):
             checkpoint.save_exported(net, tmp_path / "bad", head="regression", extra={"chroma_gain": bad})
+
+
+def test_strict_load_skips_the_random_init_and_loads_every_weight(exported):
+    """#31 start-up: a strict load builds the network without its random initialisation (every
+    parameter is then read from the file); the weights are the file's exactly, and construction
+    elsewhere (another model, a non-strict load) still initialises."""
+    from safetensors.torch import load_file
+
+    from colorization.inference.checkpoint import _SkipRandomInit
+
+    model = load_exported(exported)
+    saved = load_file(str(exported / WEIGHTS_NAME))
+    state = model.network.state_dict()
+    assert set(state) == set(saved)
+    assert all(torch.equal(state[k], saved[k].float()) for k in saved)
+    marked = torch.full((4, 4), 7.0)
+    with _SkipRandomInit():
+        torch.nn.init.normal_(marked, std=1e-9)
+        torch.nn.init.kaiming_uniform_(marked)
+        marked.uniform_(0, 1)
+        assert torch.equal(marked, torch.full((4, 4), 7.0))  # the random fills are skipped...
+        assert torch.equal(torch.zeros(2).fill_(3.0), torch.full((2,), 3.0))  # ...nothing else
+    torch.nn.init.normal_(marked)
+    assert not torch.equal(marked, torch.full((4, 4), 7.0))  # outside the block they fill again

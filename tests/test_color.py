@@ -358,3 +358,21 @@ def test_gamut_tables_first_built_under_a_meta_device_context_stay_on_the_cpu():
     finally:
         color._gamut_tensors.cache_clear()
         color._bins_on.cache_clear()
+
+
+def test_max_chroma_table_is_the_gamut_edge() -> None:
+    """Each cell of the table is in the sRGB gamut by lab_to_rgb's own maths (encoded values), and a
+    step of 0.01 Lab units more chroma leaves it (#31 computes the table on linear sRGB)."""
+    table = color.max_chroma_table()
+    assert table.shape == (201, 360) and table.dtype == torch.float32
+    L = torch.linspace(0.0, color.L_RANGE, 201).view(201, 1).expand(201, 360)
+    hue = torch.deg2rad(torch.arange(360, dtype=torch.float32)).view(1, 360).expand(201, 360)
+
+    def srgb(chroma: torch.Tensor) -> torch.Tensor:
+        return color.lab_to_rgb(torch.stack((L, chroma * hue.cos(), chroma * hue.sin())), clip=False)
+
+    inside = srgb(table)
+    assert bool(((inside >= -1e-4) & (inside <= 1 + 1e-4)).all())  # white itself is 1 + 4e-5 in these maths
+    outside = srgb(table + 0.01)
+    edge = (L > 0) & (L < color.L_RANGE)  # black and white have no chroma: any step leaves the gamut there
+    assert bool(((outside < 0) | (outside > 1)).any(dim=0)[edge].all())

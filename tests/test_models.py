@@ -87,7 +87,7 @@ def test_unknown_kind():
         ("baseline", {"out_channels": 313, "out_activation": "tanh"}),
         ("fusion", {"global_size": 100}),
         ("fusion", {"num_classes": -1}),
-        ("patchgan", {"norm": "none"}),
+        ("patchgan", {"norm": "group"}),
         ("eccv16", {"out_activation": "sigmoid"}),
     ],
 )

@@ -170,6 +170,31 @@ def test_default_export_needs_only_the_l_input(hint_model_dir, tmp_path):
     assert [i.name for i in OnnxBackend(with_hints).session.get_inputs()] == [INPUT_NAME, HINTS_NAME]
 
 
+def test_hints_for_an_onnx_file_exported_without_them_say_to_reexport(hint_model_dir, tmp_path):
+    """#31: the model was trained with hints, only its export left the hint input out; the message
+    said "trained without them" and pointed at another model instead of `colorization export --hints`."""
+    plain = export_onnx(load_exported(hint_model_dir), tmp_path / "plain.onnx")
+    photo = tmp_path / "gray.png"
+    Image.new("L", (64, 48), 120).save(photo)
+    result = runner.invoke(cli.app, [
+        "colorize", str(photo), "-o", str(tmp_path / "out"), "--backend", "onnx", "--model", str(plain),
+        "--hint", "10,10,#2e86c1",
+    ])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.replace("\u2502", " ").split())  # the usage-error box wraps lines
+    assert "colorization export" in text and "--hints" in text and "exported without its hint input" in text
+    assert "trained without them" not in text
+    assert not (tmp_path / "out").exists()
+    # the API says the same
+    colorizer = Colorizer.from_pretrained(plain, backend="onnx")
+    with pytest.raises(ValueError, match="re-export it with `colorization export .*--hints`"):
+        colorizer(Image.open(photo), hints=["5,5,#ff0000"])
+    # a model trained without hints still says so
+    no_hints = Colorizer.from_pretrained(export_onnx(load_exported(_export_tiny(tmp_path / "m")), tmp_path / "m.onnx"),
+                                         backend="onnx")
+    assert "trained without them" in no_hints.no_hints_reason
+
+
 def test_hints_export_of_a_model_without_hints_is_a_usage_error(model_dir, tmp_path):
     out = tmp_path / "x.onnx"
     result = runner.invoke(cli.app, ["export", "--model", str(model_dir), "--out", str(out), "--hints"])

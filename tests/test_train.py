@@ -197,6 +197,11 @@ def test_staged_schedule_switches_loss_at_the_right_step(image_dirs, tmp_path):
              "stages": [{"steps": 2, "adversarial": False}, {"adversarial": True}]},
             id="gan-with-l1-pretraining",
         ),
+        pytest.param(  # draws from the global torch RNG in every step (simulated hints)
+            {"model": "effnet_fpn", "objective": "hybrid",
+             "model_config": {"pretrained": False, "width": 8, "freeze_stages": 0, "hints": True}},
+            id="hybrid-with-hints",
+        ),
     ],
 )
 def test_resume_reproduces_uninterrupted_run(image_dirs, tmp_path, kind):
@@ -334,10 +339,13 @@ def test_auxiliary_labels_fill_num_classes(image_dirs, tmp_path):
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("path", sorted(CONFIG_DIR.rglob("*.*")), ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+TRAIN_CONFIGS = sorted(p for p in CONFIG_DIR.rglob("*.*") if p.relative_to(CONFIG_DIR).parts[0] != "data")
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
 def test_example_configs_resolve_and_build(path):
     from colorization.models import create_model
-    from colorization.train.objectives import build_objective
+    from colorization.train.objectives import ADVERSARIAL_OBJECTIVES, build_objective
 
     cfg = resolve_config(load_config_file(path), source=str(path))
     with torch.device("meta"):  # shapes only: cheap even for the paper-sized networks
@@ -347,7 +355,8 @@ def test_example_configs_resolve_and_build(path):
         if cfg.objective_options.get("aux_weight", 0) > 0:
             model_config.setdefault("num_classes", 10)  # filled in from the data by the trainer
         gen = create_model(cfg.model, **model_config)
-        disc = create_model(cfg.discriminator, **cfg.discriminator_config) if cfg.objective == "gan" else None
+        disc = (create_model(cfg.discriminator, **cfg.discriminator_config)
+                if cfg.objective in ADVERSARIAL_OBJECTIVES else None)
         obj = build_objective(cfg.objective, gen, disc, **cfg.objective_options)
     assert cfg.crop % gen.stride == 0
     for _, _, options, _ in _stage_table(cfg):

@@ -41,10 +41,38 @@ def test_synthetic_clips_shapes_and_exact_maps(kind):
     assert all(f.shape == (48, 64, 3) and f.dtype == np.uint8 for f in clip.frames)
     assert clip.maps[0] is None and (clip.cuts == [6] if kind == "cut" else clip.cuts == [])
     assert clip.gray()[0].shape == (48, 64)
-    # the ground truth, warped by the exact maps, barely changes (only resampling blur)
-    assert warp_error(clip.frames, clip.maps) < 1.5
+    # the ground truth, warped by the exact maps, barely changes (only resampling blur), except in the
+    # kinds whose colours really change
+    assert warp_error(clip.frames, clip.maps) < (1.5 if kind not in ("light", "objects") else 3.0)
     mx, my, valid = clip.maps[3]
     assert mx.dtype == np.float32 and valid.mean() > 0.5
+
+
+def test_clips_whose_colours_change():
+    light = make_clip("light", photo(0), frames=12, size=(64, 48))
+    lab0, lab1 = (color.rgb_to_lab(torch.from_numpy(f).permute(2, 0, 1).float() / 255).mean((1, 2))
+                  for f in (light.frames[0], light.frames[-1]))
+    assert lab1[0] < lab0[0] - 10 and lab1[2] > lab0[2] + 5  # darker and warmer by the end
+    # same motion as a pan, but the colour changes along it: far more than resampling blur
+    assert warp_error(light.frames, light.maps) > 1.3 * warp_error(*_pan_like(light))
+    objects = make_clip("objects", photo(0), photo(1), frames=12, size=(64, 48))
+    mx, my, valid = objects.maps[6]
+    assert 0.3 < valid.mean() < 1.0  # object edges and uncovered background have no correspondence
+    # the three patches are saturated: more chroma than the background photo alone
+    background = make_clip("pan", photo(0), frames=12, size=(64, 48)).frames[6]
+    assert chroma(objects.frames[6]).std() > chroma(background).std()
+    slow = make_clip("slowpan", photo(0), frames=12, size=(64, 48))
+    assert slow.maps[1][0][10, 20] == pytest.approx(20.5, abs=1e-4)  # 0.5 px per frame
+
+
+def _pan_like(clip):
+    """The first frame repeated along the clip's own maps: its colour does not change."""
+    import cv2
+
+    frames = [clip.frames[0]]
+    for m in clip.maps[1:]:
+        frames.append(cv2.remap(frames[-1], m[0], m[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+    return frames, clip.maps
 
 
 def test_make_clip_errors():
@@ -114,9 +142,10 @@ def test_same_frame_twice_is_carried_and_config_checked():
     stab(l_norm, ab)
     motion = stab.motion(l_norm)
     assert motion.confidence.mean() > 0.9 and not motion.cut
-    out = stab.blend(motion, torch.zeros_like(ab))  # half of the previous chroma is carried
+    out = stab.blend(motion, torch.zeros_like(ab))  # half of the previous chroma is carried (a first disagreement)
     assert torch.allclose(out, 0.5 * torch.from_numpy(motion.confidence)[None] * ab, atol=0.02)
-    for bad in ({"carry": 1.0}, {"fb_tolerance": 0}, {"cut_fraction": 2}, {"preset": "slow"}):
+    for bad in ({"carry": 1.0}, {"fb_tolerance": 0}, {"cut_fraction": 2}, {"preset": "slow"}, {"persistence": 1.0},
+                {"persistence": 0.0}, {"persistence_power": 0}):
         with pytest.raises(ValueError):
             StabilizerConfig(**bad)
 
@@ -132,3 +161,39 @@ def test_track_points_follows_a_pan():
     # the camera moves right by 1.7 px and down by 0.6 px: content moves left and up
     assert kept[0] and moved[0] == pytest.approx([40 - 1.7, 30 - 0.6], abs=0.35)
     assert track_points(np.zeros((0, 2)), motion)[0].shape == (0, 2)
+
+
+def test_a_lasting_disagreement_gets_through_and_flicker_does_not():
+    """Issue #31, item 7: a prediction that keeps saying another colour (here: a constant shift from
+    frame 8 on, as when the light changes or more of the scene shows) is followed within a few frames
+    with ``persistence``; without it the carried colour holds it back for ~12 frames. Flicker (a
+    random cast per frame) stays held still either way."""
+    frame = photo(7, 48, 64)
+    l_norm, ab = lab_inputs(frame)
+    rng = np.random.default_rng(3)
+    shift = torch.tensor([0.25, -0.15]).view(2, 1, 1)
+
+    def run(config, flicker):
+        stab, errs, moves = TemporalStabilizer(config), [], []
+        prev = None
+        for t in range(24):
+            truth = ab + (shift if t >= 8 else 0)
+            pred = truth + (torch.from_numpy(rng.normal(0, 0.1, (2, 1, 1)).astype(np.float32)) if flicker else 0)
+            out = stab(l_norm, pred)
+            errs.append(float((out - truth).abs().mean()))
+            if prev is not None:
+                moves.append(float((out - prev).abs().mean()))
+            prev = out
+        return np.array(errs), np.array(moves)
+
+    new, old = StabilizerConfig(), StabilizerConfig(persistence=None)
+    assert new.persistence == 0.8 and new.persistence_power == 2.0
+    e_new, _ = run(new, flicker=False)
+    e_old, _ = run(old, flicker=False)
+    assert e_new[:8].max() < 1e-5 and e_old[:8].max() < 1e-5
+    assert e_new[12:16].mean() < 0.5 * e_old[12:16].mean()  # followed within a few frames
+    assert e_new[-1] < 0.02 and e_old[16] > 0.05
+    _, m_new = run(new, flicker=True)
+    _, m_old = run(old, flicker=True)
+    _, m_raw = run(StabilizerConfig(carry=0.0), flicker=True)
+    assert m_new[:6].mean() < 0.5 * m_raw[:6].mean() and m_old[:6].mean() < 0.5 * m_raw[:6].mean()

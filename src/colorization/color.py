@@ -37,13 +37,13 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "L_RANGE", "max_chroma_table", "lab_to_rgb_in_gamut", "lab_to_srgb8", "L_SCALE", "AB_SCALE",
+    "L_RANGE", "max_chroma_table", "lab_to_rgb_in_gamut", "L_SCALE", "AB_SCALE",
     "AB_BIN_SIZE", "WHITE_D65", "XYZ_FROM_RGB", "RGB_FROM_XYZ", "DEFAULT_SIGMA", "DEFAULT_K",
     "DEFAULT_TEMPERATURE", "DEFAULT_REBALANCE_LAMBDA", "AB_GAMUT_RESOURCE", "rgb_to_lab",
     "lab_to_rgb", "normalize_l", "denormalize_l", "normalize_ab", "denormalize_ab", "rgb_to_l_ab",
     "l_ab_to_rgb", "rgb_to_gray", "load_ab_gamut", "ab_gamut_info", "ab_bins", "ab_prior",
     "num_ab_bins", "soft_encode", "nearest_bin", "rebalance_weights", "annealed_mean",
-    "colorfulness",
+    "colorfulness", "gamut_map8",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -470,7 +470,7 @@ def annealed_mean(logits: Tensor, T: float = DEFAULT_TEMPERATURE) -> Tensor:
     return torch.einsum("bqhw,qc->bchw", p, centres)
 
 
-def colorfulness(rgb: Tensor, variant: Literal["abs", "signed"] = "abs") -> Tensor:
+def colorfulness(rgb: Tensor, variant: Literal["abs", "signed"] = "abs", eps: float = 0.0) -> Tensor:
     """Hasler & Süsstrunk (2003) colourfulness M, on the 0..255 scale.
 
     With ``rg = R - G`` and ``yb = (R + G) / 2 - B`` over the pixels of each image (0..255):
@@ -486,6 +486,8 @@ def colorfulness(rgb: Tensor, variant: Literal["abs", "signed"] = "abs") -> Tens
     Args:
         rgb: float ``(..., 3, H, W)`` sRGB in ``[0, 1]``.
         variant: ``"abs"`` (default) or ``"signed"``.
+        eps: added under both square roots (e.g. 1e-6 for a loss: their gradient is then finite for
+            a grey image too); 0 gives the exact measure.
 
     Returns:
         float tensor ``(...)`` (one value per image), >= 0; 0 for grey images.
@@ -504,8 +506,8 @@ def colorfulness(rgb: Tensor, variant: Literal["abs", "signed"] = "abs") -> Tens
     var_yb = yb.var(dim=-1, correction=0)
     mu_rg = rg.mean(dim=-1)
     mu_yb = yb.mean(dim=-1)
-    sigma = torch.sqrt(var_rg + var_yb)
-    mu = torch.sqrt(mu_rg**2 + mu_yb**2)
+    sigma = torch.sqrt(var_rg + var_yb + eps)
+    mu = torch.sqrt(mu_rg**2 + mu_yb**2 + eps)
     return sigma + 0.3 * mu
 
 
@@ -531,7 +533,8 @@ def max_chroma_table(device: torch.device | str = "cpu") -> Tensor:
     """Largest in-gamut sRGB chroma for each (L, hue): float32 ``(201, 360)`` in Lab units.
 
     Row ``i`` is ``L = i * L_RANGE / 200``, column ``j`` is the hue angle ``j`` degrees
-    (``atan2(b, a)``). Computed once by bisection with :func:`lab_to_rgb` and
+    (``atan2(b, a)``). Computed once by bisection on the *linear* sRGB of :func:`lab_to_rgb`'s maths
+    (the transfer curve keeps 0 and 1, so ``[0, 1]`` is the same test; a third of the time) and
     cached per device.
     """
     dev = torch.device(device)
@@ -539,11 +542,15 @@ def max_chroma_table(device: torch.device | str = "cpu") -> Tensor:
         L = torch.linspace(0.0, L_RANGE, _CHROMA_LUT_L, dtype=torch.float32)
         hue = torch.arange(_CHROMA_LUT_HUES, dtype=torch.float32) * (2 * math.pi / _CHROMA_LUT_HUES)
         LL, HH = torch.meshgrid(L, hue, indexing="ij")
-        lo = torch.zeros_like(LL)
-        hi = torch.full_like(LL, 2.0 * AB_SCALE)  # beyond any sRGB chroma
+        cos, sin, fy = HH.cos(), HH.sin(), (LL + 16.0) / 116.0
+        Y = _lab_f_inv(fy) * WHITE_D65[1]  # the lightness fixes Y
+        lo, hi = torch.zeros_like(LL), torch.full_like(LL, 2.0 * AB_SCALE)  # hi: beyond any sRGB chroma
         for _ in range(16):  # 220 / 2^16: 0.003 Lab units
             mid = (lo + hi) / 2
-            ok = _in_gamut(lab_to_rgb(torch.stack((LL, mid * HH.cos(), mid * HH.sin())), clip=False), 0.0)
+            X = _lab_f_inv(fy + mid * cos / 500.0) * WHITE_D65[0]
+            Z = _lab_f_inv((fy - mid * sin / 200.0).clamp(min=0.0)) * WHITE_D65[2]  # as lab_to_rgb clamps f(Z)
+            linear = torch.stack([r[0] * X + r[1] * Y + r[2] * Z for r in RGB_FROM_XYZ])
+            ok = ((linear >= 0.0) & (linear <= 1.0)).all(dim=0)
             lo = torch.where(ok, mid, lo)
             hi = torch.where(ok, hi, mid)
         _CHROMA_LUT[dev] = lo.to(device=dev, dtype=torch.float32)
@@ -611,46 +618,8 @@ def lab_to_rgb_in_gamut(lab: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Fast 8-bit output (OpenCV on the CPU): the twin of lab_to_rgb_in_gamut for photos and video
+# The gamut mapping of 8-bit output made by OpenCV (colorization.srgb8.lab_to_srgb8)
 # --------------------------------------------------------------------------------------------
-
-
-def lab_to_srgb8(L: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Fast 8-bit :func:`lab_to_rgb_in_gamut`: Lab planes -> gamut-mapped sRGB, on the CPU.
-
-    The bulk goes through OpenCV's float Lab -> sRGB (SIMD, its own D65 white and matrix, which
-    differ from :data:`WHITE_D65` / :data:`RGB_FROM_XYZ` by < 1e-4, and a spline of the sRGB curve):
-    under 0.1 of a level from the exact maths. OpenCV clips instead of mapping the gamut, so every
-    colour out of gamut comes back with a channel at level 0 or 255: the pixels with a channel there
-    are recomputed by :func:`lab_to_rgb_in_gamut` itself.
-
-    Args:
-        L, a, b: float32 ``(n, W)`` arrays of one shape (Lab units; L in ``[0, 100]``).
-        out: optional C-contiguous uint8 ``(n, W, 3)`` array to write into.
-
-    Returns:
-        uint8 ``(n, W, 3)`` sRGB (``out`` when given), within one level of
-        ``round(255 * lab_to_rgb_in_gamut(lab))`` (equal for all but ~0.3 % of pixels).
-    """
-    import cv2  # lazy: OpenCV is loaded by the first photo, not by `import colorization`
-
-    if any(not isinstance(p, np.ndarray) or p.dtype != np.float32 or p.ndim != 2 for p in (L, a, b)):
-        raise TypeError("L, a and b must be 2-D float32 numpy arrays")
-    if a.shape != L.shape or b.shape != L.shape:
-        raise ValueError(f"L, a and b must have one shape, got {L.shape}, {a.shape} and {b.shape}")
-    n, W = L.shape
-    out = np.empty((n, W, 3), dtype=np.uint8) if out is None else out
-    if out.dtype != np.uint8 or out.shape != (n, W, 3) or not out.flags.c_contiguous:
-        raise ValueError(f"out must be a C-contiguous uint8 array of shape {(n, W, 3)}")
-    if L.size == 0:
-        return out
-    rgb = cv2.cvtColor(cv2.merge((L, a, b)), cv2.COLOR_Lab2RGB)  # (n, W, 3) float32 in [0, 1]
-    cv2.convertScaleAbs(rgb, dst=out, alpha=255.0)  # x 255, rounded, saturated
-    inside = cv2.inRange(out, (1, 1, 1), (254, 254, 254))  # 255 where no channel is at 0 or 255
-    if cv2.countNonZero(inside) < L.size:
-        idx = np.flatnonzero(inside.ravel() == 0)
-        _gamut_map8(idx, *(np.ascontiguousarray(p).ravel()[idx] for p in (L, a, b)), out.reshape(-1, 3))
-    return out
 
 
 _LIN_LO = -_GAMUT_TOL / 12.92  # linear-RGB bounds of _in_gamut(srgb, _GAMUT_TOL)
@@ -673,9 +642,10 @@ def _np_gamut_margin(L: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.minimum.reduce([np.minimum(c - np.float32(_LIN_LO), np.float32(_LIN_HI) - c) for c in lin])
 
 
-def _gamut_map8(idx: np.ndarray, L: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """Write ``out[idx]`` ((N, 3) uint8) for (N,) float32 Lab as :func:`lab_to_rgb_in_gamut` maps them:
-    in-gamut colours keep ``out``; the others get the chroma scale of :func:`max_chroma_table` (and
+def gamut_map8(idx: np.ndarray, L: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """Write ``out[idx]`` ((N, 3) uint8) for (N,) float32 Lab as :func:`lab_to_rgb_in_gamut` maps them
+    (the pixels :func:`colorization.srgb8.lab_to_srgb8` finds clipped by OpenCV, ``out`` their clipped
+    value): in-gamut colours keep ``out``; the others get the chroma scale of :func:`max_chroma_table` (and
     bisection for what it leaves outside). In gamut or not decides between a clamp and a chroma
     cut, levels apart near L = 0 and 100, so the exact path decides within ``_EDGE_LIN`` of the edge."""
     import cv2

@@ -43,6 +43,7 @@ __all__ = [
     "build_loader",
     "batch_to_lab",
     "compute_image_scores",
+    "score_image",
     "label_from_name",
     "default_cache_dir",
     "THUMBNAIL_SIZE",
@@ -86,15 +87,21 @@ def default_cache_dir() -> Path:
     return base / "colorization"
 
 
-def _score_one(path: str) -> tuple[float, float]:
-    """(colourfulness, grayscale spread) of one image, on a thumbnail."""
-    img = image_io.load_image(path)
+def score_image(img: Image.Image) -> tuple[float, float]:
+    """(colourfulness on the 0..255 scale, grayscale spread, see :data:`GRAY_MAX_SPREAD`) of an
+    RGB PIL image, measured on a thumbnail whose longer side is at most :data:`THUMBNAIL_SIZE`."""
+    img = img.copy()
     img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BILINEAR)
     arr = np.asarray(img, dtype=np.float32)
     spread = float((arr.max(axis=2) - arr.min(axis=2)).mean())
     rgb = torch.from_numpy(arr).permute(2, 0, 1) / 255.0
     cf = float(color.colorfulness(rgb, variant=COLORFULNESS_VARIANT))
     return cf, spread
+
+
+def _score_one(path: str) -> tuple[float, float]:
+    """(colourfulness, grayscale spread) of one image file (:func:`score_image`)."""
+    return score_image(image_io.load_image(path))
 
 
 def _file_list_key(files: Sequence[Path]) -> str:

@@ -37,6 +37,7 @@ import torch
 from colorization import image_io
 from colorization.batch import jobs, video_chunks
 from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs, split_video_hints
+from colorization.batch.jobs import STATE_DIR
 from colorization.inference.colorizer import Colorizer
 from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, is_video_path
 
@@ -52,8 +53,6 @@ __all__ = [
     "STATE_DIR",
 ]
 
-STATE_DIR = ".colorize-many"
-"""Folder inside OUTDIR with the per-rank and merged summaries."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,9 @@ class ManyConfig:
         reference: a colour photo whose colours every photo and video takes where it matches
             (:meth:`colorization.Colorizer.encode_reference`; read once per rank); needs a
             hint-aware model. reference_strength: ``[0, 2]``.
+        threads: CPU threads of each process (torch intra-op, and ONNX Runtime's with the onnx
+            backend); None: torch's default in a single process, ``cpu_count // nprocs`` in each
+            of ``nprocs`` spawned ones (``OMP_NUM_THREADS`` when set).
     """
 
     out_dir: str
@@ -110,6 +112,7 @@ class ManyConfig:
     overlap_seconds: float = 2.0
     reference: str | None = None
     reference_strength: float = 1.0
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         image_io.parse_background(self.background)  # ValueError for a bad colour
@@ -124,6 +127,8 @@ class ManyConfig:
             raise ValueError("batch_size must be >= 1 and workers >= 0")
         if self.backend not in ("torch", "onnx"):
             raise ValueError(f"backend must be 'torch' or 'onnx', got {self.backend!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
+            raise ValueError(f"threads must be a positive integer or None, got {self.threads!r}")
 
     def resolved_root(self) -> Path:
         if self.root is not None:
@@ -246,16 +251,20 @@ def resolve_hints(config: ManyConfig) -> dict[Path, list]:
     return photos
 
 
-def check_hints_model(hints: dict[Path, list], accepts_hints: bool, model_name: str, hints_file: str | None) -> None:
-    """Refuse hints (any point at all) for a model without hint input.
+def check_hints_model(
+    hints: dict[Path, list], accepts_hints: bool, model_name: str, hints_file: str | None, reason: str | None = None
+) -> None:
+    """Refuse hints (any point at all) for a model without hint input; ``reason``: why, and what to do
+    (:attr:`colorization.Colorizer.no_hints_reason`; default: the model was trained without hints).
 
     Raises:
         colorization.batch.hint_files.HintsFileError: naming the file and the model.
     """
     if not accepts_hints and any(hints.values()):
         raise HintsFileError(
-            f"{hints_file}: the model {model_name} does not take colour hints (it was trained without them); "
-            "use --model with a hint-aware model"
+            f"{hints_file}: "
+            + (reason or f"the model {model_name} does not take colour hints (it was trained without them); "
+               "use --model with a hint-aware model")
         )
 
 
@@ -331,10 +340,11 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
             device = f"cuda:{ctx.local_rank}"
         colorizer = Colorizer.from_pretrained(
             config.model, device=device, backend=config.backend, size=config.size,
-            max_pixels=config.max_pixels, refine=config.refine,
+            max_pixels=config.max_pixels, refine=config.refine, threads=config.threads,
         )
         hints = resolve_hints(config)
-        check_hints_model(hints, colorizer.accepts_hints, colorizer.model_name, config.hints_file)
+        check_hints_model(hints, colorizer.accepts_hints, colorizer.model_name, config.hints_file,
+                          colorizer.no_hints_reason)
         reference = None if config.reference is None else colorizer.encode_reference(config.reference)
         out_dir = Path(config.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -418,8 +428,8 @@ def _spawned(local_rank: int, config: ManyConfig, nprocs: int, port: int, thread
 def launch_local(config: ManyConfig, nprocs: int) -> dict[str, Any]:
     """Run the job with ``nprocs`` processes on this machine (``torch.multiprocessing.spawn``;
     rank r uses ``cuda:r`` with ``device="cuda"``), like ``torchrun --nproc_per_node nprocs``.
-    Returns the merged summary. Torch threads per process: ``cpu_count // nprocs`` unless
-    ``OMP_NUM_THREADS`` is set."""
+    Returns the merged summary. Torch threads per process: ``config.threads``, else
+    ``OMP_NUM_THREADS`` when set, else ``cpu_count // nprocs``."""
     import torch.multiprocessing as mp
 
     if nprocs < 1:
@@ -428,6 +438,6 @@ def launch_local(config: ManyConfig, nprocs: int) -> dict[str, Any]:
         raise RuntimeError("already running under torchrun (WORLD_SIZE > 1); do not also spawn processes")
     if nprocs == 1:
         return colorize_many(config, DistContext())
-    threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, (os.cpu_count() or 1) // nprocs)
+    threads = config.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, (os.cpu_count() or 1) // nprocs)
     mp.spawn(_spawned, args=(config, nprocs, _free_port(), threads), nprocs=nprocs, join=True)
     return read_summary(config.out_dir)

@@ -6,8 +6,10 @@ A hints file is JSON, at most :data:`MAX_HINTS_FILE_BYTES`, and either
 * or an object mapping file names to lists of points:
   ``{"photo.jpg": [...], "album/scan_01.png": [...]}``; a video's entry may instead map frame
   indices (0-based, as strings) to lists of points: ``{"film.mp4": {"0": [...], "120": [...]}}``
-  (a list of points is then frame 0's). Each point is carried forward along the motion
-  (docs/video.md).
+  (a list of points is then frame 0's). Each point is carried forward through its shot
+  (docs/video.md); a video's point may say how long: ``"hold": "track"`` (the default: while it
+  can be followed) or ``"hold": "shot"`` (until the shot ends, found again on every frame), as a
+  key of an object point or a last field of a string point (``"120,80,#c0392b,shot"``).
 
 Points are what :func:`colorization.inference.hints.coerce_hints` takes from JSON: ``{"x", "y", "color"}``
 objects (``color`` as ``"#rrggbb"`` or ``[r, g, b]``) or ``"X,Y,#rrggbb"`` / ``"X,Y,R,G,B"``
@@ -74,8 +76,11 @@ def _short(item: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def parse_points(items: Any, where: str) -> list:
+def parse_points(items: Any, where: str, video: bool = False) -> list:
     """A JSON list of points -> list of :class:`colorization.inference.hints.Hint`.
+
+    Args:
+        video: the points may carry a ``hold`` (:func:`colorization.video.hint_tracking.coerce_video_hints`).
 
     Raises:
         HintsFileError: not a list, more than ``MAX_HINTS`` points, or a bad point; the message
@@ -86,6 +91,10 @@ def parse_points(items: Any, where: str) -> list:
         coerce_hints,
     )
 
+    coerce = coerce_hints
+    if video:
+        from colorization.video.hint_tracking import coerce_video_hints as coerce
+
     if not isinstance(items, list):
         raise HintsFileError(f"{where}: expected a list of points, got {_kind(items)}")
     if len(items) > MAX_HINTS:
@@ -93,7 +102,9 @@ def parse_points(items: Any, where: str) -> list:
     points = []
     for i, item in enumerate(items):
         try:
-            points.extend(coerce_hints([item]))
+            if not video and isinstance(item, dict) and "hold" in item:
+                raise ValueError('"hold" is for the points of a video')
+            points.extend(coerce([item]))
         except ValueError as exc:
             reason = str(exc).removeprefix("hint 0: ")
             raise HintsFileError(f"{where}: point {i} {_short(item)}: {reason}") from None
@@ -113,7 +124,7 @@ def parse_frames(items: Any, where: str) -> dict[int, list]:
             raise HintsFileError(f"{where}: {key!r} is not a frame index (0, 1, 2, ...)")
         if int(text) in out:
             raise HintsFileError(f"{where}: frame {int(text)} appears twice")
-        out[int(text)] = parse_points(points, f"{where}: frame {int(text)}")
+        out[int(text)] = parse_points(points, f"{where}: frame {int(text)}", video=True)
     return out
 
 
@@ -171,8 +182,8 @@ def load_hints_file(path: str | os.PathLike) -> list | HintsMap:
         raise HintsFileError(f"{p}: the name {exc.args[0]!r} appears twice") from None
     except RecursionError:
         raise HintsFileError(f"{p}: nested too deeply") from None
-    if isinstance(data, list):
-        return parse_points(data, str(p))
+    if isinstance(data, list):  # one input: a photo, or frame 0 of a video (a "hold" means nothing to a photo)
+        return parse_points(data, str(p), video=True)
     if not isinstance(data, dict):
         raise HintsFileError(
             f"{p}: expected a list of points or an object mapping file names to lists of points, got {_kind(data)}"
@@ -185,7 +196,8 @@ def load_hints_file(path: str | os.PathLike) -> list | HintsMap:
         if key in out:
             raise HintsFileError(f"{p}: {out[key][0]!r} and {name!r} are the same file name")
         where = f"{p}: {name!r}"
-        out[key] = (name, parse_frames(items, where) if isinstance(items, dict) else parse_points(items, where))
+        out[key] = (name, parse_frames(items, where) if isinstance(items, dict)
+                    else parse_points(items, where, video=is_video_path(name)))
     return out
 
 

@@ -21,14 +21,17 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from colorization import image_io
-from colorization.inference.colorizer import SATURATION_RANGE, Colorizer, prepare_image, windows
+from colorization.inference.colorizer import SATURATION_RANGE, Colorizer, known_gray, prepare_image, windows
 from colorization.inference.reference import check_strength
 from colorization.video.formats import DEFAULT_VIDEO_FORMAT, video_format
 
-__all__ = ["output_path", "compare_path", "side_by_side", "Outputs", "Task", "JobSummary", "FileDataset",
-           "ProgressReporter", "colorize_files", "colorize_videos"]
+__all__ = ["STATE_DIR", "output_path", "compare_path", "side_by_side", "Outputs", "Task", "JobSummary",
+           "FileDataset", "ProgressReporter", "colorize_files", "colorize_videos"]
 
 Entry = tuple[Path, Path | None]
+STATE_DIR = ".colorize-many"
+"""Folder inside OUTDIR with ``colorize-many``'s per-rank and merged summaries and its video chunks
+(:mod:`colorization.batch.distributed`, :mod:`colorization.batch.video_chunks`)."""
 MAX_FAILURES_LISTED = 10_000
 """Failures a summary lists by name (it counts them all)."""
 
@@ -108,7 +111,7 @@ class Outputs:
         """PIL's name of the format ``out`` is written in (None: not an image format PIL writes)."""
         if self.fmt:
             return image_io.OUTPUT_FORMATS[self.fmt].pil_format
-        return Image.registered_extensions().get(out.suffix.lower())
+        return image_io.pil_format_for_suffix(out.suffix)
 
     def keeps_alpha(self, out: Path) -> bool:
         return self.background is None and self.pil_format(out) in image_io.ALPHA_FORMATS
@@ -189,6 +192,7 @@ class FileDataset(IterableDataset):
                     keep = self.outputs.keeps_alpha(task.out)
                     loaded = image_io.open_image(task.src, max_pixels=self.max_pixels, keep_alpha=keep,
                                                  background=self.outputs.background or image_io.BACKGROUND)
+                    loaded = known_gray(loaded, self.outputs.background)  # a gray file: no R == G == B check
                     points = self.hints.get(task.src)  # ValueError: a point outside the image
                     task.prep = prepare_image(loaded, self.size, self.stride, self.max_pixels, points)
                     task.exif, task.status = loaded.exif, "ready"
@@ -346,7 +350,12 @@ def colorize_videos(
             (None: on a terminal). reference: a colour photo for every video, or ``{start: photo}``
             per shot (:func:`colorization.video.colorize_video`); read and encoded once.
             Other arguments as for :func:`colorize_files`.
+
+    A hint that is dropped, goes missing or fades before its shot ends is reported on stderr as
+    ``warning: NAME: reason`` (:mod:`colorization.video.hint_tracking`); the video still completes.
     """
+    from tqdm import tqdm
+
     from colorization.video.pipeline import colorize_video  # lazy: PyAV and OpenCV only for videos
 
     outputs = Outputs(Path(out_dir), fmt or DEFAULT_VIDEO_FORMAT, force)
@@ -362,9 +371,12 @@ def colorize_videos(
         task = outputs.plan(index, file, root, claimed)
         if task.status == "todo":
             try:
+                def warn(message: str, src: Path = task.src) -> None:
+                    tqdm.write(f"warning: {src}: {message}", file=sys.stderr)
+
                 colorize_video(task.src, task.out, colorizer, format=outputs.fmt, saturation=saturation,
                                hints=(hints or {}).get(Path(file)), batch_size=batch_size, progress=frame_progress,
-                               reference=reference, reference_strength=reference_strength)
+                               on_warning=warn, reference=reference, reference_strength=reference_strength)
                 task.end("done")
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
                 task.end("failed", describe_error(task.src, exc))

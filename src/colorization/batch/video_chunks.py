@@ -61,9 +61,7 @@ def plan_videos(
 def chunk_path(out_dir: Path, plan: VideoPlan, k: int) -> Path:
     """Where chunk ``k`` of ``plan``'s video is kept until the join."""
     rel = plan.task.out.relative_to(out_dir)
-    from colorization.batch.distributed import STATE_DIR  # lazy: distributed imports this module
-
-    return out_dir / STATE_DIR / CHUNKS_DIR / rel / f"{k:05d}{plan.task.out.suffix}"
+    return out_dir / jobs.STATE_DIR / CHUNKS_DIR / rel / f"{k:05d}{plan.task.out.suffix}"
 
 
 def colorize_chunks(

@@ -37,8 +37,10 @@ from pathlib import Path
 import typer
 
 from colorization import image_io
+from colorization._extras import debug_requested, missing_extra
 from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs, split_video_hints
 from colorization.commands import reference_option
+from colorization.commands.common import check_out_dir, startup_done
 from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, is_video_path
 
 __all__ = ["main", "OutputFormat", "check_out_dir", "find_inputs"]
@@ -75,18 +77,6 @@ class Precision(str, Enum):
 class BackendName(str, Enum):
     torch = "torch"
     onnx = "onnx"
-
-
-def check_out_dir(out_dir: Path) -> None:
-    """Refuse an output folder that exists as something else (a file): a usage error, exit status 2.
-
-    Raises:
-        typer.BadParameter: ``out_dir`` exists and is not a folder.
-    """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise typer.BadParameter(
-            f"{out_dir}: exists and is not a folder; -o names the folder the outputs go to", param_hint="'-o' / '--out'"
-        )
 
 
 def find_inputs(
@@ -239,34 +229,45 @@ def main(
         None, "--model", help="Exported model folder (or .onnx file with --backend onnx). Default: the shipped model."
     ),
     size: int | None = typer.Option(
-        None, "--size", min=16, help=(
+        None, "--size", min=16, metavar="PX", help=(
             "Working resolution (short side, px). Default: the model's own working size "
             f"(the shipped model: {_shipped_working_size()})."
         )
     ),
     # the range is colorizer.SATURATION_RANGE (a test holds them equal; importing it here would load torch)
     saturation: float = typer.Option(
-        1.0, "--saturation", min=0.0, max=2.0, help="Chroma multiplier (0 = gray, 2 = doubled)."
+        1.0, "--saturation", min=0.0, max=2.0, metavar="X", help="Chroma multiplier (0 = gray, 2 = doubled)."
     ),
     device: Device | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
-    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images of equal working shape per network call."),
+    batch_size: int = typer.Option(
+        4, "--batch-size", min=1, metavar="N", help="Images of equal working shape per network call."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     compare: bool = typer.Option(False, "--compare", help="Also write <name>_compare.<ext>: gray | colorized."),
     background: str | None = typer.Option(
         None, "--background", metavar="COLOR", callback=check_background, help=BACKGROUND_HELP
     ),
     fmt: OutputFormat | None = typer.Option(
-        None, "--format", help=(
-            "Output format: an image format for photos (default: keep the input's), or a video format "
-            "(mp4, mkv, mov: H.264; webm: VP9) for videos (default mp4)."
+        None, "--format", metavar="FORMAT", help=(
+            "Output format: an image format for photos (png, jpeg, webp; default: keep the input's), or a "
+            "video format for videos (mp4, mkv, mov: H.264; webm: VP9; default mp4)."
         ),
     ),
     refine: bool = typer.Option(False, "--refine", help="Edge-aware (guided filter) upsampling of the colour."),
     backend: BackendName = typer.Option(BackendName.torch, "--backend", help="torch or onnx (ONNX Runtime)."),
     precision: Precision = typer.Option(
-        Precision.auto, "--precision", help="Network precision (torch): auto = bf16 on CUDA when supported, else fp32."
+        Precision.auto, "--precision", metavar="MODE", help=(
+            "Network precision (torch): auto, fp32, bf16 or fp16; auto = bf16 on CUDA when supported, else fp32."
+        ),
     ),
-    compile: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the network (torch backend)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (torch backend)."),
+    no_compile: bool = typer.Option(False, "--no-compile", hidden=True, help="The default: no torch.compile."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, metavar="N", help=(
+            "CPU threads for the network and the colour maths (torch; ONNX Runtime too with --backend onnx). "
+            "Default: one per usable core."
+        ),
+    ),
     hint: list[str] | None = typer.Option(
         None, "--hint", metavar="X,Y,COLOR", help=(
             "Colour hint for a single input image: X,Y,#rrggbb or X,Y,R,G,B in the image's pixels "
@@ -284,19 +285,21 @@ def main(
         ),
     ),
     reference: list[str] | None = typer.Option(
-        None, "--reference", metavar="[F:]PHOTO", help=reference_option.REFERENCE_HELP
+        None, "--reference", metavar="[F:]PHOTO", help=reference_option.REFERENCE_HELP,
+        rich_help_panel=reference_option.PANEL,
     ),
     reference_strength: float = typer.Option(
-        1.0, "--reference-strength", min=0.0, max=2.0, help=reference_option.STRENGTH_HELP
+        1.0, "--reference-strength", min=0.0, max=2.0, metavar="S", help=reference_option.STRENGTH_HELP,
+        rich_help_panel=reference_option.PANEL,
     ),
 ) -> None:
     """Colorize image and video files, folders and globs into OUTDIR."""
+    check_out_dir(out_dir)  # before anything heavy: a bad -o is a usage error at once
+    ref_specs = reference_option.parse_references(reference)  # so is a missing reference photo
     # lazy: torch-free CLI import
     from colorization.batch import jobs
     from colorization.inference.colorizer import Colorizer
 
-    check_out_dir(out_dir)
-    ref_specs = reference_option.parse_references(reference)
     found, problems = find_inputs(paths, exclude=out_dir)
     videos = [entry for entry in found if is_video_path(entry[0])]
     inputs = [entry for entry in found if not is_video_path(entry[0])]
@@ -319,15 +322,18 @@ def main(
         try:
             colorizer = Colorizer.from_pretrained(
                 model, device=device.value if device else None, backend=backend.value, size=size, refine=refine,
-                precision=precision.value, compile=compile,
+                precision=precision.value, compile=compile and not no_compile, threads=threads,
             )
         except Exception as exc:  # noqa: BLE001 - any load problem ends the command with its message
+            if missing_extra(exc) is not None or debug_requested():
+                raise  # one line naming the extra (colorization.commands.common), or the traceback asked for
             typer.echo(f"error: cannot load the model: {exc}", err=True)
             raise typer.Exit(2) from None
+        startup_done()
         if (any(hints_for.values()) or video_hints) and not colorizer.accepts_hints:
             raise typer.BadParameter(
-                f"the model {colorizer.model_name} ({model or 'the shipped default'}) does not take colour "
-                "hints (it was trained without them); use --model with a hint-aware model",
+                colorizer.no_hints_reason if backend.value == "onnx"
+                else f"--model {model or 'default'}: {colorizer.no_hints_reason}",
                 param_hint="'--hint'" if hint else "'--hints'",
             )
         refs = reference_option.read_references(colorizer, ref_specs)

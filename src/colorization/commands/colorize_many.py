@@ -31,14 +31,8 @@ import typer
 
 from colorization.batch.hint_files import HintsFileError
 from colorization.commands import reference_option
-from colorization.commands.colorize import (
-    BACKGROUND_HELP,
-    BackendName,
-    Device,
-    OutputFormat,
-    check_background,
-    check_out_dir,
-)
+from colorization.commands.colorize import BACKGROUND_HELP, BackendName, Device, OutputFormat, check_background
+from colorization.commands.common import check_out_dir
 
 __all__ = ["main"]
 
@@ -57,14 +51,16 @@ def main(
     device: Device | None = typer.Option(
         None, "--device", help="cpu or cuda (rank r uses cuda:LOCAL_RANK). Default: cuda when available."
     ),
-    size: int | None = typer.Option(None, "--size", min=16, help="Working resolution (short side, px)."),
+    size: int | None = typer.Option(
+        None, "--size", min=16, metavar="PX", help="Working resolution (short side, px). Default: the model's own."
+    ),
     saturation: float = typer.Option(
         1.0, "--saturation", min=0.0, max=2.0, help="Chroma multiplier (0 = gray, 2 = doubled)."
     ),
     refine: bool = typer.Option(False, "--refine", help="Edge-aware (guided filter) colour upsampling."),
     fmt: OutputFormat | None = typer.Option(
-        None, "--format", help="Output format: an image format for photos (default: keep each input's), or a video "
-        "format for videos (default mp4).",
+        None, "--format", metavar="FORMAT", help="Output format: an image format for photos (png, jpeg, webp; "
+        "default: keep each input's), or a video format for videos (mp4, mkv, mov, webm; default mp4).",
     ),
     background: str | None = typer.Option(
         None, "--background", metavar="COLOR", callback=check_background, help=BACKGROUND_HELP
@@ -74,6 +70,12 @@ def main(
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs instead of skipping them."),
     nproc: int = typer.Option(
         1, "--nproc", min=1, help="Processes to spawn here (instead of torchrun); one per GPU with --device cuda."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, show_default=False, help=(
+            "CPU threads of each process (torch; ONNX Runtime too with --backend onnx). Default: one per usable "
+            "core, shared out among the --nproc processes."
+        ),
     ),
     fail_on_error: bool = typer.Option(
         False, "--fail-on-error", help="Exit with status 1 (on every rank) when any image failed."
@@ -97,13 +99,14 @@ def main(
         ),
     ),
     reference: Path | None = typer.Option(
-        None, "--reference", metavar="PHOTO", help=(
+        None, "--reference", metavar="PHOTO", rich_help_panel=reference_option.PANEL, help=(
             "A colour photo of the same scene or subject whose colours every input takes where it matches "
             "(read and checked before any input); needs a hint-aware model. See docs/colorize.md."
         ),
     ),
     reference_strength: float = typer.Option(
-        1.0, "--reference-strength", min=0.0, max=2.0, help=reference_option.STRENGTH_HELP
+        1.0, "--reference-strength", min=0.0, max=2.0, metavar="S", help=reference_option.STRENGTH_HELP,
+        rich_help_panel=reference_option.PANEL,
     ),
 ) -> None:
     """Colorize a file list or folder across torchrun ranks; resumable (finished files are skipped)."""
@@ -139,6 +142,7 @@ def main(
         overlap_seconds=overlap_seconds,
         reference=str(reference) if reference is not None else None,
         reference_strength=reference_strength,
+        threads=threads,
     )
     from colorization.inference.checkpoint import CheckpointError  # lazy: torch-free CLI import
 

@@ -14,7 +14,7 @@ import typer
 
 from colorization.image_io import ImageError
 
-__all__ = ["main"]
+__all__ = ["main", "report_skipped_figures"]
 
 
 def main(
@@ -45,7 +45,7 @@ def main(
         "as `colorize` uses it).",
     ),
     limit: int | None = typer.Option(
-        None, "--limit", help="At most N photos per group (a seeded random subset)."
+        None, "--limit", help="At most N photos per group (a seeded random subset). Default: every photo."
     ),
     native: bool = typer.Option(
         False, "--native", help="Evaluate at native resolution through the Colorizer pipeline."
@@ -99,4 +99,19 @@ def main(
     typer.echo(ev.results_markdown(rows, config).split("## All results", 1)[-1].strip().split("\n\n")[0])
     written = sorted(p.name for p in Path(out).iterdir() if p.is_file())
     typer.echo(f"wrote {out}/: {', '.join(written)}")
+    report_skipped_figures(out)
     sys.stdout.flush()
+
+
+def report_skipped_figures(out: Path) -> None:
+    """Say which figures an evaluation left out (run.json's ``figures_skipped``: matplotlib, the
+    'eval' extra, missing); the tables are written either way."""
+    import json
+
+    try:
+        skipped = json.loads((Path(out) / "run.json").read_text(encoding="utf-8")).get("figures_skipped") or {}
+    except (OSError, ValueError):
+        return
+    for reason in dict.fromkeys(skipped.values()):
+        names = ", ".join(name for name, why in skipped.items() if why == reason)
+        typer.echo(f"skipped figures {names}: {reason}", err=True)

@@ -16,6 +16,7 @@ def main(
 ) -> None:
     """Merge evaluation runs made with the same protocol (size, photo subset, seed) into one
     results.json/.csv/.md and AuC plot (see colorization.evaluation.evaluate.merge_outputs)."""
+    from colorization.commands.evaluate import report_skipped_figures
     from colorization.evaluation.evaluate import merge_outputs  # lazy: torch-free CLI import
 
     try:
@@ -24,4 +25,5 @@ def main(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo("wrote " + ", ".join(p.name for p in paths.values()) + f" in {out}")
+    report_skipped_figures(out)
     sys.stdout.flush()

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import typer
 
+from colorization._extras import require
+from colorization.commands.common import check_out_file
+
 __all__ = ["main"]
 
 PARITY_TOLERANCE = 1e-3
@@ -30,6 +33,14 @@ def main(
     ),
 ) -> None:
     """Export a model (network + head decoding) to ONNX with dynamic batch/height/width."""
+    # before any work: the 'onnx' extra (ONNX Runtime only for the check) and a writable destination
+    require("onnx", "colorization export")
+    if check:
+        require("onnxruntime", "colorization export's check against ONNX Runtime (--no-check skips it)")
+    check_out_file(out)
+    if out.exists() and not force:
+        typer.echo(f"error: {out} exists; pass --force to replace it", err=True)
+        raise typer.Exit(2)
     # lazy: torch-free CLI import
     from colorization.inference import checkpoint
     from colorization.inference.onnx_export import export_onnx, onnx_parity

@@ -16,15 +16,18 @@ from typing import Any
 
 import typer
 
-__all__ = ["REFERENCE_HELP", "STRENGTH_HELP", "ReferenceSpec", "parse_references", "check_reference_inputs",
+__all__ = ["PANEL", "REFERENCE_HELP", "STRENGTH_HELP", "ReferenceSpec", "parse_references", "check_reference_inputs",
            "read_references"]
 
 REFERENCE_HELP = (
-    "A colour photo of the same scene or subject (any framing, scale or size) to take the colours from, "
-    "where the input matches it with confidence; elsewhere, and wholly when it does not fit, the colours stay "
-    "automatic. One photo serves every input. For a single video, F:PHOTO (repeatable) starts PHOTO's shot at "
-    "frame F (12.5s:PHOTO: at 12.5 seconds). Needs a hint-aware model (the shipped one is). See docs/colorize.md."
+    "A colour photo of the same scene or subject whose colours the inputs take where they match it "
+    "(elsewhere, and when it does not fit, the colours stay automatic); one serves every input. For a "
+    "single video, F:PHOTO (repeatable; 12.5s:PHOTO for a time) starts PHOTO's shot at frame F. "
+    "Needs a hint-aware model (the shipped one is)."
 )
+PANEL = "Reference photo"
+"""The help panel of the two options (their own table, so the long option name does not narrow
+the description column of the others)."""
 STRENGTH_HELP = (
     "How much of the reference photo to use: 0 = ignore it, 1 = the matches measured to be safe, lower = only "
     "the surest, up to 2 = less sure ones too."

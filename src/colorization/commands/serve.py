@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from colorization._extras import require
 from colorization.serve.serving import DEFAULT_QUEUE_SIZE, run_app
 
 
@@ -42,15 +43,12 @@ def main(
     workers: Annotated[int, typer.Option(min=1, help="Images colorized at the same time (threads).")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve POST /colorize, GET /health, the browser page at / and an API reference at /docs."""
-    try:
-        import uvicorn  # noqa: F401  (checked here for a clear message)
-
-        from colorization.serve.service import create_app  # lazy: fastapi and torch (optional extra)
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise typer.BadParameter(
-            f"the service needs the 'serve' extras ({exc.name} is missing): pip install 'colorization[serve]'"
-        ) from exc
+    """Serve POST /colorize (photos), POST /videos, GET /health, the browser page at / and an API
+    reference at /docs."""
+    # the 'serve' extra, checked before any work; a missing one ends in one line naming it
+    # (colorization.commands.common.command)
+    require("uvicorn", "colorization serve")
+    from colorization.serve.service import create_app  # lazy: fastapi and torch (the 'serve' extra)
     if model is not None and not model.is_dir():
         raise typer.BadParameter(f"model folder {model} does not exist", param_hint="--model")
     if not _is_loopback(host):

@@ -20,6 +20,7 @@ from typing import Any
 
 import typer
 
+from colorization.commands.common import check_out_dir
 from colorization.train.config import (
     MAPPING_FIELDS,
     REQUIRED_FIELDS,
@@ -304,6 +305,8 @@ def main(**values: Any) -> None:
     if run["print_config"]:
         typer.echo(json.dumps(cfg.to_dict(), indent=2))
         return
+    if _is_main_process():  # before any work (one process probes: ranks would race on the folder)
+        check_out_dir(Path(cfg.out), "'--out' / '-o'")
     export_now = run["export_now"]
     try:
         result = train(cfg, resume=resume, progress=run["progress"], stop_after=run["stop_after"],

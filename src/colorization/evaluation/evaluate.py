@@ -39,6 +39,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from colorization import color, image_io
+from colorization._extras import MissingExtraError, require
 from colorization.evaluation import metrics as M
 from colorization.inference.checkpoint import DEFAULT_MODEL, resolve_model_dir
 from colorization.inference.colorizer import Colorizer
@@ -502,8 +503,7 @@ def plot_auc_curves(
     curves: Mapping[tuple[str, str], tuple[Sequence[float], Sequence[float]]], path: Path
 ) -> None:
     """Accuracy vs ab-error threshold, raw and rebalanced panels, one line per (model, group)."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "drawing the figures")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -527,8 +527,7 @@ def plot_auc_curves(
 
 def plot_samples(samples: Mapping[str, Sequence[Image.Image]], columns: Sequence[str], path: Path) -> None:
     """A grid: one row per sample photo, columns in ``columns`` order (missing ones skipped)."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "drawing the figures")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -558,7 +557,10 @@ def write_outputs(
     outcome: _Outcome | None = None,
 ) -> dict[str, Path]:
     """Write results.json, results.csv, results.md, run.json and (given ``outcome``)
-    auc_curves.json, auc_curves.png and samples.png into ``out_dir``; returns the paths."""
+    auc_curves.json, auc_curves.png and samples.png into ``out_dir``; returns the paths written.
+
+    The figures need matplotlib (the ``eval`` extra); without it they are left out, and run.json's
+    ``figures_skipped`` maps each one to the reason."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -585,7 +587,17 @@ def write_outputs(
             "colorfulness": config.cf_variant,
         },
     }
-    image_io.atomic_write_bytes(paths["run.json"], (json.dumps(run, indent=2) + "\n").encode())
+    skipped: dict[str, str] = {}
+
+    def figure(name: str, plot: Any, *args: Any) -> None:
+        # the tables are the result; a figure that needs a missing extra is left out and said so
+        try:
+            plot(*args, out / name)
+        except MissingExtraError as exc:
+            skipped[name] = str(exc)
+        else:
+            paths[name] = out / name
+
     if outcome is not None:
         if outcome.curves:
             paths["auc_curves.json"] = out / "auc_curves.json"
@@ -594,12 +606,13 @@ def write_outputs(
                 for (m, g), (raw, reb) in outcome.curves.items()
             ]
             image_io.atomic_write_bytes(paths["auc_curves.json"], json.dumps(payload).encode())
-            paths["auc_curves.png"] = out / "auc_curves.png"
-            plot_auc_curves(outcome.curves, paths["auc_curves.png"])
+            figure("auc_curves.png", plot_auc_curves, outcome.curves)
         if outcome.samples:
-            paths["samples.png"] = out / "samples.png"
             names = [e.name for e in evals if e.kind != GRAY]
-            plot_samples(outcome.samples, ["ground truth", "gray input", *names], paths["samples.png"])
+            figure("samples.png", plot_samples, outcome.samples, ["ground truth", "gray input", *names])
+    if skipped:
+        run["figures_skipped"] = skipped
+    image_io.atomic_write_bytes(paths["run.json"], (json.dumps(run, indent=2) + "\n").encode())
     return paths
 
 

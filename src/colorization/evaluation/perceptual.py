@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from colorization._extras import EXTRAS, install_command
+
 __all__ = [
     "ST_LPIPS_NAME",
     "FID_NAME",
@@ -184,7 +186,10 @@ class STLPIPS(nn.Module):
 def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise MetricUnavailable(f"the Python package {name!r} is not installed")
+        extra = EXTRAS.get(name, "eval")
+        raise MetricUnavailable(
+            f"the Python package {name!r} is not installed (the '{extra}' extra: {install_command(extra)})"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 

@@ -24,7 +24,7 @@ from colorization.inference import checkpoint
 from colorization.inference.checkpoint import ColorModel
 from colorization.inference.onnx_export import OnnxBackend
 
-__all__ = ["Backend", "TorchBackend", "PRECISIONS", "default_device", "load_backend"]
+__all__ = ["Backend", "TorchBackend", "PRECISIONS", "default_device", "load_backend", "no_hints_reason"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """Accepted ``precision`` values of :class:`TorchBackend` (``auto``: bf16 on CUDA when supported, else fp32)."""
@@ -55,6 +55,24 @@ class Backend(Protocol):
         """``l_norm`` float32 ``(B,1,h,w)`` in ``[-1,1]`` and, for a hint-aware network, an optional
         hint map float32 ``(B,3,h,w)`` (None: no hints) -> float32 ab_norm ``(B,2,h,w)`` on ``device``."""
         ...
+
+
+def no_hints_reason(backend: Backend, model_name: str) -> str:
+    """Why ``backend`` takes no colour hints, and what to do, in one sentence (every refusal of hints
+    says it): an ONNX file exported without its hint input from a model trained with hints needs
+    ``colorization export --hints``; any other model was trained without hints."""
+    model_config = (getattr(backend, "config", None) or {}).get("model_config") or {}
+    if getattr(backend, "name", "") == "onnx" and model_config.get("hints"):
+        path = getattr(backend, "path", "the ONNX file")
+        return (
+            f"{path} does not take colour hints: it was exported without its hint input, although the "
+            f"{model_name} model was trained with hints; re-export it with "
+            "`colorization export --model MODEL --out FILE.onnx --hints`"
+        )
+    return (
+        f"the {model_name} model does not take colour hints (it was trained without them); use a hint-aware "
+        "model (the shipped default model is one)"
+    )
 
 
 def default_device() -> str:
@@ -191,17 +209,22 @@ def load_backend(
     precision: str = "auto",
     channels_last: bool | None = None,
     compile: bool = False,
+    threads: int | None = None,
 ) -> Backend:
     """The backend for a model path and the options of :meth:`colorization.Colorizer.from_pretrained`
     (which documents them).
 
     Raises:
-        ValueError: an unknown ``backend`` or ``precision``, or a torch-only option
+        ValueError: an unknown ``backend`` or ``precision``, ``threads`` below 1, or a torch-only option
             (bf16/fp16, ``channels_last=True``, ``compile=True``) with ``backend="onnx"``.
         FileNotFoundError: no model at ``path``.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        torch.set_num_threads(threads)  # process-wide: the network and the Lab maths around it
     if backend == "torch":
         dev = torch.device(device or default_device())
         model = checkpoint.load_exported(checkpoint.resolve_model_dir(path), device=dev, strict=True)
@@ -216,7 +239,7 @@ def load_backend(
     for option, value in torch_only.items():
         if value is not None:
             raise ValueError(f"{option}={value!r} applies to the torch backend only, not backend='onnx'")
-    return OnnxBackend(_onnx_file(checkpoint.resolve_model_dir(path)), device=device or "cpu")
+    return OnnxBackend(_onnx_file(checkpoint.resolve_model_dir(path)), device=device or "cpu", threads=threads)
 
 
 def _onnx_file(p: Path) -> Path:

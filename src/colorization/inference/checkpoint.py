@@ -19,6 +19,7 @@ strictly with safetensors (no pickle). Both files are written atomically (temp f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -29,6 +30,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from colorization import color
 from colorization._version import __version__
@@ -404,6 +406,24 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
+class _SkipRandomInit(TorchFunctionMode):
+    """Within (this thread only): the random fills of ``torch.nn.init`` and ``Tensor.uniform_`` /
+    ``normal_`` leave their tensor as it is. For building a network whose every parameter is loaded
+    next, strictly: the random initialisation would be overwritten, and it is most of the build time
+    (~60 % of the shipped model's)."""
+
+    _SKIPPED = frozenset({
+        torch.Tensor.uniform_, torch.Tensor.normal_,
+        nn.init.uniform_, nn.init.normal_, nn.init.trunc_normal_, nn.init.kaiming_uniform_,
+        nn.init.kaiming_normal_, nn.init.xavier_uniform_, nn.init.xavier_normal_, nn.init.orthogonal_,
+    })
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func in self._SKIPPED:
+            return args[0] if args else (kwargs or {})["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
 def load_exported(
     path: str | os.PathLike[str], device: str | torch.device = "cpu", strict: bool = True
 ) -> ColorModel:
@@ -434,7 +454,9 @@ def load_exported(
     if "pretrained" in fields:
         fields["pretrained"] = False
     try:
-        network = create_model(name, **fields)
+        # strictly loaded weights replace every parameter: skip their random initialisation
+        with _SkipRandomInit() if strict else contextlib.nullcontext():
+            network = create_model(name, **fields)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{cfg_path}: invalid model_config for {name!r}: {exc}") from None
 

@@ -25,6 +25,7 @@ Steps 1 (in strips) and 4-5 live in :mod:`colorization.inference.fullres`, the n
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -38,7 +39,7 @@ from PIL import Image
 from torch import Tensor
 
 from colorization import color, image_io
-from colorization.inference.backends import PRECISIONS, Backend, TorchBackend, load_backend
+from colorization.inference.backends import PRECISIONS, Backend, TorchBackend, load_backend, no_hints_reason
 from colorization.inference.checkpoint import DEFAULT_WORKING_SIZE
 from colorization.inference.fullres import (
     RefineConfig,
@@ -66,6 +67,7 @@ __all__ = [
     "Colorizer",
     "Background",
     "decode_input",
+    "known_gray",
     "windows",
     "SATURATION_RANGE",
     "PreparedImage",
@@ -244,6 +246,23 @@ def decode_input(
     )
 
 
+GRAY_SOURCE_MODES = ("1", "L", "LA", "La")
+"""PIL modes of files whose pixels are gray levels (with or without transparency)."""
+
+
+def known_gray(loaded: image_io.LoadedImage, background: tuple[int, int, int] | None) -> image_io.LoadedImage:
+    """``loaded`` with its image as its ``"L"`` gray levels when they are known without looking at
+    every pixel: an 8-bit gray file (:data:`GRAY_SOURCE_MODES`) whose transparency, if any, was
+    kept (``alpha``) or composited on the neutral ``background`` it was opened with (None: white);
+    ``loaded`` itself otherwise. :func:`prepare_image` then skips its R == G == B check (about 40 ms
+    for a 12 MP photo)."""
+    bg = background or image_io.BACKGROUND
+    neutral = loaded.alpha is not None or bg[0] == bg[1] == bg[2]
+    if loaded.deep is None and loaded.source_mode in GRAY_SOURCE_MODES and loaded.image.mode == "RGB" and neutral:
+        return dataclasses.replace(loaded, image=loaded.image.getchannel(0))
+    return loaded
+
+
 def prepare_image(
     image: ImageInput,
     size: int = DEFAULT_WORKING_SIZE,
@@ -270,10 +289,19 @@ def prepare_image(
     points = coerce_hints(hints)
     bg = image_io.parse_background(background)
     alpha, bits = None, 8
-    plain = isinstance(image, Image.Image) and image.mode in ("L", "RGB") and not image_io.has_alpha(image)
-    if plain:
+    if isinstance(image, (str, os.PathLike, bytes, bytearray)):  # opened here, as decode_input would
+        src = bytes(image) if isinstance(image, bytearray) else image
+        image = known_gray(image_io.open_image(src, max_pixels=max_pixels, keep_alpha=bg is None,
+                                               background=bg or image_io.BACKGROUND), bg)
+    gray = None
+    if isinstance(image, image_io.LoadedImage) and image.deep is None:  # its gray levels, when it has them
+        pil = image.image
+        _check_pixels(pil.height, pil.width, max_pixels, f"image ({image.source_mode})")
+        gray = np.asarray(pil) if pil.mode == "L" else pil_gray_levels(pil)
+        alpha = image.alpha if gray is not None else None
+    elif isinstance(image, Image.Image) and image.mode in ("L", "RGB") and not image_io.has_alpha(image):
         _check_pixels(image.height, image.width, max_pixels, f"PIL image ({image.mode})")
-    gray = pil_gray_levels(image) if plain else None
+        gray = pil_gray_levels(image)
     if gray is not None:
         # the common case, an 8-bit grayscale image (also stored as RGB): no RGB array
         H, W = gray.shape
@@ -374,6 +402,7 @@ class Colorizer:
         precision: str = "auto",
         channels_last: bool | None = None,
         compile: bool = False,
+        threads: int | None = None,
     ) -> Colorizer:
         """Load an exported model.
 
@@ -393,13 +422,18 @@ class Colorizer:
                 CPU), ``"fp32"``, ``"bf16"`` or ``"fp16"``. The onnx backend runs fp32 only.
             channels_last: torch backend: NHWC network and input; None: on for CUDA.
             compile: torch backend: ``torch.compile`` the network (dynamic shapes).
+            threads: CPU threads: torch's intra-op threads (process-wide, ``torch.set_num_threads``:
+                the network and the Lab maths) and, with ``backend="onnx"``, ONNX Runtime's; None
+                leaves the defaults (one per usable core).
 
         Raises:
-            ValueError: an unknown ``backend`` or ``precision``, or a torch-only option
+            ValueError: an unknown ``backend`` or ``precision``, ``threads`` below 1, or a torch-only option
                 (bf16/fp16, ``channels_last=True``, ``compile=True``) with ``backend="onnx"``.
             FileNotFoundError: no model at ``path`` (see :func:`colorization.inference.backends.load_backend`).
         """
-        be = load_backend(path, device, backend, precision=precision, channels_last=channels_last, compile=compile)
+        be = load_backend(
+            path, device, backend, precision=precision, channels_last=channels_last, compile=compile, threads=threads
+        )
         return cls(be, size=size, max_pixels=max_pixels, refine=refine)
 
     @property
@@ -427,15 +461,15 @@ class Colorizer:
         """Whether the model takes colour hints (``hints=`` of :meth:`__call__`)."""
         return bool(getattr(self.backend, "accepts_hints", False))
 
-    def prepare(
-        self,
-        image: ImageInput,
-        size: int | None = None,
-        hints: HintsInput = None,
-        background: Background = None,
-        reference: ReferenceInput | None = None,
-        reference_strength: float = 1.0,
-    ) -> PreparedImage:
+    @property
+    def no_hints_reason(self) -> str | None:
+        """Why the model takes no colour hints and what to do (None when it takes them): the message
+        of every refusal of hints (:func:`colorization.inference.backends.no_hints_reason`)."""
+        return None if self.accepts_hints else no_hints_reason(self.backend, self.model_name)
+
+    def prepare(self, image: ImageInput, size: int | None = None, hints: HintsInput = None,
+                background: Background = None, reference: ReferenceInput | None = None,
+                reference_strength: float = 1.0) -> PreparedImage:
         """Step 1-2 for one image (see :func:`prepare_image`); ``background`` None (default) keeps
         the alpha channel for :meth:`finish`; ``reference``: see :meth:`add_reference`.
 
@@ -444,63 +478,43 @@ class Colorizer:
                 bad ``background``, a bad reference (see :meth:`encode_reference`).
         """
         if hints and not self.accepts_hints:
-            raise ValueError(
-                f"the {self.model_name} model does not take colour hints; use a model trained with "
-                "hints (configs/default.yaml trains one)"
-            )
+            raise ValueError(self.no_hints_reason)
         ref = None if reference is None else self.encode_reference(reference)  # errors before decoding
         prep = prepare_image(image, int(size or self.size), self.stride, self.max_pixels, hints, background)
         if ref is not None:
             self.add_reference(prep, ref, reference_strength)
         return prep
 
-    # -- reference photos ----------------------------------------------------------------------
+    # -- reference photos (colorization.inference.reference) -------------------------------------
 
     def encode_reference(self, image: ReferenceInput, name: str | None = None) -> Reference:
-        """Read a colour reference photo and encode it for matching, once for any number of photos
-        (an already encoded :class:`~colorization.inference.reference.Reference` is returned as is).
-
-        Args:
-            image: anything :meth:`__call__` reads (transparency composited on white).
-            name: how errors name it (default: the path, else "reference").
+        """A colour reference photo (anything :meth:`__call__` reads; transparency on white) read and
+        encoded for matching, once for any number of photos; a ``Reference`` is returned as is.
+        ``name``: how errors name it (default: the path, else "reference").
 
         Raises:
-            ValueError: the model does not take colour hints.
-            colorization.image_io.ImageTooLargeError: more than ``max_pixels`` pixels.
-            colorization.image_io.ImageError: it cannot be read.
-            colorization.inference.reference.GrayReferenceError: it has no colour.
+            ValueError: a model without hint input, or ``GrayReferenceError``: the photo has no colour;
+                and the image errors of :meth:`__call__` (unreadable, over ``max_pixels``).
         """
         if isinstance(image, Reference):
             return image
         if not self.accepts_hints:
-            raise ValueError(f"the {self.model_name} model does not take colour hints, through which a reference "
-                             "photo colours; use a hint-aware model (the shipped default is one)")
+            raise ValueError(f"{self.no_hints_reason}; a reference photo colours through colour hints")
         label = name or (str(image) if isinstance(image, (str, os.PathLike)) else "reference")
         rgb = decode_input(image, self.max_pixels, image_io.BACKGROUND)[0]
         return encode_reference(rgb, load_match_encoder(str(self.device)), self.reference_config, label)
 
-    def match_reference(
-        self, prepared: PreparedImage, reference: ReferenceInput, strength: float = 1.0
-    ) -> ReferenceMatch:
-        """Match a prepared image against a reference photo (its full-resolution lightness against
-        the reference's; :func:`colorization.inference.reference.match_reference`)."""
+    def match_reference(self, prepared: PreparedImage, reference: ReferenceInput,
+                        strength: float = 1.0) -> ReferenceMatch:
+        """``prepared``'s full-resolution lightness matched against ``reference`` (``match_reference``)."""
         ref = self.encode_reference(reference)
         return match_reference(ref, prepared.l_full, load_match_encoder(str(self.device)), strength)
 
-    def add_reference(
-        self, prepared: PreparedImage, reference: ReferenceInput, strength: float = 1.0
-    ) -> ReferenceMatch | None:
-        """Give ``prepared`` the colours of its confident matches in ``reference`` as hints (the
-        user's own hints, if any, win where both fall); nothing where the reference does not fit.
-
-        Args:
-            strength: in :data:`colorization.inference.reference.STRENGTH_RANGE`: 1 matches at the
-                measured threshold, less keeps only surer matches, more accepts less sure ones, 0
-                ignores the reference.
-
-        Returns:
-            The match (None for strength 0).
-        """
+    def add_reference(self, prepared: PreparedImage, reference: ReferenceInput,
+                      strength: float = 1.0) -> ReferenceMatch | None:
+        """Add the colours of ``prepared``'s confident matches in ``reference`` to its hints (the
+        user's own win where both fall; nothing when the reference does not fit) and return the
+        match. ``strength`` in ``STRENGTH_RANGE`` moves the match threshold (0: ignored, None)."""
         strength = check_strength(strength)
         if strength == 0.0:
             return None
@@ -608,12 +622,10 @@ class Colorizer:
             background: None (default): an input with transparency keeps its alpha (colorized from
                 its straight colour; the output is RGBA); a colour (``"white"``, ``"#rrggbb"``,
                 ``(r, g, b)``) composites the input on it first (the output is RGB).
-            reference: a colour photo of the same scene or subject (any framing, scale or size),
-                or one encoded by :meth:`encode_reference`: where the photo matches it with
-                confidence it takes its colours; elsewhere, and wholly when it does not fit, the
-                colours are the automatic ones. Needs a hint-aware model.
-            reference_strength: how sure a match must be to lend its colour, ``[0, 2]`` (1: as
-                measured; lower: fewer, surer matches; higher: more; 0: the reference is ignored).
+            reference: a colour photo of the same scene or subject (any framing or size), or one
+                from :meth:`encode_reference`: its colours where the photo matches it with
+                confidence, automatic ones elsewhere (and wholly when it does not fit).
+            reference_strength: ``[0, 2]``: lower keeps only surer matches, higher takes more, 0 none.
 
         Returns:
             8-bit RGB PIL image (RGBA for a transparent input without ``background``) with the

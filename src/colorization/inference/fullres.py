@@ -4,14 +4,18 @@
 * step 1: the lightness ``L`` of the input (:func:`full_res_l`, :func:`gray_to_l`);
 * steps 4-5: ab upsampled to full resolution (bilinear, or the fast guided filter of He & Sun 2015
   guided by the full-resolution ``L``) and recombined with the original ``L`` (:func:`recombine`).
-  On the CPU the 8-bit output comes from :func:`colorization.color.lab_to_srgb8` (NumPy/OpenCV,
-  within one level of the exact :func:`colorization.color.lab_to_rgb_in_gamut`, which other devices use).
+  On the CPU the 8-bit output comes from :func:`colorization.srgb8.lab_to_srgb8` (NumPy/OpenCV,
+  within one level of the exact :func:`colorization.color.lab_to_rgb_in_gamut`, which other devices use):
+  upsampling and conversion per strip, the strips shared by OpenCV's number of threads, and the
+  few out-of-gamut pixels mapped in one call at the end (:func:`colorization.color.gamut_map8`).
 
 All Lab maths goes through :mod:`colorization.color`.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -250,7 +254,7 @@ def recombine(
         refine: guided-filter settings, or None for plain bilinear upsampling.
         device: where to compute.
         exact: on the CPU too, use :func:`colorization.color.lab_to_rgb_in_gamut` (torch, several
-            times slower) instead of :func:`colorization.color.lab_to_srgb8` (within one level of it).
+            times slower) instead of :func:`colorization.srgb8.lab_to_srgb8` (within one level of it).
 
     Returns:
         RGB PIL image of the original size; its Lab L equals ``prep.l_full`` up to 8-bit rounding.
@@ -270,7 +274,7 @@ def recombine_array(
 ) -> np.ndarray:
     """:func:`recombine` as an (H, W, 3) sRGB array quantised to ``bits`` (8: uint8, 16: uint16).
 
-    8 bits on the CPU use the fast :func:`colorization.color.lab_to_srgb8` unless ``exact``; 16 bits
+    8 bits on the CPU use the fast :func:`colorization.srgb8.lab_to_srgb8` unless ``exact``; 16 bits
     and other devices always use :func:`colorization.color.lab_to_rgb_in_gamut`."""
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits}")
@@ -287,17 +291,7 @@ def recombine_array(
     out = np.empty((H, W, 3), dtype=dtype)
     rows = max(1, STRIP_PIXELS // W)
     if device.type == "cpu" and bits == 8 and not exact:  # the fast 8-bit path
-        l_np = prep.l_full.to(torch.float32).contiguous().numpy()
-        for y in range(0, H, rows):
-            stop = min(H, y + rows)
-            L, coef = l_np[y:stop], up.rows_numpy(y, stop)
-            if refine is not None:
-                ab_full = coef[:2]
-                ab_full *= color.normalize_l(L)[None]
-                ab_full += coef[2:]
-            else:
-                ab_full = coef
-            color.lab_to_srgb8(L, ab_full[0], ab_full[1], out=out[y:stop])
+        _recombine8(prep.l_full.to(torch.float32).contiguous().numpy(), up, refine is not None, out)
         return out
     for y in range(0, H, rows):
         stop = min(H, y + rows)
@@ -311,3 +305,62 @@ def recombine_array(
         rgb = rgb.mul_(levels).round_().permute(1, 2, 0)
         out[y:stop] = (rgb.to(torch.uint8) if bits == 8 else rgb.to(torch.int32)).cpu().numpy()
     return out
+
+
+def _workers(strips: int) -> int:
+    """Threads for ``strips`` strips: OpenCV's thread count (``cv2.setNumThreads``), at most the CPUs."""
+    import cv2
+
+    return max(1, min(strips, cv2.getNumThreads(), os.cpu_count() or 1))
+
+
+_GAMUT_BATCH = 1 << 14
+"""Out-of-gamut pixels of one strip from which they are mapped at once rather than collected."""
+
+
+def _recombine8(l_np: np.ndarray, up: _RowUpsampler, refined: bool, out: np.ndarray) -> None:
+    """The fast 8-bit CPU recombination into ``out`` ((H, W, 3) uint8) of the full-resolution L
+    ``l_np`` ((H, W) float32) and the upsampled ab (or guided-filter coefficients when ``refined``):
+    per strip of :data:`STRIP_PIXELS`, ab rows upsampled (:meth:`_RowUpsampler.rows_numpy`) and
+    converted (:func:`colorization.srgb8.lab_to_srgb8`), the strips shared by :func:`_workers`
+    threads (NumPy and OpenCV release the GIL). The pixels out of gamut go through
+    :func:`colorization.color.gamut_map8`: in their strip's thread where a strip has many, else (a
+    typical photo: ~0.2 % of its pixels) collected and mapped in one call at the end, since a
+    call per strip costs more than its few pixels."""
+    from colorization import srgb8  # lazy: OpenCV
+
+    H, W = l_np.shape
+    rows = max(1, STRIP_PIXELS // max(1, W))
+    starts = range(0, H, rows)
+    if H:
+        up.rows_numpy(0, 1)  # builds its tables once, before threads share it
+    deferred: list[tuple[np.ndarray, ...]] = []
+
+    def strip(y: int) -> None:
+        stop = min(H, y + rows)
+        L, coef = l_np[y:stop], up.rows_numpy(y, stop)
+        if refined:
+            ab_full = coef[:2]
+            ab_full *= color.normalize_l(L)[None]
+            ab_full += coef[2:]
+        else:
+            ab_full = coef
+        found: list[tuple[np.ndarray, ...]] = []
+        srgb8.lab_to_srgb8(L, ab_full[0], ab_full[1], out=out[y:stop], defer=found)
+        for idx, *lab in found:
+            if len(idx) >= _GAMUT_BATCH:  # many (a tinted black or white area): mapped here, in this thread
+                color.gamut_map8(idx, *lab, out[y:stop].reshape(-1, 3))
+            else:
+                deferred.append((idx + y * W, *lab))  # strip -> image pixel indices
+
+    workers = _workers(len(starts))
+    if workers == 1:
+        for y in starts:
+            strip(y)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(strip, starts):  # re-raises a strip's error
+                pass
+    if deferred:
+        idx, L, a, b = (np.concatenate(parts) for parts in zip(*deferred))
+        color.gamut_map8(idx, L, a, b, out.reshape(-1, 3))

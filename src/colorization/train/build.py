@@ -13,7 +13,7 @@ from torch import nn
 from colorization.inference import checkpoint
 from colorization.models import create_model, list_models
 from colorization.train.config import ConfigError, TrainConfig
-from colorization.train.objectives import Objective, build_objective
+from colorization.train.objectives import ADVERSARIAL_OBJECTIVES, Objective, build_objective
 
 __all__ = ["init_generator", "build_run_objective", "build_optimizers"]
 
@@ -59,7 +59,7 @@ def build_run_objective(cfg: TrainConfig, n_classes: int | None = None) -> Objec
                 f"config field {name!r}: {size} px is not a multiple of model {cfg.model!r}'s stride {generator.stride}"
             )
     discriminator = None
-    if cfg.objective == "gan":
+    if cfg.objective in ADVERSARIAL_OBJECTIVES:
         if cfg.discriminator not in list_models("discriminator"):
             raise ConfigError(
                 f"config field 'discriminator': {cfg.discriminator!r} is not a registered discriminator; "

@@ -36,7 +36,8 @@ class ConfigError(ValueError):
 #: fields that may differ between a run and its resumption (they do not change the maths)
 RUNTIME_FIELDS = frozenset(
     {"out", "device", "amp", "workers", "threads", "compile", "val_every", "save_every", "log_every", "val_images",
-     "sample_images", "working_size", "keep_best", "curve_images"}
+     "sample_images", "working_size", "keep_best", "curve_images", "compact_state", "curve_csv",
+     "snapshot_every"}
 )
 
 #: fields without a default: a config file, the command line or a resumed run must give them
@@ -46,6 +47,7 @@ REQUIRED_FIELDS = ("model", "data", "out")
 MAPPING_FIELDS = ("model_config", "objective_options", "discriminator_config")
 
 _AMP_MODES = ("auto", "bf16", "off")
+_SCHEDULES = ("cosine", "wsd")
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,13 @@ class TrainConfig:
     val: Validation image folder (deterministic centre crops); none: no validation.
     model_config: Network config fields, KEY=VALUE or a JSON object (repeatable; merged key by
         key into the config file's).
-    objective: regression | classification | gan | hybrid.
+    objective: regression | classification | gan | hybrid | realism.
     objective_options: Objective options, KEY=VALUE or a JSON object (repeatable; e.g. loss=l1,
         ssim_weight=0.001, gan_loss=vanilla, aux_weight=0.1).
-    stages: Staged schedule, a list of {steps, objective options..., lr_scale, crop} (YAML or
-        JSON); the last stage runs to the end of training.
-    discriminator: Registered discriminator of the gan objective.
+    stages: Staged schedule, a list of {steps, objective options..., lr_scale, crop, groups}
+        (YAML or JSON); the last stage runs to the end of training. A stage's groups limits its
+        photos to those data groups (e.g. the small photos at a small crop first).
+    discriminator: Registered discriminator (critic) of the gan and realism objectives.
     discriminator_config: Discriminator config fields, KEY=VALUE or a JSON object (repeatable).
     steps: Total optimisation steps.
     batch_size: Images per step per process.
@@ -81,7 +84,11 @@ class TrainConfig:
     betas: AdamW betas.
     weight_decay: AdamW weight decay (not on biases and norms).
     warmup_steps: Linear warm-up steps; none: min(1000, steps // 20).
-    min_lr_ratio: The cosine decay ends at min_lr_ratio x lr.
+    min_lr_ratio: The decay ends at min_lr_ratio x lr.
+    schedule: Learning-rate shape after the warm-up: cosine (decay over the whole run) | wsd
+        (warm-up, stable, decay: constant lr, then a cosine decay over the last decay_fraction
+        of the steps, so a run can be extended with --resume --steps N without a decayed middle).
+    decay_fraction: Share of the steps the wsd schedule decays over (0-1).
     grad_clip: Gradient-norm clip; 0: off.
     ema: Keep an EMA of the generator weights (validated and exported when on).
     ema_decay: EMA decay (warms up as min(decay, (1 + n) / (10 + n))).
@@ -124,6 +131,16 @@ class TrainConfig:
         log.jsonl: the learning curves of the generalisation gap; 0: off.
     keep_best: Also export the validated weights to OUT/model_best/ whenever a validation beats
         the best val PSNR so far (OUT/model/ stays the final weights).
+    compact_state: A file that holds the run's compact state (generator and EMA weights in
+        bfloat16, the step, images seen, last validation), rewritten at every state save; --resume
+        restores the run from it when OUT/state/ is missing (e.g. on another machine), so a
+        long run survives losing its folder when the file is kept (committed); none: off.
+    curve_csv: A CSV file that gets one row at every validation (images seen, loss, val and
+        held-out PSNR and colourfulness); rows past the resumed step are dropped on resume;
+        none: off.
+    snapshot_every: Export the model (the EMA weights when on, as OUT/model/) every N training
+        images into OUT/snapshots/img_XXXXXXXX/ (the images seen), so that the stopping point can
+        be chosen afterwards by measurement; none: no snapshots.
     """
 
     model: str
@@ -173,6 +190,11 @@ class TrainConfig:
     init_from: str | None = None
     keep_best: bool = False
     curve_images: int = 0
+    schedule: str = "cosine"
+    decay_fraction: float = 0.2
+    compact_state: str | None = None
+    curve_csv: str | None = None
+    snapshot_every: int | None = None
 
     def __post_init__(self) -> None:
         from colorization.train.objectives import OBJECTIVES, objective_option_names  # lazy: torch-free CLI import
@@ -210,6 +232,9 @@ class TrainConfig:
             raise bad("init_from", "must be an exported model folder or null")
         if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
             raise bad("max_images", "must be a positive integer or null")
+        snap = self.snapshot_every
+        if snap is not None and (isinstance(snap, bool) or not isinstance(snap, int) or snap < 1):
+            raise bad("snapshot_every", "must be a positive number of images or null")
         def group_names(names: Iterable[Any]) -> bool:
             return all(isinstance(g, str) and g and "/" not in g for g in names)
 
@@ -243,11 +268,19 @@ class TrainConfig:
             raise bad("ema_decay", "must be in (0, 1)")
         if self.amp not in _AMP_MODES:
             raise bad("amp", f"must be one of {list(_AMP_MODES)}")
+        if self.schedule not in _SCHEDULES:
+            raise bad("schedule", f"must be one of {list(_SCHEDULES)}")
+        if not isinstance(self.decay_fraction, (int, float)) or not 0 < self.decay_fraction <= 1:
+            raise bad("decay_fraction", "must be in (0, 1]")
+        for name in ("compact_state", "curve_csv"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise bad(name, "must be a file path or null")
         if self.min_colorfulness_quantile is not None and not 0 <= self.min_colorfulness_quantile < 1:
             raise bad("min_colorfulness_quantile", "must be in [0, 1) or null")
         if len(self.scale_jitter) != 2 or not 0 < self.scale_jitter[0] <= self.scale_jitter[1] <= 1:
             raise bad("scale_jitter", "must be (lo, hi) with 0 < lo <= hi <= 1")
-        stage_keys = set(objective_option_names(self.objective)) | {"steps", "lr_scale", "name", "crop"}
+        stage_keys = set(objective_option_names(self.objective)) | {"steps", "lr_scale", "name", "crop", "groups"}
         for i, stage in enumerate(self.stages):
             if not isinstance(stage, dict):
                 raise ConfigError(f"config field 'stages'[{i}] must be a mapping, got {stage!r}")
@@ -266,6 +299,13 @@ class TrainConfig:
                 raise ConfigError(f"config field 'stages'[{i}]['crop'] must be a positive integer, got {crop!r}")
             if "lr_scale" in stage and not (isinstance(stage["lr_scale"], (int, float)) and stage["lr_scale"] > 0):
                 raise ConfigError(f"config field 'stages'[{i}]['lr_scale'] must be > 0, got {stage['lr_scale']!r}")
+            if "groups" in stage:
+                sg = stage["groups"]
+                if not isinstance(sg, (list, tuple)) or not sg or not group_names(sg):
+                    raise ConfigError(f"config field 'stages'[{i}]['groups'] must be a non-empty list of group names")
+                if self.groups is not None and set(sg) - set(self.groups):
+                    raise ConfigError(f"config field 'stages'[{i}]['groups'] names groups that 'groups' leaves out: "
+                                      f"{sorted(set(sg) - set(self.groups))}")
 
     # --- (de)serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -310,7 +350,8 @@ class TrainConfig:
             if name in kw:
                 kw[name] = {} if kw[name] is None else dict(kw[name]) if isinstance(kw[name], Mapping) else kw[name]
         for name in (
-            "lr", "d_lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema_decay", "min_colorfulness_quantile"
+            "lr", "d_lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema_decay", "min_colorfulness_quantile",
+            "decay_fraction",
         ):
             if isinstance(kw.get(name), int) and not isinstance(kw.get(name), bool):
                 kw[name] = float(kw[name])

@@ -8,6 +8,8 @@ classification head, the annealed-mean ``temperature`` the objective used.
 
 from __future__ import annotations
 
+import math
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,9 @@ from torch import nn
 from colorization import color
 from colorization.inference import checkpoint
 from colorization.train.config import TrainConfig
-from colorization.train.objectives import Objective
+from colorization.train.objectives import ADVERSARIAL_OBJECTIVES, Objective
 
-__all__ = ["training_record", "export_model"]
+__all__ = ["training_record", "export_model", "best_val_psnr", "settle_best"]
 
 
 def training_record(
@@ -41,7 +43,8 @@ def training_record(
             "objective": cfg.objective,
             "objective_options": base_options,
             "stages": [dict(s) for s in cfg.stages],
-            "discriminator": cfg.discriminator if cfg.objective == "gan" else None,
+            "discriminator": cfg.discriminator if cfg.objective in ADVERSARIAL_OBJECTIVES else None,
+            "discriminator_config": dict(cfg.discriminator_config) if cfg.objective in ADVERSARIAL_OBJECTIVES else None,
             "lr": cfg.lr,
             "batch_size": cfg.batch_size,
             "world_size": world_size,
@@ -85,3 +88,40 @@ def export_model(
         checkpoint.save_exported(generator, model_dir, head=objective.head, extra=extra)
     finally:
         generator.train(was_training)
+
+
+def best_val_psnr(out: Path) -> float:
+    """The best val PSNR recorded in ``out/model_best/`` or ``out/model_best.pending/`` (-inf: none)."""
+    best = -math.inf
+    for folder in (out / "model_best", out / "model_best.pending"):
+        if (folder / "config.json").is_file():
+            psnr = checkpoint.read_config(folder).get("metrics", {}).get("val", {}).get("psnr", -math.inf)
+            best = max(best, float(psnr))
+    return best
+
+
+def settle_best(out: Path, saved_step: int) -> None:
+    """Promote ``out/model_best.pending/`` to ``out/model_best/`` once the state of its step is saved.
+
+    A new best is exported to the pending folder first, so a run killed between that export and
+    the next state save never leaves ``model_best/`` ahead of the state it resumes from: on
+    resume, a pending best from a later step than the saved state is dropped (the replayed steps
+    validate it again), one from the saved step or earlier is promoted.
+    """
+    pending = out / "model_best.pending"
+    if not (pending / "config.json").is_file():
+        if pending.exists():
+            shutil.rmtree(pending)  # an export killed half-way
+        return
+    pending_step = int(checkpoint.read_config(pending).get("training", {}).get("steps", -1))
+    if pending_step > saved_step:
+        shutil.rmtree(pending)
+        return
+    best, old = out / "model_best", out / "model_best.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if best.exists():
+        best.rename(old)
+    pending.rename(best)
+    if old.exists():
+        shutil.rmtree(old)

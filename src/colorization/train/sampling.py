@@ -74,11 +74,17 @@ class StepBatchSampler(Sampler[list[tuple[int, int, int]]]):
     ``start_step`` so a resumed run continues the same sequence; ``crop_at(step)`` gives the
     step's crop side. With ``weights`` (``n`` positive per-image sampling weights), each epoch's
     ``n`` indices are drawn with replacement in proportion to them instead (seeded the same way).
+
+    With ``segments`` (``[(start_step, pool of indices), ...]``, sorted, the first starting at 0),
+    the steps from each start on draw from that segment's pool alone, in epochs of the pool
+    counted from the segment's start and seeded by the segment too (stages that train on some
+    groups of the data).
     """
 
     def __init__(
         self, n: int, batch_size: int, rank: int, world: int, seed: int, start_step: int,
         crop_at: Callable[[int], int], weights: Sequence[float] | None = None,
+        segments: Sequence[tuple[int, Sequence[int]]] | None = None,
     ) -> None:
         self.crop_at = crop_at
         self.weights = None
@@ -96,21 +102,52 @@ class StepBatchSampler(Sampler[list[tuple[int, int, int]]]):
                 f"({batch_size} x {world} processes); lower batch_size or add data"
             )
         self.steps_per_epoch = n // self.per_step
+        self.segments = None
+        if segments is not None:
+            if not segments or segments[0][0] != 0 or any(a[0] >= b[0] for a, b in zip(segments, segments[1:])):
+                raise ConfigError("sampling segments must start at step 0 and be sorted by their first step")
+            self.segments = [(int(start), torch.as_tensor(list(pool), dtype=torch.long)) for start, pool in segments]
+            for start, pool in self.segments:
+                if len(pool) < self.per_step:
+                    raise ConfigError(
+                        f"the photos of the stage starting at step {start} are {len(pool)}, fewer than one global "
+                        f"batch ({batch_size} x {world} processes)"
+                    )
 
     def __len__(self) -> int:  # pragma: no cover - endless; DataLoader only needs it for len()
         return 2**62
 
+    def _order(self, step: int) -> tuple[tuple[int, int], int, Callable[[], list[int]]]:
+        """``(epoch key, step within the epoch, a function drawing the epoch's order)``."""
+        if self.segments is None:
+            e, within = divmod(step, self.steps_per_epoch)
+            pool, seed = None, mix(self.seed, e, 1)
+        else:
+            si = max(i for i, (start, _) in enumerate(self.segments) if start <= step)
+            start, pool = self.segments[si]
+            e, within = divmod(step - start, len(pool) // self.per_step)
+            seed = mix(self.seed, e, 1, si + 1)
+            e = (si, e)
+
+        def draw() -> list[int]:
+            gen = torch.Generator().manual_seed(seed)
+            m = self.n if pool is None else len(pool)
+            if self.weights is None:
+                order = torch.randperm(m, generator=gen)
+            else:
+                w = self.weights if pool is None else self.weights[pool]
+                order = torch.multinomial(w, m, replacement=True, generator=gen)
+            return (order if pool is None else pool[order]).tolist()
+
+        return e, within, draw
+
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         step = self.start_step
-        epoch, perm = -1, None
+        epoch, perm = None, None
         while True:
-            e, within = divmod(step, self.steps_per_epoch)
+            e, within, draw = self._order(step)
             if e != epoch:
-                gen = torch.Generator().manual_seed(mix(self.seed, e, 1))
-                if self.weights is None:
-                    perm = torch.randperm(self.n, generator=gen).tolist()
-                else:
-                    perm = torch.multinomial(self.weights, self.n, replacement=True, generator=gen).tolist()
+                perm = draw()
                 epoch = e
             assert perm is not None
             lo = within * self.per_step + self.rank * self.batch_size

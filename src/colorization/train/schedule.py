@@ -13,13 +13,13 @@ from typing import Any
 
 from colorization.train.config import TrainConfig
 
-__all__ = ["Stage", "stage_table", "stage_index", "crop_at", "lr_factor"]
+__all__ = ["Stage", "stage_table", "stage_index", "crop_at", "lr_factor", "stage_groups"]
 
 #: ``(start, end, objective options, lr_scale)`` of one stage; the table covers ``[0, steps)``
 Stage = tuple[int, int, dict[str, Any], float]
 
 #: keys of a stage that are not objective options
-_STAGE_KEYS = ("steps", "lr_scale", "name", "crop")
+_STAGE_KEYS = ("steps", "lr_scale", "name", "crop", "groups")
 
 
 def stage_table(cfg: TrainConfig) -> list[Stage]:
@@ -52,13 +52,25 @@ def crop_at(cfg: TrainConfig, table: Sequence[Stage], step: int) -> int:
     return int(cfg.stages[stage_index(table, step)].get("crop") or cfg.crop)
 
 
+def stage_groups(cfg: TrainConfig) -> list[tuple[str, ...] | None]:
+    """Per stage of :func:`stage_table`, the data groups its photos come from (None: all)."""
+    if not cfg.stages:
+        return [None]
+    return [tuple(stage["groups"]) if stage.get("groups") else None for stage in cfg.stages]
+
+
 def lr_factor(cfg: TrainConfig, table: Sequence[Stage], step: int) -> float:
-    """Learning-rate multiplier at ``step``: linear warm-up, cosine decay to ``min_lr_ratio``,
-    times the current stage's ``lr_scale``."""
+    """Learning-rate multiplier at ``step``: linear warm-up, then the ``schedule``'s decay to
+    ``min_lr_ratio`` (``cosine``: over all the remaining steps; ``wsd``: constant, then a cosine
+    over the last ``decay_fraction`` of the steps), times the current stage's ``lr_scale``."""
     warm = int(cfg.warmup_steps or 0)
     if step < warm:
         base = (step + 1) / warm
     else:
-        progress = min(1.0, (step - warm) / max(1, cfg.steps - warm))
+        if cfg.schedule == "wsd":
+            decay_start = max(warm, cfg.steps - int(round(cfg.decay_fraction * cfg.steps)))
+        else:
+            decay_start = warm
+        progress = min(1.0, max(0.0, (step - decay_start) / max(1, cfg.steps - decay_start)))
         base = cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
     return base * table[stage_index(table, step)][3]

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,17 +29,17 @@ from torch.utils.data import DataLoader
 
 from colorization import data as cdata
 from colorization import image_io
-from colorization.inference import checkpoint
 from colorization.models import get_config_class, list_models
-from colorization.train import state
+from colorization.train import compact, state
 from colorization.train.build import build_optimizers, build_run_objective
 from colorization.train.config import RUNTIME_FIELDS, ConfigError, TrainConfig
 from colorization.train.ema import EMA
-from colorization.train.export import export_model, training_record
+from colorization.train.export import best_val_psnr, export_model, settle_best, training_record
 from colorization.train.objectives import Objective
 from colorization.train.processes import cpu_has_native_bf16, init_processes, resolve_amp, resolve_channels_last
 from colorization.train.sampling import SeededSamples, StepBatchSampler, mix
-from colorization.train.schedule import crop_at, lr_factor, stage_index, stage_table
+from colorization.train.schedule import crop_at, lr_factor, stage_groups, stage_index, stage_table
+from colorization.train.snapshots import export_snapshot, remove_partial, snapshot_due
 from colorization.train.validation import validate
 
 __all__ = ["NonFiniteLossError", "TrainResult", "train"]
@@ -91,6 +90,7 @@ class _Trainer:
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
         self.bf16 = resolve_amp(cfg.amp, self.device)  # bf16 autocast for the steps and validation
+        self.restored_at: int | None = None  # the step a compact-state restore started from
         if cfg.amp == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16() and self.dist.is_main:
             print("[train] warning: amp bf16 on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated and "
                   "several times slower than float32; amp: auto uses float32 on this CPU", flush=True)
@@ -105,6 +105,8 @@ class _Trainer:
                     "continue it or choose another --out"
                 )
             return state.read_latest(self.state_dir)
+        if self.resume and self.cfg.compact_state and Path(self.cfg.compact_state).is_file():
+            return None  # restored from the compact state once the objective is built
         if self.resume and self.dist.is_main:
             print(f"[train] --resume: no saved state in {self.state_dir}, starting from step 0", flush=True)
         return None
@@ -244,33 +246,33 @@ class _Trainer:
             images_seen=images_seen, wall_time_s=wall, last_val=last_val, config=self.cfg.to_dict(),
         )
         if self.dist.is_main:
-            self._settle_best(step)
+            settle_best(self.out, step)
+            if self.cfg.compact_state:
+                compact.save_compact(
+                    self.cfg.compact_state, self.objective.generator, self.ema.module if self.ema is not None else None,
+                    {"step": step, "images_seen": images_seen, "wall_time_s": wall, "last_val": last_val,
+                     "config": self.cfg.to_dict()},
+                )
 
-    def _settle_best(self, saved_step: int) -> None:
-        """Promote OUT/model_best.pending/ to OUT/model_best/ once the state of its step is saved.
-
-        A new best is exported to the pending folder first, so a run killed between that export and
-        the next state save never leaves OUT/model_best/ ahead of the state it resumes from: on
-        resume, a pending best from a later step than the saved state is dropped (the replayed steps
-        validate it again), one from the saved step or earlier is promoted.
-        """
-        pending = self.out / "model_best.pending"
-        if not (pending / "config.json").is_file():
-            if pending.exists():
-                shutil.rmtree(pending)  # an export killed half-way
-            return
-        pending_step = int(checkpoint.read_config(pending).get("training", {}).get("steps", -1))
-        if pending_step > saved_step:
-            shutil.rmtree(pending)
-            return
-        best, old = self.out / "model_best", self.out / "model_best.old"
-        if old.exists():
-            shutil.rmtree(old)
-        if best.exists():
-            best.rename(old)
-        pending.rename(best)
-        if old.exists():
-            shutil.rmtree(old)
+    def _restore_compact(self) -> tuple[int, int, float, dict[str, float]] | None:
+        """With --resume, no OUT/state/ and a ``compact_state`` file: load it (see :mod:`.compact`)."""
+        path = self.cfg.compact_state
+        if not (self.resume and path and Path(path).is_file()):
+            return None
+        _, meta = compact.read_compact(path)
+        step = int(meta["step"])
+        self._check_resume_config(meta["config"], step)
+        compact.restore_compact(path, self.objective.generator, self.ema.module if self.ema is not None else None)
+        torch.manual_seed(mix(self.cfg.seed, self.dist.rank, 3, step))
+        random.seed(mix(self.cfg.seed, self.dist.rank, 4, step))
+        np.random.seed(mix(self.cfg.seed, self.dist.rank, 5, step) % (2**32))
+        self.restored_at = step
+        if self.dist.is_main:
+            print(f"[train] restored from the compact state {path} at step {step} ({int(meta['images_seen']):,} "
+                  f"images seen); optimizer moments start afresh, lr re-warms over {compact.REWARM_STEPS} steps",
+                  flush=True)
+            self._log({"kind": "restore", "step": step, "from": str(path)})
+        return step, int(meta["images_seen"]), float(meta["wall_time_s"]), dict(meta.get("last_val") or {})
 
     def _load_state(self, meta: Mapping[str, Any]) -> None:
         state.load_state(
@@ -294,6 +296,21 @@ class _Trainer:
             raise ConfigError(f"config field 'group_weights' names groups the training data does not hold: "
                               f"{sorted(set(weights) - present)} (it holds {sorted(present)})")
         return [float(weights.get(g, 1.0)) for g in self.train_ds.groups]
+
+    def _segments(self) -> list[tuple[int, list[int]]] | None:
+        """Per stage, the training photos of its ``groups`` (None when no stage limits them)."""
+        per_stage = stage_groups(self.cfg)
+        if all(g is None for g in per_stage):
+            return None
+        present = set(self.train_ds.groups)
+        segments = []
+        for (start, _, _, _), groups in zip(self.table, per_stage, strict=True):
+            if groups is not None and set(groups) - present:
+                raise ConfigError(f"config field 'stages': groups {sorted(set(groups) - present)} are not in the "
+                                  f"training data (it holds {sorted(present)})")
+            pool = [i for i, g in enumerate(self.train_ds.groups) if groups is None or g in groups]
+            segments.append((start, pool))
+        return segments
 
     @property
     def _channels_last(self) -> bool:
@@ -338,13 +355,18 @@ class _Trainer:
             last_val = dict(saved_meta.get("last_val") or {})
             if self.dist.is_main:
                 state.trim_log(self.out / "log.jsonl", step)
-                self._settle_best(step)
+                settle_best(self.out, step)
+                remove_partial(self.out)
                 print(f"[train] resumed from {saved_meta['_dir']} at step {step}", flush=True)
+        elif (restored := self._restore_compact()) is not None:
+            step, images_seen, wall_before, last_val = restored
         else:
             # each rank draws its own random numbers (dropout, ...) from here on
             torch.manual_seed(mix(cfg.seed, self.dist.rank, 3))
             random.seed(mix(cfg.seed, self.dist.rank, 4))
             np.random.seed(mix(cfg.seed, self.dist.rank, 5) % (2**32))
+        if step > 0 and cfg.curve_csv and self.dist.is_main:
+            compact.trim_curve(cfg.curve_csv, step)
         if self.dist.is_main:
             image_io.atomic_write_text(self.out / "train_config.json", state.json_dumps(cfg.to_dict()))
             if step == 0:
@@ -360,7 +382,7 @@ class _Trainer:
 
         sampler = StepBatchSampler(
             len(self.train_ds), cfg.batch_size, self.dist.rank, self.dist.world, cfg.seed, step,
-            functools.partial(crop_at, cfg, self.table), weights=self._sample_weights(),
+            functools.partial(crop_at, cfg, self.table), weights=self._sample_weights(), segments=self._segments(),
         )
         loader = DataLoader(
             SeededSamples(self.train_ds),
@@ -369,6 +391,9 @@ class _Trainer:
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
             prefetch_factor=4 if cfg.workers > 0 else None,
+            # its own base-seed source: iter() would otherwise draw from the global torch RNG after a
+            # resume restored it, shifting every later draw of the steps (e.g. simulated hints)
+            generator=torch.Generator().manual_seed(mix(cfg.seed, self.dist.rank, 6)),
         )
         result = self._loop(loader, step, images_seen, wall_before, last_val, stop_after, time_limit)
         return result
@@ -468,6 +493,8 @@ class _Trainer:
                     batch["label"] = torch.as_tensor(batch_cpu["label"]).to(device, non_blocking=True).long()
 
                 factor = lr_factor(cfg, self.table, step)  # a function of the step: nothing to save
+                if self.restored_at is not None:  # fresh optimizer moments after a compact restore
+                    factor *= min(1.0, (step - self.restored_at + 1) / compact.REWARM_STEPS)
                 for opt in self.optimizers.values():
                     for group in opt.param_groups:
                         group["lr"] = group["initial_lr"] * factor
@@ -490,6 +517,9 @@ class _Trainer:
                     self.ema.update(objective.generator, step)
                 images_seen += cfg.batch_size * self.dist.world
                 window_images += cfg.batch_size * self.dist.world
+                if self.dist.is_main and snapshot_due(images_seen - cfg.batch_size * self.dist.world, images_seen,
+                                                      cfg.snapshot_every):
+                    self._snapshot(step, images_seen, wall_before + time.perf_counter() - t_start)
                 pending.append((step, record))
                 bar.update(1)
 
@@ -515,8 +545,15 @@ class _Trainer:
                         if self.dist.is_main:
                             last_val = self._validate(step)
                             self._log({"kind": "val", "step": step, **last_val})
-                            if cfg.keep_best:
-                                self._keep_if_best(step, images_seen, wall_before + elapsed, last_val)
+                            if cfg.curve_csv:
+                                lr = self.optimizers[objective.all_phases[-1]].param_groups[0]["lr"]
+                                compact.append_curve_row(cfg.curve_csv, step, images_seen, wall_before + elapsed,
+                                                         {**means, "lr": lr}, last_val)
+                            if cfg.keep_best and last_val.get("psnr", -math.inf) > best_val_psnr(self.out):
+                                # promoted to OUT/model_best/ by the next state save (settle_best)
+                                self._export_to(self.out / "model_best.pending", step, images_seen,
+                                                wall_before + elapsed, last_val)
+                                self._log({"kind": "best", "step": step, "psnr": last_val["psnr"]})
                         self.dist.barrier()
                     if do_save:
                         self._save_state(step, images_seen, wall_before + elapsed, last_val)
@@ -610,18 +647,10 @@ class _Trainer:
         )
         export_model(model_dir, generator, self.objective, self.cfg, training, metrics)
 
-    def _keep_if_best(self, step: int, images_seen: int, wall: float, val: dict[str, float]) -> None:
-        """Export to OUT/model_best.pending/ when ``val`` beats the best val PSNR so far (recorded in
-        OUT/model_best/ and the pending folder, so it survives resumes); the next state save
-        promotes it to OUT/model_best/ (:meth:`_settle_best`)."""
-        best = -math.inf
-        for folder in (self.out / "model_best", self.out / "model_best.pending"):
-            if (folder / "config.json").is_file():
-                psnr = checkpoint.read_config(folder).get("metrics", {}).get("val", {}).get("psnr", -math.inf)
-                best = max(best, float(psnr))
-        if val.get("psnr", -math.inf) > best:
-            self._export_to(self.out / "model_best.pending", step, images_seen, wall, val)
-            self._log({"kind": "best", "step": step, "psnr": val["psnr"]})
+    def _snapshot(self, step: int, images_seen: int, wall: float) -> None:
+        """Export OUT/snapshots/img_XXXXXXXX/ (:mod:`.snapshots`; main rank)."""
+        folder = export_snapshot(self.out, images_seen, lambda d: self._export_to(d, step, images_seen, wall, {}))
+        self._log({"kind": "snapshot", "step": step, "images_seen": images_seen, "path": str(folder)})
 
     def close(self) -> None:
         self.dist.close()

@@ -10,7 +10,8 @@
 ...         ...                                          # (H, W, 3) uint8
 
 :mod:`colorization.video.io` decodes and encodes with PyAV, :mod:`colorization.video.stabilize`
-carries chroma along optical flow, :mod:`colorization.video.pipeline` joins them to
+carries chroma along optical flow, :mod:`colorization.video.hint_tracking` carries colour hints
+through a shot, :mod:`colorization.video.pipeline` joins them to
 :class:`colorization.Colorizer` (:mod:`colorization.evaluation.video_quality` measures temporal stability)
 and :mod:`colorization.video.synthetic` makes clips with known colour and motion.
 """
@@ -26,6 +27,7 @@ _HOMES = {
                 "video_format"),
     "io": ("CorruptVideoError", "EmptyVideoError", "NotAVideoError", "UnsupportedVideoError", "VideoError",
            "VideoInfo", "VideoReader", "VideoTooLargeError", "VideoWriter", "open_writer"),
+    "hint_tracking": ("HintWarning", "VideoHint"),
     "pipeline": ("FrameHints", "VideoResult", "colorize_frames", "colorize_video"),
     "stabilize": ("StabilizerConfig", "TemporalStabilizer"),
 }
@@ -38,12 +40,14 @@ __all__ = [
     "CorruptVideoError",
     "EmptyVideoError",
     "FrameHints",
+    "HintWarning",
     "NotAVideoError",
     "StabilizerConfig",
     "TemporalStabilizer",
     "UnsupportedVideoError",
     "VideoError",
     "VideoFormat",
+    "VideoHint",
     "VideoInfo",
     "VideoReader",
     "VideoResult",

@@ -35,7 +35,7 @@ from PIL import Image
 
 from colorization import color
 from colorization.inference.colorizer import _check_saturation
-from colorization.inference.hints import MAX_HINTS, Hint, coerce_hints, hint_map
+from colorization.inference.hints import Hint, hint_map
 from colorization.inference.reference import (
     GrayReferenceError,
     Reference,
@@ -44,6 +44,7 @@ from colorization.inference.reference import (
     render_points,
 )
 from colorization.video.formats import video_format
+from colorization.video.hint_tracking import HintTracker
 from colorization.video.io import VideoReader, open_writer
 from colorization.video.stabilize import StabilizerConfig, TemporalStabilizer, track_points
 
@@ -54,7 +55,8 @@ __all__ = ["FrameHints", "FrameReferences", "VideoResult", "colorize_frames", "c
            "reference_starts"]
 
 FrameHints = Mapping[int, "HintsInput"]
-"""Colour hints per frame index (0-based): ``{12: [Hint(x, y, "#c0392b")], ...}``."""
+"""Colour hints per frame index (0-based): ``{12: [Hint(x, y, "#c0392b")], ...}``; a
+:class:`~colorization.video.hint_tracking.VideoHint` (``hold="shot"``) is kept for the whole shot."""
 FrameReferences = Mapping[int, "ReferenceInput"]
 """Reference photos per shot: ``{0: "a.jpg", 412: "b.jpg"}``, each in force from its frame index
 (0-based) until the next one's."""
@@ -90,44 +92,6 @@ def _stabilizer(stabilize: bool | StabilizerConfig | TemporalStabilizer) -> Temp
     if isinstance(stabilize, StabilizerConfig):
         return TemporalStabilizer(stabilize)
     return TemporalStabilizer() if stabilize else None
-
-
-class _HintTracker:
-    """The hints in force on each frame: the caller's for that frame plus earlier ones moved along
-    the flow until they are occluded, leave the frame or a shot ends."""
-
-    def __init__(self, hints: FrameHints | None) -> None:
-        self.given = {int(k): coerce_hints(v) for k, v in (hints or {}).items()}
-        for index in self.given:
-            if index < 0:
-                raise ValueError(f"hint frame indices start at 0, got {index}")
-        self.points = np.zeros((0, 2), dtype=np.float32)  # working-resolution (x, y)
-        self.colors: list[tuple[int, int, int]] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.given)
-
-    def step(self, index: int, motion: Any, prep: PreparedImage) -> list[Hint]:
-        """Move the tracked points into frame ``index`` and add its own; the frame's hint list."""
-        (W, H), (h, w) = prep.size, prep.work_hw
-        if motion is None:
-            self.points, self.colors = np.zeros((0, 2), dtype=np.float32), []
-        elif len(self.points):
-            moved, kept = track_points(self.points, motion)
-            self.points = moved[kept]
-            self.colors = [c for c, k in zip(self.colors, kept) if k]
-        new = self.given.get(index, [])
-        for hint in new:
-            if not (0 <= hint.x < W and 0 <= hint.y < H):
-                raise ValueError(f"frame {index}: hint at ({hint.x:g}, {hint.y:g}) lies outside the {W}x{H} frame")
-        if new:
-            pts = np.array([[hint.x * w / W, hint.y * h / H] for hint in new], dtype=np.float32)
-            self.points = np.concatenate([self.points, pts])[-MAX_HINTS:]
-            self.colors = (self.colors + [hint.rgb for hint in new])[-MAX_HINTS:]
-        return [
-            Hint(min(W - 1e-3, max(0.0, float(x) * W / w)), min(H - 1e-3, max(0.0, float(y) * H / h)), rgb)
-            for (x, y), rgb in zip(self.points, self.colors)
-        ]
 
 
 class _ShotReferences:
@@ -227,6 +191,7 @@ def colorize_frames(
     refine: bool | None = None,
     hints: FrameHints | None = None,
     batch_size: int = 4,
+    on_warning: Callable[[str], None] | None = None,
     reference: ReferenceInput | FrameReferences | None = None,
     reference_strength: float = 1.0,
     hinted_reference: bool = True,
@@ -242,8 +207,12 @@ def colorize_frames(
             :class:`StabilizerConfig`, or a :class:`TemporalStabilizer` to continue one.
         saturation: chroma multiplier in ``[0, 2]``. size, refine: as for :class:`Colorizer`.
         hints: colour points per frame index (needs a hint-aware model); each point is carried
-            along the optical flow to the following frames while it stays visible.
+            to the following frames of its shot along the optical flow, or found again by its
+            neighbourhood where the flow cannot follow it (:mod:`colorization.video.hint_tracking`).
         batch_size: frames per network call (also the frames held in memory).
+        on_warning: called with a message, once per point, when a hint is dropped, goes missing or
+            fades below half strength before its shot ends; None: :func:`warnings.warn` with
+            :class:`~colorization.video.hint_tracking.HintWarning`.
         reference: a colour photo for the whole clip, or ``{first frame: photo}`` per shot
             (:data:`FrameReferences`; anything :meth:`Colorizer.encode_reference` takes, encoded
             ones too); needs a hint-aware model. Without one, a shot whose first frame has hints
@@ -264,35 +233,41 @@ def colorize_frames(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     saturation = _check_saturation(saturation)
-    tracker = _HintTracker(hints)
+    tracker = HintTracker(hints, on_warning)
     if tracker and not colorizer.accepts_hints:
         raise ValueError(f"the {colorizer.model_name} model does not take colour hints")
     refs = _ShotReferences(colorizer, reference, reference_strength)
     stab = _stabilizer(stabilize)
     flow = stab if stab is not None else (TemporalStabilizer() if tracker or refs else None)  # motion for hints
 
-    def flush(window: list[tuple[PreparedImage, Any, int | None]]) -> Iterator[np.ndarray]:
-        preds = colorizer.predict([prep for prep, _, _ in window], batch_size)
-        for (prep, motion, hinted_shot), ab in zip(window, preds):
+    def flush(window: list[tuple[int, PreparedImage, Any, list, int | None]]) -> Iterator[np.ndarray]:
+        preds = colorizer.predict([prep for _, prep, _, _, _ in window], batch_size)
+        for (i, prep, motion, applied, hinted_shot), ab in zip(window, preds):
             if stab is not None:
                 ab = stab.blend(motion, ab)
+            if applied:
+                tracker.observe(i, applied, ab)
             if hinted_shot is not None:
                 refs.adopt(colorizer, hinted_shot, prep, ab)
             yield colorizer.finish_array(prep, ab, saturation, refine, bits=8)  # no PIL round trip
 
-    window: list[tuple[PreparedImage, Any, int | None]] = []
+    window: list[tuple[int, PreparedImage, Any, list, int | None]] = []
     index = -1
     for index, frame in enumerate(frames):
         prep = colorizer.prepare(_as_image(frame), size)
         h, w = prep.work_hw
         motion = flow.motion(prep.l_work[:, :h, :w]) if flow is not None else None
+        applied: list = []
         hinted_shot = None
         if tracker or refs:
             matched = refs.step(colorizer, index, motion, prep)
-            _attach_hints(prep, tracker.step(index, motion, prep) if tracker else [], matched)
+            points: list = []
+            if tracker:
+                points, applied = tracker.step(index, motion, prep)
+            _attach_hints(prep, points, matched)
             if hinted_reference and refs.first and tracker.given.get(index) and refs.in_force(index) is None:
                 hinted_shot = refs.shot  # the hinted first frame of a shot without a reference
-        window.append((prep, motion, hinted_shot))
+        window.append((index, prep, motion, applied, hinted_shot))
         if len(window) >= batch_size:
             yield from flush(window)
             window = []
@@ -350,6 +325,7 @@ def colorize_video(
     saturation: float = 1.0,
     hints: FrameHints | None = None,
     batch_size: int = 4,
+    on_warning: Callable[[str], None] | None = None,
     progress: bool | None = None,
     on_frame: Callable[[int, int | None], None] | None = None,
     max_frames: int | None = None,
@@ -369,7 +345,7 @@ def colorize_video(
         dst: the output file (its parent is created).
         colorizer: None: the shipped default model on the CPU.
         format: ``"mp4"``, ``"mov"``, ``"mkv"`` or ``"webm"``; None: mp4.
-        stabilize, saturation, hints, batch_size: see :func:`colorize_frames`.
+        stabilize, saturation, hints, batch_size, on_warning: see :func:`colorize_frames`.
         progress: a tqdm bar (frames/s, ETA) on stderr; None: only on a terminal.
         on_frame: called as ``on_frame(done, expected_total_or_None)`` after each frame.
         max_frames, max_duration: reject longer videos (:class:`VideoTooLargeError`).
@@ -409,8 +385,8 @@ def colorize_video(
                         yield frame
 
                 out = colorize_frames(colorizer, luma(), stabilize=stabilize, saturation=saturation,
-                                      hints=hints, batch_size=batch_size, reference=reference,
-                                      reference_strength=reference_strength)
+                                      hints=hints, batch_size=batch_size, on_warning=on_warning,
+                                      reference=reference, reference_strength=reference_strength)
                 for rgb in out:
                     writer.write(rgb, stamps.popleft())
                     bar.update(1)

@@ -1,0 +1,134 @@
+"""Long runs across machines: wsd schedule, stage groups, compact state, curve CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors import safe_open
+from test_train import base_config, make_images, read_log
+
+from colorization.train import ConfigError, compact, resolve_config, train
+from colorization.train.sampling import StepBatchSampler
+from colorization.train.schedule import lr_factor, stage_table
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLORIZATION_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory):
+    """A data folder with two groups (small, large) and a val folder."""
+    root = tmp_path_factory.mktemp("grouped")
+    make_images(root / "train" / "small", 10, seed=2)
+    make_images(root / "train" / "large", 10, seed=3)
+    make_images(root / "val", 4, seed=4)
+    return root / "train", root / "val"
+
+
+def test_wsd_schedule_is_flat_then_decays():
+    cfg = resolve_config({"model": "baseline", "data": ["x"], "out": "o", "steps": 100, "warmup_steps": 10,
+                          "schedule": "wsd", "decay_fraction": 0.2, "min_lr_ratio": 0.1})
+    table = stage_table(cfg)
+    f = [lr_factor(cfg, table, s) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(v == pytest.approx(1.0) for v in f[10:80])  # stable
+    assert f[90] < f[85] < 1.0 and f[99] == pytest.approx(0.1, abs=0.01)  # decay over the last 20 steps
+    # extending the run keeps the factor of the stable steps already done
+    longer = resolve_config({**cfg.to_dict(), "steps": 200})
+    assert [lr_factor(longer, stage_table(longer), s) for s in range(10, 80)] == f[10:80]
+
+
+def test_schedule_and_stage_group_validation():
+    with pytest.raises(ConfigError, match="schedule"):
+        resolve_config({"model": "baseline", "data": ["x"], "out": "o", "schedule": "linear"})
+    with pytest.raises(ConfigError, match="decay_fraction"):
+        resolve_config({"model": "baseline", "data": ["x"], "out": "o", "decay_fraction": 0})
+    with pytest.raises(ConfigError, match="leaves out"):
+        resolve_config({"model": "baseline", "data": ["x"], "out": "o", "groups": ["a"],
+                        "stages": [{"steps": 2, "groups": ["b"]}, {}]})
+
+
+def test_segments_draw_each_stage_from_its_pool():
+    pools = [(0, [0, 1, 2, 3]), (5, list(range(4, 12)))]
+    sampler = StepBatchSampler(12, 2, 0, 1, seed=0, start_step=0, crop_at=lambda s: 32, segments=pools)
+    it = iter(sampler)
+    batches = [next(it) for _ in range(12)]
+    assert all(i < 4 for b in batches[:5] for i, _, _ in b)
+    assert all(i >= 4 for b in batches[5:] for i, _, _ in b)
+    # epochs of a pool are permutations of it
+    assert sorted(i for b in batches[:2] for i, _, _ in b) == [0, 1, 2, 3]
+    # a sampler started later yields the same batches (resume)
+    later = iter(StepBatchSampler(12, 2, 0, 1, seed=0, start_step=7, crop_at=lambda s: 32, segments=pools))
+    assert next(later) == batches[7]
+    with pytest.raises(ConfigError, match="fewer than one global batch"):
+        StepBatchSampler(12, 2, 0, 1, seed=0, start_step=0, crop_at=lambda s: 32, segments=[(0, [1])])
+
+
+def test_stage_groups_limit_the_photos(grouped, tmp_path):
+    train_dir, _ = grouped
+    cfg = base_config(train_dir, tmp_path / "run", steps=4, batch_size=2,
+                      stages=[{"steps": 2, "groups": ["small"]}, {}])
+    result = train(cfg, progress=False)
+    assert result.finished
+    with pytest.raises(ConfigError, match="not in the training data"):
+        train(base_config(train_dir, tmp_path / "run2", steps=4, batch_size=2,
+                          stages=[{"steps": 2, "groups": ["nowhere"]}, {}]), progress=False)
+
+
+def test_compact_state_restores_a_run_without_its_folder(grouped, tmp_path):
+    train_dir, val_dir = grouped
+    packed = tmp_path / "keep" / "run.safetensors"
+    curve = tmp_path / "keep" / "curve.csv"
+    kw = dict(val=str(val_dir), val_every=2, save_every=2, ema=True, compact_state=str(packed), curve_csv=str(curve),
+              schedule="wsd", steps=6)
+    cfg = base_config(train_dir, tmp_path / "run", **kw)
+    first = train(cfg, progress=False, stop_after=4)
+    assert not first.finished and packed.is_file()
+
+    tensors, meta = compact.read_compact(packed)
+    assert meta["step"] == 4 and meta["images_seen"] == 16 and meta["config"]["steps"] == 6
+    assert all(v.dtype == torch.bfloat16 for v in tensors.values() if v.is_floating_point())
+    assert {k for k in tensors if k.startswith("ema.")} and {k for k in tensors if k.startswith("gen.")}
+    with safe_open(str(packed), framework="pt") as fh:
+        assert fh.metadata()["format"] == compact.COMPACT_FORMAT
+    rows = list(csv.DictReader(curve.open()))
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    assert float(rows[-1]["val_psnr"]) > 0 and int(rows[-1]["images_seen"]) == 16
+
+    shutil.rmtree(tmp_path / "run")  # the machine was replaced: the run folder is gone
+    resumed = train(cfg, resume=True, progress=False)
+    assert resumed.finished and resumed.step == 6 and resumed.images_seen == 24
+    log = read_log(tmp_path / "run")
+    assert any(r["kind"] == "restore" and r["step"] == 4 for r in log)
+    first_lr = next(r["lr"] for r in log if r["kind"] == "train")
+    assert first_lr < cfg.lr * 0.1  # re-warming after the restore
+    assert [int(r["step"]) for r in csv.DictReader(curve.open())] == [2, 4, 6]
+    weights = resumed.ema_generator.state_dict()
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+
+def test_compact_state_refuses_another_config(grouped, tmp_path):
+    train_dir, _ = grouped
+    packed = tmp_path / "run.safetensors"
+    train(base_config(train_dir, tmp_path / "a", compact_state=str(packed), save_every=2, steps=2), progress=False)
+    other = base_config(train_dir, tmp_path / "b", compact_state=str(packed), lr=1e-2, steps=4)
+    with pytest.raises(ConfigError, match="lr"):
+        train(other, resume=True, progress=False)
+    packed.write_bytes(b"not a safetensors file")
+    with pytest.raises(ConfigError, match="cannot read"):
+        compact.read_compact(packed)
+
+
+def test_curve_trim_drops_replayed_rows(tmp_path):
+    path = tmp_path / "c.csv"
+    for step in (2, 4, 6):
+        compact.append_curve_row(path, step, step * 4, 1.0, {"loss": 0.5, "lr": 1e-3}, {"psnr": 20.0})
+    compact.trim_curve(path, 4)
+    assert [int(r["step"]) for r in csv.DictReader(path.open())] == [2, 4]
+    assert json.loads(json.dumps(list(csv.DictReader(path.open()))))[0]["loss"] == "0.5"

@@ -28,15 +28,15 @@ Sections (``--sections``, all by default):
     differences against automatic and against gray with 95 % intervals (normal approximation over
     photos), colourfulness, and the share of targets the reference was used for (it fitted).
 ``video``
-    ``--clips`` synthetic clips (:mod:`colorization.video.synthetic`: pan, zoom, cut, object;
+    ``--clips`` synthetic clips (:mod:`colorization.video.synthetic`, its kinds taken in turn;
     ``--frames`` frames of ``--clip-size``) made from photos of ``--data``, colorized with the
     stabiliser, without a reference and with one: ``frame0`` (the clip's first frame in colour; a
     ``cut`` clip gets its second shot's first frame as the reference of that shot), and ``crop``
     (another crop of the source photo as above, for the whole clip). Also ``--hint-points`` colour
     hints on frame 0 (each the ground truth's mean colour of a 3x3 square at a seeded position, as
     ``benchmarks/eval_hints.py`` draws them) with the hinted first frame serving as its shot's
-    reference (``hints0+ref``, the default) and without (``hints0``). Per clip the mean per-frame
-    PSNR and CIEDE2000; paired differences over clips as above.
+    reference (``hints0+ref``, ``hinted_reference=True``) and without (``hints0``, the default). Per
+    clip the mean per-frame PSNR and CIEDE2000; paired differences over clips as above.
 ``speed``
     Matching plus colorizing a ``--speed-size`` square photo against a reference of the same size
     on ``--threads`` threads, by step (median of ``--repeats``), against colorizing it alone.

@@ -95,7 +95,7 @@ def test_a_hinted_first_frame_serves_as_its_shots_reference(colorizer, cut_clip,
     gray = cut_clip.gray()
     encodes = count_calls(monkeypatch, colorizer, "encode_reference")
     out = list(colorize_frames(colorizer, gray, hints={0: [Hint(60, 40, "#d02020")]}, batch_size=2,
-                               saturation=0.5))
+                               saturation=0.5, hinted_reference=True))
     # once, from the first frame's colours at the working size, before the saturation is applied
     assert len(encodes) == 1
     work = encodes[0][0]
@@ -104,8 +104,8 @@ def test_a_hinted_first_frame_serves_as_its_shots_reference(colorizer, cut_clip,
     shown = color.rgb_to_lab(torch.from_numpy(out[0]).permute(2, 0, 1).float() / 255)[1:].norm(dim=0).mean()
     assert float(chroma) > 1.5 * float(shown)  # the output's chroma is halved, the reference's is not
     encodes.clear()
-    list(colorize_frames(colorizer, gray, hints={0: [Hint(60, 40, "#d02020")]}, hinted_reference=False))
-    list(colorize_frames(colorizer, gray, hints={3: [Hint(60, 40, "#d02020")]}))  # not a shot's first frame
+    list(colorize_frames(colorizer, gray, hints={0: [Hint(60, 40, "#d02020")]}))  # off by default
+    list(colorize_frames(colorizer, gray, hints={3: [Hint(60, 40, "#d02020")]}, hinted_reference=True))  # mid-shot
     assert encodes == []
 
 

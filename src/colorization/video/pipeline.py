@@ -12,9 +12,10 @@ grow with the video's length.
 Reference photos (:class:`_ShotReferences`): one for the whole clip, or one per shot from a frame
 index on. Each reference is encoded once; a shot is matched once against the reference in force
 at its first frame (frame 0, a reference's start, or a scene cut the stabiliser detects), and the
-matched points then follow the flow like colour hints while they stay visible. A shot whose first
-frame carries the user's hints and no reference takes its own colorized first frame as its
-reference (matched once, at the first frame prepared after it is colorized).
+matched points then follow the flow like colour hints while they stay visible. With
+``hinted_reference=True``, a shot whose first frame carries the user's hints and no reference takes
+its own colorized first frame as its reference (matched once, at the first frame prepared after it
+is colorized).
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ def colorize_frames(
     on_warning: Callable[[str], None] | None = None,
     reference: ReferenceInput | FrameReferences | None = None,
     reference_strength: float = 1.0,
-    hinted_reference: bool = True,
+    hinted_reference: bool = False,
 ) -> Iterator[np.ndarray]:
     """Colorize a sequence of frames, yielding each result as soon as its batch is done.
 
@@ -215,10 +216,10 @@ def colorize_frames(
             :class:`~colorization.video.hint_tracking.HintWarning`.
         reference: a colour photo for the whole clip, or ``{first frame: photo}`` per shot
             (:data:`FrameReferences`; anything :meth:`Colorizer.encode_reference` takes, encoded
-            ones too); needs a hint-aware model. Without one, a shot whose first frame has hints
-            takes that frame, colorized, as its reference. See the module docs.
+            ones too); needs a hint-aware model. See the module docs.
         reference_strength: how sure a match must be to lend its colour, ``[0, 2]`` (0: none).
-        hinted_reference: let a hinted first frame of a shot without a reference serve as one.
+        hinted_reference: let a hinted first frame of a shot without a reference serve as its
+            reference (measured neutral on the synthetic clips, so off by default).
 
     Yields:
         (H, W, 3) uint8 RGB arrays, one per input frame, in order; each frame's Lab lightness

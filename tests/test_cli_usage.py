@@ -118,8 +118,8 @@ def test_the_colorize_script_imports_only_its_own_command():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
                          env={**os.environ, "COLUMNS": "200"})
-    assert sorted(out.stdout.strip().splitlines()[-1].split(",")) == [
-        "colorization.commands.colorize", "colorization.commands.common"
+    assert sorted(out.stdout.strip().splitlines()[-1].split(",")) == [  # (reference_option: its --reference)
+        "colorization.commands.colorize", "colorization.commands.common", "colorization.commands.reference_option"
     ]
 
 

@@ -170,7 +170,7 @@ def test_upload_limit_is_enforced_while_streaming(colorizer: Colorizer) -> None:
     assert start["status"] == 413
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     assert json.loads(body)["error"] == "upload_too_large"
-    limit_chunks = (MAX_UPLOAD + 64 * 1024) // len(chunk) + 2
+    limit_chunks = (2 * MAX_UPLOAD + 64 * 1024) // len(chunk) + 2  # a photo and its reference photo
     assert pulled <= limit_chunks < total_chunks
 
 

@@ -83,6 +83,9 @@ class ManyConfig:
             not written), so the colours carry on across the chunk boundaries.
         background: colour (name or ``#rrggbb``) transparent inputs are composited on; None keeps
             their alpha in PNG, WebP and TIFF outputs (other formats: white).
+        reference: a colour photo whose colours every photo and video takes where it matches
+            (:meth:`colorization.Colorizer.encode_reference`; read once per rank); needs a
+            hint-aware model. reference_strength: ``[0, 2]``.
         threads: CPU threads of each process (torch intra-op, and ONNX Runtime's with the onnx
             backend); None: torch's default in a single process, ``cpu_count // nprocs`` in each
             of ``nprocs`` spawned ones (``OMP_NUM_THREADS`` when set).
@@ -107,6 +110,8 @@ class ManyConfig:
     background: str | None = None
     chunk_seconds: float = 60.0
     overlap_seconds: float = 2.0
+    reference: str | None = None
+    reference_strength: float = 1.0
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -340,6 +345,7 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
         hints = resolve_hints(config)
         check_hints_model(hints, colorizer.accepts_hints, colorizer.model_name, config.hints_file,
                           colorizer.no_hints_reason)
+        reference = None if config.reference is None else colorizer.encode_reference(config.reference)
         out_dir = Path(config.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
@@ -352,7 +358,7 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
             summary = jobs.colorize_files(
                 colorizer, config.entries("images"), config.outputs(), hints=hints, saturation=config.saturation,
                 batch_size=config.batch_size, workers=config.workers, rank=ctx.rank, world_size=ctx.world_size,
-                progress=reporter,
+                progress=reporter, reference=reference, reference_strength=config.reference_strength,
             )
         finally:
             reporter.close()
@@ -363,7 +369,8 @@ def colorize_many(config: ManyConfig, ctx: DistContext | None = None, progress: 
         video_fmt = config.video_outputs().fmt
         videos, chunk_reports = video_chunks.colorize_chunks(
             colorizer, plans, out_dir, fmt=video_fmt, force=config.force, saturation=config.saturation,
-            batch_size=config.batch_size, rank=ctx.rank, world_size=ctx.world_size,
+            batch_size=config.batch_size, rank=ctx.rank, world_size=ctx.world_size, reference=reference,
+            reference_strength=config.reference_strength,
         )
         _add(summary, videos)
         summary.seconds = round(time.perf_counter() - started, 3)

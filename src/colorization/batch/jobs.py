@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from colorization import image_io
 from colorization.inference.colorizer import SATURATION_RANGE, Colorizer, known_gray, prepare_image, windows
+from colorization.inference.reference import check_strength
 from colorization.video.formats import DEFAULT_VIDEO_FORMAT, video_format
 
 __all__ = ["STATE_DIR", "output_path", "compare_path", "side_by_side", "Outputs", "Task", "JobSummary",
@@ -234,6 +235,8 @@ def colorize_files(
     world_size: int = 1,
     unique_outputs: bool = False,
     progress: Callable[[Task], None] | None = None,
+    reference: Any = None,
+    reference_strength: float = 1.0,
 ) -> JobSummary:
     """Colorize this rank's share of ``entries`` (``(file, root)`` pairs) as ``outputs`` says.
 
@@ -245,15 +248,22 @@ def colorize_files(
         unique_outputs: fail an entry whose output an earlier entry of the share has (remembers
             every output path, so for lists held in memory anyway).
         progress: called with each finished :class:`Task` (done, skipped or failed).
+        reference: a colour reference photo for every entry (read and encoded once, before any
+            file: :meth:`Colorizer.encode_reference`); matched in this process, after the workers
+            prepared each photo. reference_strength: its weight, ``[0, 2]``.
 
     Returns:
         The counts and failures of the share; errors of single files are counted, not raised.
 
     Raises:
-        ValueError: ``saturation`` outside ``colorizer.SATURATION_RANGE`` (before any file).
+        ValueError: ``saturation`` outside ``colorizer.SATURATION_RANGE``, or a bad reference (and
+            the image errors of reading it), before any file.
     """
     if not SATURATION_RANGE[0] <= saturation <= SATURATION_RANGE[1]:
         raise ValueError(f"saturation must be a number in {list(SATURATION_RANGE)}, got {saturation!r}")
+    check_strength(reference_strength)
+    if reference is not None:
+        reference = colorizer.encode_reference(reference)
     start, summary = time.perf_counter(), JobSummary()
     dataset = FileDataset(
         entries, outputs, colorizer.size, colorizer.stride, colorizer.max_pixels, hints, rank, world_size,
@@ -268,6 +278,9 @@ def colorize_files(
             progress(task)
 
     def run(window: list[Task]) -> None:
+        if reference is not None:
+            for task in window:
+                colorizer.add_reference(task.prep, reference, reference_strength)
         for task, ab in zip(window, colorizer.predict([t.prep for t in window], batch_size)):
             try:
                 if _write(colorizer, task, ab, saturation, outputs):
@@ -324,6 +337,8 @@ def colorize_videos(
     world_size: int = 1,
     frame_progress: bool | None = None,
     progress: Callable[[Task], None] | None = None,
+    reference: Any = None,
+    reference_strength: float = 1.0,
 ) -> JobSummary:
     """Colorize this rank's share of video ``entries`` into ``out_dir`` with the photos' rules:
     outputs mirror the inputs (:func:`output_path`, suffix of ``fmt``, default MP4), existing
@@ -332,7 +347,9 @@ def colorize_videos(
 
     Args:
         hints: per entry file, colour points per frame index. frame_progress: a frame bar per video
-            (None: on a terminal). Other arguments as for :func:`colorize_files`.
+            (None: on a terminal). reference: a colour photo for every video, or ``{start: photo}``
+            per shot (:func:`colorization.video.colorize_video`); read and encoded once.
+            Other arguments as for :func:`colorize_files`.
 
     A hint that is dropped, goes missing or fades before its shot ends is reported on stderr as
     ``warning: NAME: reason`` (:mod:`colorization.video.hint_tracking`); the video still completes.
@@ -343,6 +360,11 @@ def colorize_videos(
 
     outputs = Outputs(Path(out_dir), fmt or DEFAULT_VIDEO_FORMAT, force)
     summary, start, claimed = JobSummary(), time.perf_counter(), {}
+    check_strength(reference_strength)
+    if isinstance(reference, Mapping):
+        reference = {k: colorizer.encode_reference(v) for k, v in reference.items()}
+    elif reference is not None:
+        reference = colorizer.encode_reference(reference)
     for index, (file, root) in enumerate(entries):
         if index % world_size != rank:
             continue
@@ -354,7 +376,7 @@ def colorize_videos(
 
                 colorize_video(task.src, task.out, colorizer, format=outputs.fmt, saturation=saturation,
                                hints=(hints or {}).get(Path(file)), batch_size=batch_size, progress=frame_progress,
-                               on_warning=warn)
+                               on_warning=warn, reference=reference, reference_strength=reference_strength)
                 task.end("done")
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
                 task.end("failed", describe_error(task.src, exc))

@@ -66,9 +66,10 @@ def chunk_path(out_dir: Path, plan: VideoPlan, k: int) -> Path:
 
 def colorize_chunks(
     colorizer: Any, plans: list[VideoPlan], out_dir: Path, *, fmt: str | None, force: bool, saturation: float,
-    batch_size: int, rank: int = 0, world_size: int = 1,
+    batch_size: int, rank: int = 0, world_size: int = 1, reference: Any = None, reference_strength: float = 1.0,
 ) -> tuple[jobs.JobSummary, list[tuple[int, int, int, str]]]:
-    """Colorize this rank's chunks.
+    """Colorize this rank's chunks (``reference``: an encoded colour photo for every video, matched at
+    each chunk's first frame).
 
     Returns:
         The rank's counts of the videos it owns outright (one chunk, or skipped/failed when
@@ -89,7 +90,8 @@ def colorize_chunks(
             if task.status == "todo":
                 try:
                     colorize_video(task.src, task.out, colorizer, format=name, saturation=saturation,
-                                   batch_size=batch_size, progress=False)
+                                   batch_size=batch_size, progress=False, reference=reference,
+                                   reference_strength=reference_strength)
                     task.end("done")
                 except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
                     task.end("failed", jobs.describe_error(task.src, exc))
@@ -106,7 +108,8 @@ def colorize_chunks(
                 continue
             try:
                 frames = colorize_chunk(task.src, dst, chunk, colorizer, format=name, saturation=saturation,
-                                        batch_size=batch_size)
+                                        batch_size=batch_size, reference=reference,
+                                        reference_strength=reference_strength)
                 reports.append((v, chunk.index, frames, ""))
             except Exception as exc:  # noqa: BLE001 - one bad chunk fails its video, not the job
                 reports.append((v, chunk.index, -1, jobs.describe_error(task.src, exc)))

@@ -22,6 +22,10 @@ follow the same rules and go to ``OUTDIR/<name>.mp4`` (``--format mkv|mov|webm``
 :func:`colorization.batch.jobs.colorize_videos`). ``--hint F:X,Y,#rrggbb`` puts a hint on frame ``F``
 (default 0) of a single video, ``--hints FILE`` may give videos points per frame index; the
 stabiliser carries them forward (docs/video.md).
+
+A reference photo (``--reference PHOTO``, ``--reference-strength``; per shot of a single video
+``--reference F:PHOTO``) lends its colours where an input matches it
+(:mod:`colorization.commands.reference_option`); it is read and checked before any input (exit status 2).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import typer
 from colorization import image_io
 from colorization._extras import debug_requested, missing_extra
 from colorization.batch.hint_files import HintsFileError, load_hints_file, match_inputs, split_video_hints
+from colorization.commands import reference_option
 from colorization.commands.common import check_out_dir, startup_done
 from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, is_video_path
 
@@ -279,9 +284,18 @@ def main(
             "See docs/colorize.md and docs/video.md."
         ),
     ),
+    reference: list[str] | None = typer.Option(
+        None, "--reference", metavar="[F:]PHOTO", help=reference_option.REFERENCE_HELP,
+        rich_help_panel=reference_option.PANEL,
+    ),
+    reference_strength: float = typer.Option(
+        1.0, "--reference-strength", min=0.0, max=2.0, metavar="S", help=reference_option.STRENGTH_HELP,
+        rich_help_panel=reference_option.PANEL,
+    ),
 ) -> None:
     """Colorize image and video files, folders and globs into OUTDIR."""
     check_out_dir(out_dir)  # before anything heavy: a bad -o is a usage error at once
+    ref_specs = reference_option.parse_references(reference)  # so is a missing reference photo
     # lazy: torch-free CLI import
     from colorization.batch import jobs
     from colorization.inference.colorizer import Colorizer
@@ -289,6 +303,7 @@ def main(
     found, problems = find_inputs(paths, exclude=out_dir)
     videos = [entry for entry in found if is_video_path(entry[0])]
     inputs = [entry for entry in found if not is_video_path(entry[0])]
+    reference_option.check_reference_inputs(ref_specs, videos, inputs)
     if videos and hints_file is not None and not hint:
         hints_for, video_hints = _hints_file_with_videos(hints_file, videos, inputs)
     elif videos:
@@ -321,6 +336,7 @@ def main(
                 else f"--model {model or 'default'}: {colorizer.no_hints_reason}",
                 param_hint="'--hint'" if hint else "'--hints'",
             )
+        refs = reference_option.read_references(colorizer, ref_specs)
         image_fmt = fmt.value if fmt and fmt.value in image_io.OUTPUT_FORMATS else None
         if inputs:
             reporter = jobs.ProgressReporter(total=len(inputs))
@@ -329,7 +345,7 @@ def main(
                     colorizer, inputs,
                     jobs.Outputs(out_dir, image_fmt, force, compare, image_io.parse_background(background)),
                     hints=hints_for, saturation=saturation, batch_size=batch_size, unique_outputs=True,
-                    progress=reporter,
+                    progress=reporter, reference=refs, reference_strength=reference_strength,
                 )
             finally:
                 reporter.close()
@@ -339,7 +355,7 @@ def main(
                 video_summary = jobs.colorize_videos(
                     colorizer, videos, out_dir, fmt=fmt.value if fmt and fmt.value in VIDEO_FORMATS else None,
                     force=force, hints=video_hints, saturation=saturation, batch_size=batch_size,
-                    progress=reporter,
+                    progress=reporter, reference=refs, reference_strength=reference_strength,
                 )
             finally:
                 reporter.close()

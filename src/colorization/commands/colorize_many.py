@@ -16,9 +16,10 @@ Each rank takes the entries ``i`` with ``i % world_size == rank``; existing outp
 rerunning the same command after a crash finishes the job. Images that fail are reported by name
 and listed in ``OUTDIR/.colorize-many/summary.json``; the exit status is 0 when the job ran to the
 end (``--fail-on-error``: 1 when anything failed). ``--hints FILE`` maps file names to colour-hint
-points (checked before any image is read). Videos among the entries are cut into chunks of
-``--chunk-seconds`` that the ranks share, and joined losslessly at the end
-(:mod:`colorization.batch.video_chunks`). See :mod:`colorization.batch.distributed`.
+points (checked before any image is read); ``--reference PHOTO`` lends every photo and video the
+colours of a reference photo where they match it (read and checked before any rank starts).
+Videos among the entries are cut into chunks of ``--chunk-seconds`` that the ranks share, and
+joined losslessly at the end (:mod:`colorization.batch.video_chunks`). See :mod:`colorization.batch.distributed`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 import typer
 
 from colorization.batch.hint_files import HintsFileError
+from colorization.commands import reference_option
 from colorization.commands.colorize import BACKGROUND_HELP, BackendName, Device, OutputFormat, check_background
 from colorization.commands.common import check_out_dir
 
@@ -96,6 +98,16 @@ def main(
             "points; needs a hint-aware model. See docs/colorize.md."
         ),
     ),
+    reference: Path | None = typer.Option(
+        None, "--reference", metavar="PHOTO", rich_help_panel=reference_option.PANEL, help=(
+            "A colour photo of the same scene or subject whose colours every input takes where it matches "
+            "(read and checked before any input); needs a hint-aware model. See docs/colorize.md."
+        ),
+    ),
+    reference_strength: float = typer.Option(
+        1.0, "--reference-strength", min=0.0, max=2.0, metavar="S", help=reference_option.STRENGTH_HELP,
+        rich_help_panel=reference_option.PANEL,
+    ),
 ) -> None:
     """Colorize a file list or folder across torchrun ranks; resumable (finished files are skipped)."""
     # lazy: torch-free CLI import
@@ -108,6 +120,7 @@ def main(
     if input_dir is not None and not input_dir.is_dir():
         raise typer.BadParameter(f"{input_dir}: no such folder", param_hint="--input")
     check_out_dir(out_dir)
+    ref_specs = reference_option.parse_references([str(reference)] if reference is not None else None)
     config = ManyConfig(
         out_dir=str(out_dir),
         list_file=str(list_file) if list_file else None,
@@ -127,6 +140,8 @@ def main(
         background=background,
         chunk_seconds=chunk_seconds,
         overlap_seconds=overlap_seconds,
+        reference=str(reference) if reference is not None else None,
+        reference_strength=reference_strength,
         threads=threads,
     )
     from colorization.inference.checkpoint import CheckpointError  # lazy: torch-free CLI import
@@ -134,6 +149,16 @@ def main(
     ctx = DistContext.from_env()
     if nproc > 1 and ctx.world_size > 1:
         raise typer.BadParameter("--nproc cannot be combined with torchrun (WORLD_SIZE is set)", param_hint="--nproc")
+    if ref_specs:  # fail before any rank starts on a reference that cannot be used
+        from colorization.inference.colorizer import Colorizer  # lazy: torch-free CLI import
+
+        try:
+            checker = Colorizer.from_pretrained(model, device="cpu", backend=backend.value)
+        except Exception as exc:  # noqa: BLE001 - any load problem ends the command with its message
+            typer.echo(f"error: cannot load the model: {exc}", err=True)
+            raise typer.Exit(2) from None
+        reference_option.read_references(checker, ref_specs)
+        del checker
     try:
         if nproc > 1:
             # lazy: torch-free CLI import

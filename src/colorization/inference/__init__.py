@@ -6,6 +6,7 @@
 :mod:`~.prepared`               :class:`PreparedImage`, the network input of one image
 :mod:`~.fullres`                full-resolution L, ab upsampling (guided filter), recombination
 :mod:`~.hints`                  users' colour points: :class:`Hint`, parsing, their hint map
+:mod:`~.reference`              colour from a reference photo: matching, :class:`Reference`
 :mod:`~.backends`               PyTorch / ONNX Runtime backends, precisions, devices
 :mod:`~.checkpoint`             the exported-model format (safetensors + JSON), the default model
 :mod:`~.onnx_export`            ONNX export, :class:`OnnxBackend`, parity check
@@ -29,6 +30,9 @@ _EXPORTS = {
     "MAX_HINTS": "hints",
     "parse_hint": "hints",
     "coerce_hints": "hints",
+    "Reference": "reference",
+    "ReferenceConfig": "reference",
+    "GrayReferenceError": "reference",
     "Backend": "backends",
     "TorchBackend": "backends",
     "PRECISIONS": "backends",

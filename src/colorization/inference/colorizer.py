@@ -51,6 +51,16 @@ from colorization.inference.fullres import (
 )
 from colorization.inference.hints import Hint, coerce_hints, hint_map
 from colorization.inference.prepared import PreparedImage
+from colorization.inference.reference import (
+    Reference,
+    ReferenceConfig,
+    ReferenceMatch,
+    check_strength,
+    encode_reference,
+    load_match_encoder,
+    match_reference,
+    merge_hint_maps,
+)
 from colorization.models.hint_map import HINT_CHANNELS
 
 __all__ = [
@@ -63,6 +73,7 @@ __all__ = [
     "PreparedImage",
     "ImageInput",
     "HintsInput",
+    "ReferenceInput",
     "MAX_ASPECT",
     "MAX_WORKING_SIZE",
     "prepare_image",
@@ -84,6 +95,9 @@ Background = str | tuple[int, int, int] | None
 transparency), a colour (``"white"``, ``"#rrggbb"``, ``(r, g, b)``) composites the input on it."""
 HintsInput = Sequence[Hint | Mapping[str, Any] | str] | None
 """Colour hints for one image (:func:`colorization.inference.hints.coerce_hints`); None: automatic."""
+ReferenceInput = ImageInput | Reference
+"""A colour reference photo: anything :class:`Colorizer` reads, or one already encoded by
+:meth:`Colorizer.encode_reference` (encode once to use it for many photos)."""
 
 SATURATION_RANGE: tuple[float, float] = (0.0, 2.0)
 """Allowed chroma multipliers (0 = gray, 1 = as predicted, 2 = doubled): the same rule for the
@@ -349,6 +363,8 @@ class Colorizer:
         refine: default for the edge-aware ab upsampling (guided filter); off by default because
             it did not reduce colour error on our measurement (docs/colorize.md).
         refine_config: its radius/eps.
+        reference_config: how reference photos are matched
+            (:class:`colorization.inference.reference.ReferenceConfig`).
     """
 
     def __init__(
@@ -359,6 +375,7 @@ class Colorizer:
         max_pixels: int | None = image_io.DEFAULT_MAX_PIXELS,
         refine: bool = False,
         refine_config: RefineConfig = _REFINE,
+        reference_config: ReferenceConfig | None = None,
     ) -> None:
         self.backend = backend
         self.size = int(size or backend.working_size or DEFAULT_WORKING_SIZE)
@@ -368,6 +385,7 @@ class Colorizer:
         self.max_pixels = max_pixels
         self.refine = bool(refine)
         self.refine_config = refine_config
+        self.reference_config = reference_config or ReferenceConfig()
 
     # -- construction ------------------------------------------------------------------------
 
@@ -449,18 +467,64 @@ class Colorizer:
         of every refusal of hints (:func:`colorization.inference.backends.no_hints_reason`)."""
         return None if self.accepts_hints else no_hints_reason(self.backend, self.model_name)
 
-    def prepare(
-        self, image: ImageInput, size: int | None = None, hints: HintsInput = None, background: Background = None
-    ) -> PreparedImage:
+    def prepare(self, image: ImageInput, size: int | None = None, hints: HintsInput = None,
+                background: Background = None, reference: ReferenceInput | None = None,
+                reference_strength: float = 1.0) -> PreparedImage:
         """Step 1-2 for one image (see :func:`prepare_image`); ``background`` None (default) keeps
-        the alpha channel for :meth:`finish`.
+        the alpha channel for :meth:`finish`; ``reference``: see :meth:`add_reference`.
 
         Raises:
-            ValueError: hints for a model that does not take them, malformed hints, a bad ``background``.
+            ValueError: hints or a reference for a model that does not take hints, malformed hints, a
+                bad ``background``, a bad reference (see :meth:`encode_reference`).
         """
         if hints and not self.accepts_hints:
             raise ValueError(self.no_hints_reason)
-        return prepare_image(image, int(size or self.size), self.stride, self.max_pixels, hints, background)
+        ref = None if reference is None else self.encode_reference(reference)  # errors before decoding
+        prep = prepare_image(image, int(size or self.size), self.stride, self.max_pixels, hints, background)
+        if ref is not None:
+            self.add_reference(prep, ref, reference_strength)
+        return prep
+
+    # -- reference photos (colorization.inference.reference) -------------------------------------
+
+    def encode_reference(self, image: ReferenceInput, name: str | None = None) -> Reference:
+        """A colour reference photo (anything :meth:`__call__` reads; transparency on white) read and
+        encoded for matching, once for any number of photos; a ``Reference`` is returned as is.
+        ``name``: how errors name it (default: the path, else "reference").
+
+        Raises:
+            ValueError: a model without hint input, or ``GrayReferenceError``: the photo has no colour;
+                and the image errors of :meth:`__call__` (unreadable, over ``max_pixels``).
+        """
+        if isinstance(image, Reference):
+            return image
+        if not self.accepts_hints:
+            raise ValueError(f"{self.no_hints_reason}; a reference photo colours through colour hints")
+        label = name or (str(image) if isinstance(image, (str, os.PathLike)) else "reference")
+        rgb = decode_input(image, self.max_pixels, image_io.BACKGROUND)[0]
+        return encode_reference(rgb, load_match_encoder(str(self.device)), self.reference_config, label)
+
+    def match_reference(self, prepared: PreparedImage, reference: ReferenceInput,
+                        strength: float = 1.0) -> ReferenceMatch:
+        """``prepared``'s full-resolution lightness matched against ``reference`` (``match_reference``)."""
+        ref = self.encode_reference(reference)
+        return match_reference(ref, prepared.l_full, load_match_encoder(str(self.device)), strength)
+
+    def add_reference(self, prepared: PreparedImage, reference: ReferenceInput,
+                      strength: float = 1.0) -> ReferenceMatch | None:
+        """Add the colours of ``prepared``'s confident matches in ``reference`` to its hints (the
+        user's own win where both fall; nothing when the reference does not fit) and return the
+        match. ``strength`` in ``STRENGTH_RANGE`` moves the match threshold (0: ignored, None)."""
+        strength = check_strength(strength)
+        if strength == 0.0:
+            return None
+        ref = self.encode_reference(reference)
+        match = self.match_reference(prepared, ref, strength)
+        if match.fits:
+            (h, w), (hp, wp) = prepared.work_hw, prepared.l_work.shape[-2:]
+            hmap = F.pad(match.hint_map((h, w), ref.config.radius), (0, wp - w, 0, hp - h))
+            prepared.hints = merge_hint_maps(prepared.hints, hmap.contiguous())
+        return match
 
     def predict(self, prepared: Sequence[PreparedImage], batch_size: int = 8) -> list[Tensor]:
         """Run the network on prepared images, batching those of equal working shape.
@@ -540,6 +604,8 @@ class Colorizer:
         refine: bool | None = None,
         hints: HintsInput = None,
         background: Background = None,
+        reference: ReferenceInput | None = None,
+        reference_strength: float = 1.0,
     ) -> Image.Image:
         """Colorize one image.
 
@@ -556,6 +622,10 @@ class Colorizer:
             background: None (default): an input with transparency keeps its alpha (colorized from
                 its straight colour; the output is RGBA); a colour (``"white"``, ``"#rrggbb"``,
                 ``(r, g, b)``) composites the input on it first (the output is RGB).
+            reference: a colour photo of the same scene or subject (any framing or size), or one
+                from :meth:`encode_reference`: its colours where the photo matches it with
+                confidence, automatic ones elsewhere (and wholly when it does not fit).
+            reference_strength: ``[0, 2]``: lower keeps only surer matches, higher takes more, 0 none.
 
         Returns:
             8-bit RGB PIL image (RGBA for a transparent input without ``background``) with the
@@ -565,10 +635,11 @@ class Colorizer:
             colorization.image_io.ImageTooLargeError: the input has more than ``max_pixels`` pixels.
             colorization.image_io.ImageError: the input cannot be read.
             ValueError: a bad ``saturation`` or ``background``, a malformed hint, a point outside the
-                image, or hints for a model without hint input.
+                image, or hints for a model without hint input; a bad reference (see
+                :meth:`encode_reference`, which also raises the image errors above for it).
         """
         saturation = _check_saturation(saturation)
-        prep = self.prepare(image, size, hints, background)
+        prep = self.prepare(image, size, hints, background, reference, reference_strength)
         (ab,) = self.predict([prep], batch_size=1)
         return self.finish(prep, ab, saturation, refine)
 
@@ -581,17 +652,22 @@ class Colorizer:
         refine: bool | None = None,
         hints: Iterable[HintsInput] | None = None,
         background: Background = None,
+        reference: ReferenceInput | None = None,
+        reference_strength: float = 1.0,
     ) -> Iterator[Image.Image]:
         """Colorize a stream of images, yielding results in input order.
 
         Images are prepared in windows of up to ``4 * batch_size`` (fewer for very large photos);
         within a window images of the same working shape share network calls of up to
         ``batch_size``. ``hints``, when given, holds one entry (a list of points or None) per image.
-        ``background`` as for :meth:`__call__`.
+        ``background`` as for :meth:`__call__`; ``reference`` (one for every image, read and encoded
+        once) and ``reference_strength`` too.
         """
         saturation = _check_saturation(saturation)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_strength(reference_strength)
+        ref = None if reference is None else self.encode_reference(reference)
         per_image: Iterator[Any] = iter(hints) if hints is not None else itertools.repeat(None)
 
         def prepared() -> Iterator[PreparedImage]:
@@ -599,7 +675,7 @@ class Colorizer:
                 points = next(per_image, _MISSING)
                 if points is _MISSING:
                     raise ValueError("hints ran out before the images: give one entry (points or None) per image")
-                yield self.prepare(image, size, points, background)
+                yield self.prepare(image, size, points, background, ref, reference_strength)
 
         for window in windows(prepared(), batch_size, lambda prep: prep.l_full.numel()):
             for prep, ab in zip(window, self.predict(window, batch_size)):
@@ -614,16 +690,20 @@ class Colorizer:
         refine: bool | None = None,
         hints: Sequence[HintsInput] | None = None,
         background: Background = None,
+        reference: ReferenceInput | None = None,
+        reference_strength: float = 1.0,
     ) -> list[Image.Image]:
         """Colorize several images (any sizes); same results as calling the colorizer on each.
 
         Images whose working shape is equal are batched into one network call of up to
-        ``batch_size``. ``hints``: None, or one entry (points or None) per image. ``background``
-        as for :meth:`__call__`. Returns PIL images (RGB, or RGBA with kept alpha) in input order.
+        ``batch_size``. ``hints``: None, or one entry (points or None) per image. ``background``,
+        ``reference`` (one for all) and ``reference_strength`` as for :meth:`__call__`. Returns PIL
+        images (RGB, or RGBA with kept alpha) in input order.
         """
         if hints is not None and len(hints) != len(images):
             raise ValueError(f"hints needs one entry per image: {len(hints)} for {len(images)} images")
-        return list(self.colorize_iter(images, batch_size, size, saturation, refine, hints, background))
+        return list(self.colorize_iter(images, batch_size, size, saturation, refine, hints, background,
+                                       reference, reference_strength))
 
 
 def _check_saturation(saturation: float) -> float:

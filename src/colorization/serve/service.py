@@ -11,19 +11,22 @@ carries colour hints (never with an empty list, so plain callables keep working)
 Endpoints
 ---------
 ``POST /colorize``  multipart upload (field ``file``; optional ``size``, ``saturation``, ``format``,
-                    ``hints``: colour points as JSON, see :mod:`colorization.serve.service_hints`)
+                    ``hints``: colour points as JSON, see :mod:`colorization.serve.service_hints`;
+                    ``reference``: a second upload, a colour photo to take colours from, and
+                    ``reference_strength``, see :mod:`colorization.serve.service_reference`)
                     -> the colorized image (PNG unless another format is asked for).
-``GET /health``     status, model name, device, whether the model takes colour hints and videos,
+``GET /health``     status, model name, device, whether the model takes colour hints, reference photos and videos,
                     queue depth and the limits in force (``limits.video``: the video bounds).
 ``POST /videos``    a short video upload -> 202 and a job; ``GET /videos/{id}`` its progress,
                     ``GET /videos/{id}/result`` the colorized video (:mod:`colorization.serve.service_video`).
-``GET /``           the browser page (``static/index.html``, ``app.js``, ``hints.js``, ``video.js``,
+``GET /``           the browser page (``static/index.html``, ``app.js``, ``hints.js``, ``reference.js``, ``video.js``,
                     ``style.css``; no external assets).
 ``GET /docs``       FastAPI's Swagger UI for ``/openapi.json``, its JavaScript and CSS served by
                     this app under ``/docs-assets/`` (from package ``fastapi-offline``; no CDN).
 
 Limits (all configurable, see :class:`ServiceConfig`): the request body is counted while it is
-received and the request is refused with 413 as soon as it exceeds the upload limit; images whose
+received and the request is refused with 413 as soon as it exceeds twice the upload limit (a photo
+and its reference; each file part is held to the limit on its own); images whose
 pixel count exceeds ``max_pixels`` are refused with 413 *before* they are decoded; at most
 ``workers`` images are colorized at once in a thread pool (never on the event loop) and at most
 ``queue_size`` more wait for a worker; further requests get 503 with ``Retry-After``.
@@ -58,12 +61,20 @@ from colorization import image_io
 from colorization._version import __version__
 from colorization.inference.colorizer import SATURATION_RANGE, Colorizer
 from colorization.inference.hints import MAX_HINTS
+from colorization.inference.reference import STRENGTH_RANGE
 from colorization.serve.service_hints import (
     HINTS_EXAMPLE,
     HINTS_FIELD_DESCRIPTION,
     accepts_hints,
     check_hints_inside,
     parse_hints_field,
+)
+from colorization.serve.service_reference import (
+    REFERENCE_FIELD_DESCRIPTION,
+    STRENGTH_FIELD_DESCRIPTION,
+    ReferenceProblem,
+    accepts_reference,
+    read_reference,
 )
 from colorization.serve.service_video import add_video_routes, video_limits
 from colorization.serve.serving import DEFAULT_QUEUE_SIZE, InferenceQueue, status_code_name
@@ -100,6 +111,7 @@ _PAGE_FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "hints.js": "text/javascript; charset=utf-8",
+    "reference.js": "text/javascript; charset=utf-8",
     "video.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
@@ -371,6 +383,7 @@ def create_app(
     if model_name:
         name = model_name
     takes_hints = accepts_hints(colorizer)
+    takes_reference = accepts_reference(colorizer)
     queue = InferenceQueue(workers=config.workers, queue_size=config.queue_size)
 
     @contextlib.asynccontextmanager
@@ -392,16 +405,18 @@ def create_app(
     app.state.model_name = name
     app.state.device = device_name
     app.state.accepts_hints = takes_hints
+    app.state.accepts_reference = takes_reference
     app.state.config = config
     app.state.queue = queue
     app.add_middleware(
         BodyLimitMiddleware,
-        max_body=config.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        max_body=2 * config.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
         upload_limit=config.max_upload_bytes,
     )
 
     # POST /videos, GET /videos/{id}[/result]: video jobs (colorization.service_video)
-    app.state.video_jobs = add_video_routes(app, colorizer, config.max_upload_bytes, ServiceError, _map_image_error)
+    app.state.video_jobs = add_video_routes(app, colorizer, config.max_upload_bytes, ServiceError, _map_image_error,
+                                            config.max_pixels)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
@@ -444,6 +459,7 @@ def create_app(
             "model": name,
             "device": device_name,
             "accepts_hints": takes_hints,
+            "accepts_reference": takes_reference,
             "accepts_videos": hasattr(colorizer, "predict"),
             "version": __version__,
             "queue": queue.snapshot(),
@@ -453,6 +469,7 @@ def create_app(
                 "saturation_range": list(SATURATION_RANGE),
                 "formats": [*OUTPUT_FORMATS, _INPUT_FORMAT],
                 "max_hints": MAX_HINTS,
+                "reference_strength_range": list(STRENGTH_RANGE),
                 "video": video_limits(),
             },
         }
@@ -466,7 +483,10 @@ def create_app(
             "it is PNG, JPEG or WebP and uses PNG otherwise. Metadata (EXIF) is not copied; the "
             "EXIF orientation is applied before colorizing.\n\n"
             "Colour hints (models with accepts_hints in /health): the optional hints field is a JSON "
-            "list of points in the upload's pixel coordinates, e.g. hints=" + HINTS_EXAMPLE + "."
+            "list of points in the upload's pixel coordinates, e.g. hints=" + HINTS_EXAMPLE + ".\n\n"
+            "Reference photo (models with accepts_reference in /health): the optional reference file field "
+            "is a colour photo whose colours the result takes where the photo matches it; "
+            "reference_strength weighs them."
         ),
         response_class=Response,
         responses={
@@ -475,14 +495,18 @@ def create_app(
                 "content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
             },
             413: {
-                "description": "Upload larger than max_upload_bytes, or more pixels than max_pixels",
+                "description": "Upload (photo or reference) larger than max_upload_bytes, or more pixels than "
+                "max_pixels (reference_too_large for the reference)",
                 **_ERROR_RESPONSE,
             },
-            415: {"description": "The upload is not an image", **_ERROR_RESPONSE},
+            415: {"description": "The upload (or the reference: reference_not_an_image) is not an image",
+                  **_ERROR_RESPONSE},
             422: {
                 "description": "Corrupt or empty image, an invalid size/saturation/format, invalid "
                 "hints (invalid_hints: bad JSON or point, a point outside the image, more than "
-                f"{MAX_HINTS} points) or hints for a model without hint input (hints_not_supported)",
+                f"{MAX_HINTS} points) or hints for a model without hint input (hints_not_supported); a corrupt, "
+                "empty or gray reference (invalid_reference), or a reference for a model without hint input "
+                "(reference_not_supported)",
                 **_ERROR_RESPONSE,
             },
             503: {"description": "Inference queue full; retry after Retry-After seconds", **_ERROR_RESPONSE},
@@ -504,6 +528,10 @@ def create_app(
         ),
         format: str = Form("png", description="Output format: png, jpeg (jpg), webp or input."),
         hints: str | None = Form(None, description=HINTS_FIELD_DESCRIPTION, examples=[HINTS_EXAMPLE]),
+        reference: UploadFile | None = File(None, description=REFERENCE_FIELD_DESCRIPTION),
+        reference_strength: float = Form(
+            1.0, ge=STRENGTH_RANGE[0], le=STRENGTH_RANGE[1], description=STRENGTH_FIELD_DESCRIPTION
+        ),
     ) -> Response:
         fmt = format.strip().lower()
         fmt = _FORMAT_ALIASES.get(fmt, fmt)
@@ -536,6 +564,13 @@ def create_app(
             )
         if not data:
             raise ServiceError(422, "empty_image", f"{filename}: the uploaded file is empty")
+        ref_data, ref_name = await _read_reference_part(reference)
+        if ref_data is not None and not takes_reference:
+            raise ServiceError(
+                422, "reference_not_supported",
+                f"reference: the {name} model does not take colour hints, through which a reference photo "
+                "colours; send the request without a reference",
+            )
         if not queue.try_admit():
             retry = queue.retry_after()
             raise ServiceError(
@@ -544,7 +579,7 @@ def create_app(
                 headers={"Retry-After": str(retry)},
             )
 
-        def work() -> tuple[bytes, str, tuple[int, int]]:
+        def work() -> tuple[bytes, str, tuple[int, int], Any]:
             try:
                 loaded = image_io.open_image(data, max_pixels=config.max_pixels, name=filename)
             except image_io.ImageError as exc:
@@ -557,33 +592,67 @@ def create_app(
             if out_fmt == _INPUT_FORMAT:
                 out_fmt = _PIL_TO_OUTPUT.get((loaded.format or "").upper(), "png")
             extra = {"hints": points} if points else {}
+            match = None
             try:
-                result = colorizer(loaded.image, size=size, saturation=saturation, **extra)
+                if ref_data is not None:
+                    result, match = _with_reference(colorizer, loaded.image, ref_data, ref_name, size, saturation,
+                                                    reference_strength, points)
+                else:
+                    result = colorizer(loaded.image, size=size, saturation=saturation, **extra)
             except image_io.ImageError as exc:  # e.g. the colorizer's own pixel limit
                 raise _map_image_error(exc, filename) from exc
             if result.size != loaded.image.size:
                 raise RuntimeError(f"colorizer returned {result.size}, expected {loaded.image.size}")
-            return image_io.encode_image(result.convert("RGB"), out_fmt), out_fmt, result.size
+            return image_io.encode_image(result.convert("RGB"), out_fmt), out_fmt, result.size, match
 
         start = time.perf_counter()
         try:
-            payload, out_fmt, (width, height) = await queue.run(work)
+            payload, out_fmt, (width, height), match = await queue.run(work)
         except ServiceError:
             raise
         except Exception:
             logger.exception("colorizing %s failed", filename)
             raise ServiceError(500, "internal_error", f"{filename}: colorizing failed (see the server log)") from None
         media_type, ext = OUTPUT_FORMATS[out_fmt].media_type, OUTPUT_FORMATS[out_fmt].suffix
-        return Response(
-            content=payload,
-            media_type=media_type,
-            headers={
-                "Content-Disposition": f'inline; filename="{_safe_stem(filename)}_color{ext}"',
-                "X-Image-Size": f"{width}x{height}",
-                "X-Processing-Seconds": f"{time.perf_counter() - start:.3f}",
-                "Cache-Control": "no-store",
-            },
-        )
+        headers = {
+            "Content-Disposition": f'inline; filename="{_safe_stem(filename)}_color{ext}"',
+            "X-Image-Size": f"{width}x{height}",
+            "X-Processing-Seconds": f"{time.perf_counter() - start:.3f}",
+            "Cache-Control": "no-store",
+        }
+        if ref_data is not None:
+            headers["X-Reference-Used"] = "true" if match is not None and match.fits else "false"
+            headers["X-Reference-Match"] = f"{match.share if match is not None else 0.0:.3f}"
+        return Response(content=payload, media_type=media_type, headers=headers)
+
+    async def _read_reference_part(part: UploadFile | None) -> tuple[bytes | None, str]:
+        """The reference upload's bytes (None when no file was chosen) and name; 413/422 for too
+        large or empty."""
+        if part is None or (not part.filename and not part.size):
+            return None, ""
+        ref_name = part.filename or "reference"
+        data = await part.read(config.max_upload_bytes + 1)
+        await part.close()
+        if len(data) > config.max_upload_bytes:
+            raise ServiceError(413, "reference_too_large",
+                               f"reference {ref_name}: upload exceeds the {_mb(config.max_upload_bytes)} limit",
+                               extra={"limit_bytes": config.max_upload_bytes})
+        if not data:
+            raise ServiceError(422, "invalid_reference", f"reference {ref_name}: the uploaded file is empty")
+        return data, ref_name
+
+    def _with_reference(col: Any, image: Image.Image, ref_data: bytes, ref_name: str, size: int | None,
+                        saturation: float, strength: float, points: list) -> tuple[Image.Image, Any]:
+        """Colorize ``image`` with the reference photo (the Colorizer's own steps, so that the match
+        is known); ReferenceProblem -> ServiceError."""
+        try:
+            ref = read_reference(col, ref_data, ref_name, config.max_pixels)
+        except ReferenceProblem as exc:
+            raise ServiceError(exc.status, exc.code, exc.detail) from None
+        prep = col.prepare(image, size, points or None)
+        match = col.add_reference(prep, ref, strength)
+        (ab,) = col.predict([prep], 1)
+        return col.finish(prep, ab, saturation), match
 
     docs_page, docs_csp = _docs_page(app.openapi_url or "/openapi.json", app.title)
 

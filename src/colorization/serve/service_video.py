@@ -30,6 +30,14 @@ from fastapi.responses import FileResponse
 
 from colorization import image_io
 from colorization.inference.colorizer import SATURATION_RANGE
+from colorization.inference.reference import STRENGTH_RANGE
+from colorization.serve.service_reference import (
+    STRENGTH_FIELD_DESCRIPTION,
+    VIDEO_REFERENCE_FIELD_DESCRIPTION,
+    ReferenceProblem,
+    accepts_reference,
+    read_reference,
+)
 from colorization.video.formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, video_format
 
 __all__ = ["MAX_VIDEO_PIXELS", "MAX_VIDEO_SECONDS", "MAX_VIDEO_JOBS", "VideoJobs", "add_video_routes", "video_limits"]
@@ -118,10 +126,12 @@ class VideoJobs:
             self._drop(job_id)
             return True
 
-    def start(self, job: VideoJob, src: Path, fmt: str, saturation: float) -> None:
-        self.pool.submit(self._run, job, src, fmt, saturation)
+    def start(self, job: VideoJob, src: Path, fmt: str, saturation: float, reference: Any = None,
+              strength: float = 1.0) -> None:
+        self.pool.submit(self._run, job, src, fmt, saturation, reference, strength)
 
-    def _run(self, job: VideoJob, src: Path, fmt: str, saturation: float) -> None:
+    def _run(self, job: VideoJob, src: Path, fmt: str, saturation: float, reference: Any = None,
+             strength: float = 1.0) -> None:
         from colorization.video.pipeline import colorize_video
 
         job.status = "running"
@@ -133,7 +143,7 @@ class VideoJobs:
         try:
             result = colorize_video(src, dst, self.colorizer, format=fmt, saturation=saturation, progress=False,
                                     on_frame=on_frame, max_frames=MAX_VIDEO_FRAMES, max_duration=MAX_VIDEO_SECONDS,
-                                    name=job.filename)
+                                    name=job.filename, reference=reference, reference_strength=strength)
             job.output, job.seconds, job.status = dst, round(result.seconds, 3), "done"
         except image_io.ImageError as exc:
             err = self.map_error(exc, job.filename)
@@ -151,10 +161,12 @@ class VideoJobs:
 
 
 def add_video_routes(
-    app: FastAPI, colorizer: Any, max_upload_bytes: int, error: type, map_error: Callable
+    app: FastAPI, colorizer: Any, max_upload_bytes: int, error: type, map_error: Callable,
+    max_pixels: int = image_io.DEFAULT_MAX_PIXELS,
 ) -> VideoJobs:
     """Add the ``/videos`` routes to ``app``; ``error`` is the service's ServiceError (status,
-    code, detail) and ``map_error`` its image-error mapping (413 / 415 / 422)."""
+    code, detail) and ``map_error`` its image-error mapping (413 / 415 / 422); ``max_pixels``
+    bounds a reference photo."""
     jobs = VideoJobs(colorizer, map_error)
 
     def find(job_id: str) -> VideoJob:
@@ -168,6 +180,12 @@ def add_video_routes(
         file: UploadFile = File(..., description="The video (any container/codec FFmpeg reads)."),
         saturation: float = Form(1.0, ge=SATURATION_RANGE[0], le=SATURATION_RANGE[1]),
         format: str = Form("mp4", description=f"Output: {', '.join(VIDEO_FORMATS)}."),
+        reference: UploadFile | None = File(
+            None, description=VIDEO_REFERENCE_FIELD_DESCRIPTION
+        ),
+        reference_strength: float = Form(
+            1.0, ge=STRENGTH_RANGE[0], le=STRENGTH_RANGE[1], description=STRENGTH_FIELD_DESCRIPTION
+        ),
     ) -> dict[str, Any]:
         from colorization.video.io import VideoReader  # lazy: PyAV only when videos are used
 
@@ -189,14 +207,35 @@ def add_video_routes(
                 pass
         except image_io.ImageError as exc:
             raise map_error(exc, filename) from None
+        encoded = await _reference(reference)
         job = jobs.admit(filename)
         if job is None:
             raise error(503, "queue_full", f"{jobs.max_jobs} video jobs are queued or running; retry later",
                         headers={"Retry-After": "30"})
         src = job.folder / "upload"
         src.write_bytes(data)
-        jobs.start(job, src, fmt, saturation)
+        jobs.start(job, src, fmt, saturation, encoded, reference_strength)
         return job.to_dict()
+
+    async def _reference(part: UploadFile | None) -> Any:
+        """The reference upload read and encoded before the job starts (None without one)."""
+        if part is None or (not part.filename and not part.size):
+            return None
+        name = part.filename or "reference"
+        data = await part.read(max_upload_bytes + 1)
+        await part.close()
+        if not accepts_reference(colorizer):
+            raise error(422, "reference_not_supported", "reference: this service's model does not take colour "
+                        "hints, through which a reference photo colours; send the video without a reference")
+        if len(data) > max_upload_bytes:
+            raise error(413, "reference_too_large", f"reference {name}: upload exceeds the {max_upload_bytes:,} "
+                        "byte limit")
+        if not data:
+            raise error(422, "invalid_reference", f"reference {name}: the uploaded file is empty")
+        try:
+            return read_reference(colorizer, data, name, max_pixels)
+        except ReferenceProblem as exc:
+            raise error(exc.status, exc.code, exc.detail) from None
 
     @app.get("/videos/{job_id}", summary="Progress of a video job")
     async def video_status(job_id: str) -> dict[str, Any]:

@@ -84,8 +84,11 @@ def colorize_chunk(
     stabilize: bool | StabilizerConfig = True,
     saturation: float = 1.0,
     batch_size: int = 4,
+    reference: Any = None,
+    reference_strength: float = 1.0,
 ) -> int:
     """Colorize the frames of ``chunk`` into ``dst``, a video-only file (written atomically).
+    ``reference``: a colour photo for the whole chunk (matched at its first frame, the warm-up's).
 
     Returns:
         The number of frames written (0 for a chunk without frames: ``dst`` is then not written).
@@ -103,7 +106,8 @@ def colorize_chunk(
                 stamps.append(pts)
                 yield frame
 
-        out = colorize_frames(colorizer, luma(), stabilize=stabilize, saturation=saturation, batch_size=batch_size)
+        out = colorize_frames(colorizer, luma(), stabilize=stabilize, saturation=saturation, batch_size=batch_size,
+                              reference=reference, reference_strength=reference_strength)
         first = next(out, None)
         if first is None:
             return 0

@@ -1,6 +1,7 @@
 // Browser page of `colorization serve`: upload a photo to POST /colorize and show the result; with
-// a hint-aware model, colour points placed on the result (hints.js) are sent along. A video goes to
-// POST /videos instead and is followed to its result by video.js.
+// a hint-aware model, colour points placed on the result (hints.js) and a reference photo
+// (reference.js) are sent along. A video goes to POST /videos instead and is followed to its result
+// by video.js.
 // Plain JavaScript, no external assets; everything talks to the same origin.
 "use strict";
 
@@ -41,6 +42,7 @@
   }
 
   const hints = window.createHintEditor({ image: resultImage, onChange: scheduleColorize });
+  const reference = window.createReferencePicker({ onChange: settingChanged });
   const videos = window.createVideoJobs({
     showError: (message) => {
       button.disabled = false;
@@ -103,6 +105,7 @@
       $("model-info").textContent = "Model: " + health.model + " on " + health.device + "." +
         (health.accepts_hints ? " It takes colour hints." : "");
       hints.enable(health.accepts_hints === true, health.limits.max_hints);
+      reference.enable(health.accepts_reference === true);
       if (health.accepts_videos) videos.setLimits(health.limits.video);
       $("limits-hint").textContent =
         "Up to " + formatBytes(maxUploadBytes) + "; photos up to " +
@@ -147,6 +150,7 @@
       detail = "";
     }
     if (code === "invalid_hints" || code === "hints_not_supported") return "Colour points: " + detail;
+    if (code.startsWith("reference_") || code === "invalid_reference") return "Reference photo: " + detail;
     if (response.status === 503) {
       const retry = response.headers.get("Retry-After");
       return "The server is busy. " + (detail || "") + (retry ? " (retry after " + retry + " s)" : "");
@@ -170,7 +174,12 @@
       if (controller) controller.abort(); // a photo request still under way must not show up
       controller = null;
       clearTimeout(timer);
-      await videos.start(currentFile, { saturation: saturation.value, format: videoFormatSelect.value });
+      await videos.start(currentFile, {
+        saturation: saturation.value,
+        format: videoFormatSelect.value,
+        reference: reference.file(),
+        referenceStrength: reference.strength(),
+      });
       return;
     }
     if (controller) controller.abort();
@@ -186,6 +195,12 @@
     if (sizeSelect.value) form.append("size", sizeSelect.value);
     const sentHints = hints.key();
     if (sentHints) form.append("hints", hints.json());
+    const referenceFile = reference.file();
+    const sentReference = referenceFile ? referenceFile.name + "@" + reference.strength() : "";
+    if (referenceFile) {
+      form.append("reference", referenceFile, referenceFile.name);
+      form.append("reference_strength", reference.strength());
+    }
     statusEl.textContent = "Colorizing " + currentFile.name + "…";
     setState("busy");
     button.disabled = true;
@@ -206,7 +221,8 @@
     if (!response.ok) {
       const message = await errorMessage(response, "photo");
       if (superseded()) return;
-      showError(message, message.startsWith("Colour points:") && !results.hidden);
+      const aboutExtras = message.startsWith("Colour points:") || message.startsWith("Reference photo:");
+      showError(message, aboutExtras && !results.hidden);
       return;
     }
     const url = URL.createObjectURL(blob);
@@ -229,7 +245,9 @@
     }
     if (superseded()) return;
     results.hidden = false;
+    reference.showResult(response.headers.get("X-Reference-Used"), response.headers.get("X-Reference-Match"));
     resultImage.dataset.hints = sentHints;
+    resultImage.dataset.reference = sentReference;
     hints.imageChanged();
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
     resultInfo.textContent = resultImage.naturalWidth + "×" + resultImage.naturalHeight + " px, " +
@@ -243,6 +261,7 @@
     videoMode = on;
     document.querySelectorAll(".photo-only").forEach((el) => { el.hidden = on; });
     document.querySelectorAll(".video-only").forEach((el) => { el.hidden = !on; });
+    reference.videoMode(on);
   }
 
   async function chooseFile(file) {
@@ -292,13 +311,14 @@
   });
   // Re-colorize a photo when a setting is committed (debounced so a dragged slider sends one
   // request). A video is a long job: it is redone only when Colorize is pressed.
+  function settingChanged(delay) {
+    if (!videoMode) scheduleColorize(delay);
+    else if (document.body.dataset.state !== "busy") {
+      statusEl.textContent = "Settings changed: press Colorize to colorize the video again.";
+    }
+  }
   [saturation, sizeSelect, formatSelect, videoFormatSelect].forEach((el) =>
-    el.addEventListener("change", () => {
-      if (!videoMode) scheduleColorize(250);
-      else if (document.body.dataset.state !== "busy") {
-        statusEl.textContent = "Settings changed: press Colorize to colorize the video again.";
-      }
-    })
+    el.addEventListener("change", () => settingChanged(250))
   );
 
   function updateCompare() {

@@ -96,7 +96,8 @@ window.createVideoJobs = function createVideoJobs(opts) {
     });
   }
 
-  // Upload `file` and follow its job to the end; settings: {saturation, format}.
+  // Upload `file` and follow its job to the end; settings: {saturation, format, reference (a File or
+  // null), referenceStrength}.
   async function start(file, settings) {
     clear();
     const mine = run;
@@ -111,6 +112,10 @@ window.createVideoJobs = function createVideoJobs(opts) {
     form.append("file", file, file.name);
     form.append("saturation", settings.saturation);
     form.append("format", settings.format);
+    if (settings.reference) {
+      form.append("reference", settings.reference, settings.reference.name);
+      form.append("reference_strength", settings.referenceStrength);
+    }
     opts.setStatus("Uploading " + file.name + "…");
     opts.setState("busy");
     const started = performance.now();

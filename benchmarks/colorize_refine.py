@@ -29,8 +29,8 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 from tqdm import tqdm
 
 from colorization import color, image_io
-from colorization.inference.colorizer import prepare_image
 from colorization.inference.fullres import RefineConfig, recombine
+from colorization.inference.inputs import prepare_image
 
 SETTINGS: list[tuple[str, RefineConfig | None]] = [
     ("bilinear (default)", None),

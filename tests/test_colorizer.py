@@ -15,8 +15,9 @@ from skimage.color import rgb2lab
 from colorization import Colorizer, color, image_io
 from colorization.inference.backends import Backend, TorchBackend
 from colorization.inference.checkpoint import save_exported
-from colorization.inference.colorizer import PreparedImage, prepare_image, working_shape
 from colorization.inference.fullres import RefineConfig, bilinear_upsample, guided_filter_coefficients
+from colorization.inference.inputs import prepare_image, working_shape
+from colorization.inference.prepared import PreparedImage
 from colorization.models import create_model
 
 
@@ -460,7 +461,7 @@ def test_torch_backend_takes_a_raw_registry_network(model_dir):
 
 
 def test_windows_bounds_count_and_pixels() -> None:
-    from colorization.inference.colorizer import PENDING_PIXELS, windows
+    from colorization.inference.inputs import PENDING_PIXELS, windows
 
     assert [len(w) for w in windows(range(10), 2, lambda _: 1)] == [8, 2]  # 4 * batch_size per window
     assert list(windows([], 2, lambda _: 1)) == []

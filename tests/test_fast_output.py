@@ -226,7 +226,7 @@ def test_pil_gray_levels_finds_neutral_rgb_images():
 def test_prepare_gives_the_same_l_for_a_neutral_rgb_image_and_its_gray():
     from PIL import Image
 
-    from colorization.inference.colorizer import prepare_image
+    from colorization.inference.inputs import prepare_image
 
     gray = np.random.default_rng(5).integers(0, 256, (37, 52), dtype=np.uint8)
     a = prepare_image(Image.fromarray(gray), size=16)
@@ -246,7 +246,7 @@ def test_known_gray_trusts_only_what_cannot_be_coloured(tmp_path):
     from PIL import Image
 
     from colorization import image_io
-    from colorization.inference.colorizer import known_gray, prepare_image
+    from colorization.inference.inputs import known_gray, prepare_image
 
     rng = np.random.default_rng(6)
     gray = rng.integers(0, 256, (23, 31), dtype=np.uint8)

@@ -14,8 +14,8 @@ from PIL import Image
 
 from colorization import Colorizer
 from colorization.batch.hint_files import HintsFileError, load_hints_file
-from colorization.inference.colorizer import prepare_image
 from colorization.inference.hints import Hint
+from colorization.inference.inputs import prepare_image
 from colorization.video import HintWarning, VideoHint, colorize_frames
 from colorization.video import hint_tracking as ht
 from colorization.video.hint_tracking import HintTracker, coerce_video_hints, find_patch

@@ -1,4 +1,4 @@
-"""The network input of one image, shared by :mod:`~colorization.inference.colorizer` (which makes
+"""The network input of one image, shared by :mod:`~colorization.inference.inputs` (which makes
 it) and :mod:`~colorization.inference.fullres` (which recombines the prediction with it)."""
 
 from __future__ import annotations

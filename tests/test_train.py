@@ -411,6 +411,8 @@ def test_init_from_rejects_other_models_and_shapes(image_dirs, tmp_path, model_d
                           init_from=str(model_dir)), progress=False)
     with pytest.raises(ConfigError, match="init_from.*does not exist"):
         train(base_config(train_dir, tmp_path / "c", init_from=str(tmp_path / "missing")), progress=False)
+    # a refused run leaves no empty run folder behind
+    assert not any((tmp_path / name).exists() for name in ("a", "b", "c"))
 
 
 def test_keep_best_exports_the_best_validation_and_survives_resume(image_dirs, tmp_path):

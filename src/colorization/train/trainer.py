@@ -336,9 +336,6 @@ class _Trainer:
 
     # --- main loop -----------------------------------------------------------------------------------
     def run(self, stop_after: int | None, time_limit: float | None, export_now: bool = False) -> TrainResult:
-        if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-        self.dist.barrier()
         saved_meta = self._check_out_dir()
         self._build_data()
         if saved_meta is not None:
@@ -367,6 +364,11 @@ class _Trainer:
             np.random.seed(mix(cfg.seed, self.dist.rank, 5) % (2**32))
         if step > 0 and cfg.curve_csv and self.dist.is_main:
             compact.trim_curve(cfg.curve_csv, step)
+        # OUT is made only now, once the data and the model are known to be usable: a run refused
+        # for a bad config or data folder leaves no empty run folder behind
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.dist.barrier()
         if self.dist.is_main:
             image_io.atomic_write_text(self.out / "train_config.json", state.json_dumps(cfg.to_dict()))
             if step == 0:

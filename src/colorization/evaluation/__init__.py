@@ -5,6 +5,8 @@
                                 accumulators (:class:`MetricSuite`)
 :mod:`~.structural`             the one SSIM definition (metric and training loss)
 :mod:`~.perceptual`             the optional perceptual networks (ST-LPIPS, Inception for FID)
+:mod:`~.bootstrap`              bootstrap intervals over photos (FID's among them) and paired
+                                differences drawn from the same resamples
 :mod:`~.evaluate`               the ``colorization evaluate`` runner: models x photo groups, CSV
                                 and JSON outputs, merging shards
 ==============================  ===============================================================

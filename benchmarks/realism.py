@@ -37,8 +37,9 @@ the predicted ab, applied afterwards exactly as ``Colorizer(..., saturation=S)``
 * FID against the ground-truth crops (:class:`colorization.evaluation.perceptual.InceptionFeatures`,
   the project's FID protocol) with a 95 % bootstrap interval over photos: ``--bootstrap`` resamples
   of the photos with replacement, the truth's and the row's features resampled with the same
-  indices, the percentile interval (``--fid-interval basic``: reflected about the estimate; a
-  resample's FID is biased upwards, see :mod:`colorization.evaluation.bootstrap`); FID / gray's; and
+  indices, the percentile interval shifted by the bootstrap bias (a resample's FID is biased
+  upwards, see :mod:`colorization.evaluation.bootstrap`; ``--fid-interval percentile`` or ``basic``
+  for the others); FID / gray's; and
   ΔFID against ``shipped`` with the interval of the paired resampled differences;
 * colourfulness (Hasler-Süsstrunk, ``colorization.color.colorfulness``): the mean and its ratio to
   the ground truth's mean;
@@ -175,7 +176,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-st-lpips", dest="st_lpips", action="store_false", help="skip ST-LPIPS (slow on a CPU)")
     p.add_argument("--bootstrap", type=int, default=boot.DEFAULT_RESAMPLES, help="FID resamples (B)")
     p.add_argument("--bootstrap-seed", type=int, default=0)
-    p.add_argument("--fid-interval", choices=("percentile", "basic"), default="percentile")
+    p.add_argument("--fid-interval", choices=boot.METHODS, default="shifted")
     p.add_argument("--cache", default="runs/realism_bench_cache", help="per-photo cache folder ('none': off)")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--contact-sheet", default="docs/results/realism_contact_sheet.jpg", help="'none': no sheet")
@@ -527,10 +528,7 @@ def fid_result(fb: boot.FIDBootstrap, real: np.ndarray, fake: np.ndarray, cache_
     if path is not None and path.is_file():
         values = np.load(path)
         point, samples = float(values[0]), values[1:]
-        lo, hi = boot.percentile_interval(samples, 0.95)
-        if args.fid_interval == "basic":
-            lo, hi = 2 * point - hi, 2 * point - lo
-        return boot.BootstrapResult(point, lo, hi, samples, 0.95, args.fid_interval)
+        return boot.result_from_samples(point, samples, 0.95, args.fid_interval)
     t0 = time.perf_counter()
     r = fb(fake)
     clock.add("FID bootstrap (per row and set)", t0, 1)

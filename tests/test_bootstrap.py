@@ -58,8 +58,22 @@ def test_mean_interval_contains_point_and_shrinks_with_more_photos():
     np.testing.assert_array_equal(small.samples, again.samples)
     basic = B.bootstrap_statistic(mean_of(x[:100]), 100, n_boot=300, seed=1, method="basic")
     assert basic.low == pytest.approx(2 * small.point - small.high)
+    shifted = B.bootstrap_statistic(mean_of(x[:100]), 100, n_boot=300, seed=1, method="shifted")
+    bias = small.samples.mean() - small.point
+    assert (shifted.low, shifted.high) == pytest.approx((small.low - bias, small.high - bias))
     with pytest.raises(ValueError):
         B.bootstrap_statistic(mean_of(x[:100]), 100, method="bca")  # type: ignore[arg-type]
+
+
+def test_shifted_interval_centres_a_biased_statistic():
+    # the maximum of resampled photos is biased downwards: its percentile interval can miss the
+    # point estimate, the shifted one is centred on it
+    x = np.random.default_rng(3).normal(size=200)
+    stat = lambda i: float(x[i].max())  # noqa: E731
+    pct = B.bootstrap_statistic(stat, 200, n_boot=300, seed=0)
+    shifted = B.result_from_samples(pct.point, pct.samples, 0.95, "shifted")
+    assert pct.bias < 0 and shifted.contains_point
+    assert shifted.high - shifted.low == pytest.approx(pct.high - pct.low)
 
 
 @pytest.mark.parametrize("n, d", [(12, 40), (60, 8)])  # fewer photos than dimensions, and more

@@ -364,6 +364,24 @@ def test_chroma_gain_is_saved_applied_and_validated(tmp_path):
             checkpoint.save_exported(net, tmp_path / "bad", head="regression", extra={"chroma_gain": bad})
 
 
+def test_chroma_gain_spares_hinted_photos(tmp_path):
+    """The gain hedges automatic colour only: in a batch, the photo with a hinted pixel keeps the
+    network's colours, the one with an all-zero hint map gets the gain."""
+    net = tiny("effnet_fpn", hints=True).eval()
+    plain = load_exported(checkpoint.save_exported(net, tmp_path / "plain", head="regression"))
+    muted = load_exported(checkpoint.save_exported(net, tmp_path / "muted", head="regression",
+                                                   extra={"chroma_gain": 0.5}))
+    x = l_input()
+    hints = torch.zeros(2, 3, 32, 32)
+    hints[1, :, 5, 7] = torch.tensor([0.4, -0.2, 1.0])  # photo 1: one hinted pixel
+    with torch.no_grad():
+        a, b = plain(x, hints), muted(x, hints)
+        auto_a, auto_b = plain(x), muted(x)
+    torch.testing.assert_close(b[0], 0.5 * a[0])
+    torch.testing.assert_close(b[1], a[1])
+    torch.testing.assert_close(auto_b, 0.5 * auto_a)
+
+
 def test_strict_load_skips_the_random_init_and_loads_every_weight(exported):
     """#31 start-up: a strict load builds the network without its random initialisation (every
     parameter is then read from the file); the weights are the file's exactly, and construction

@@ -7,7 +7,8 @@
   (Q ab-bin logits, decoded by the annealed mean),
 * ``temperature``: annealed-mean temperature (classification; ``null`` for regression),
 * ``working_size``: the side the Colorizer resizes the L channel to (multiple of the stride),
-* ``chroma_gain``: factor on the decoded ab, chosen on validation photos (default 1.0),
+* ``chroma_gain``: factor on the decoded ab of photos without colour hints, chosen on validation
+  photos (default 1.0; a hinted photo keeps the network's colours),
 * ``training`` (recipe, data, budget) and ``metrics``: free-form JSON dicts,
 * ``weights_dtype``: ``"float32"`` or ``"float16"`` (storage only; loading restores float32),
 * ``package_version``: the ``colorization`` version that wrote it.
@@ -92,9 +93,10 @@ class ColorModel(nn.Module):
         config: the config.json dict (empty dict when built in memory without one).
         stride: input H and W must be multiples of it.
         working_size: side length the Colorizer resizes inputs to.
-        chroma_gain: factor applied to the decoded ab (1.0 = as the network predicts). Regression
-            towards the conditional mean under-saturates; a gain chosen on validation photos and
-            recorded in config.json ships with the model so every backend applies the same one.
+        chroma_gain: factor applied to the decoded ab (1.0 = as the network predicts) of photos
+            without hints; a photo whose hint map holds any hinted pixel keeps gain 1. A gain chosen
+            on validation photos and recorded in config.json ships with the model, so every backend
+            (ONNX included: the rule is part of the exported graph) applies the same one.
 
     ``forward(l_norm (B, 1, H, W) float in [-1, 1], hints (B, 3, H, W) | None) -> ab_norm (B, 2, H, W)
     float32``, normalised ab
@@ -172,7 +174,14 @@ class ColorModel(nn.Module):
         if self.head == "classification":
             assert self.temperature is not None
             out = color.normalize_ab(color.annealed_mean(out, self.temperature))
-        return out * self.chroma_gain if self.chroma_gain != 1.0 else out
+        if self.chroma_gain == 1.0:
+            return out
+        if hints is None:
+            return out * self.chroma_gain
+        # a photo with colour hints (or reference matches, which become hints) keeps the colours the
+        # network predicts: the gain hedges automatic colour, and would wash out the user's colours
+        hinted = (hints[:, 2:3].abs().flatten(1).amax(1) > 0).to(out.dtype).view(-1, 1, 1, 1)
+        return out * (self.chroma_gain + (1.0 - self.chroma_gain) * hinted)
 
     def extra_repr(self) -> str:
         return (

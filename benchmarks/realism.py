@@ -302,9 +302,12 @@ class PhotoCache:
             try:
                 with np.load(self.path, allow_pickle=False) as z:
                     if str(z["key"]) == text:
+                        # each z[name] reads the whole array again: read each once (a row view of a
+                        # fresh read per photo would keep N copies of the feature matrix alive)
+                        feat, psnr, cf, stl = z["feat"], z["psnr"], z["cf"], z["st_lpips"]
                         for i, f in enumerate(z["files"]):
-                            self.rows[str(f)] = {"feat": z["feat"][i], "psnr": float(z["psnr"][i]),
-                                                 "cf": float(z["cf"][i]), "st_lpips": float(z["st_lpips"][i])}
+                            self.rows[str(f)] = {"feat": feat[i], "psnr": float(psnr[i]), "cf": float(cf[i]),
+                                                 "st_lpips": float(stl[i])}
             except (OSError, KeyError, ValueError) as err:
                 print(f"warning: ignoring an unreadable cache file {self.path}: {err}", file=sys.stderr)
 

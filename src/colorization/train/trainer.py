@@ -342,6 +342,11 @@ class _Trainer:
             self._check_resume_config(saved_meta["config"], int(saved_meta["step"]))
         self._build_objective()
         cfg = self.cfg  # as completed by _build_data (e.g. num_classes of an auxiliary head)
+        # OUT is made only now, once the data and the model are known to be usable: a run refused
+        # for a bad config or data folder leaves no empty run folder behind
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.dist.barrier()
 
         step, images_seen, wall_before, last_val = 0, 0, 0.0, {}
         if saved_meta is not None:
@@ -364,11 +369,6 @@ class _Trainer:
             np.random.seed(mix(cfg.seed, self.dist.rank, 5) % (2**32))
         if step > 0 and cfg.curve_csv and self.dist.is_main:
             compact.trim_curve(cfg.curve_csv, step)
-        # OUT is made only now, once the data and the model are known to be usable: a run refused
-        # for a bad config or data folder leaves no empty run folder behind
-        if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-        self.dist.barrier()
         if self.dist.is_main:
             image_io.atomic_write_text(self.out / "train_config.json", state.json_dumps(cfg.to_dict()))
             if step == 0:

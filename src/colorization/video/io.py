@@ -181,6 +181,8 @@ class VideoReader:
                 f"{max_pixels:,} pixels (max_pixels)"
             )
         self.stream.thread_type = "AUTO"
+        # read once while the file is open: PyAV 18 refuses stream attributes after close()
+        self._time_base = Fraction(self.stream.time_base) if self.stream.time_base else Fraction(1, 90000)
         rate = self.stream.average_rate or self.stream.guessed_rate
         duration = self._stream_duration()
         self._video_duration = duration  # the video stream's own length, for the truncation check
@@ -226,7 +228,7 @@ class VideoReader:
     @property
     def time_base(self) -> Fraction:
         """Time base of the frames' ``pts`` (seconds per tick)."""
-        return Fraction(self.stream.time_base) if self.stream.time_base else Fraction(1, 90000)
+        return self._time_base
 
     def frames(self, writer: VideoWriter | None = None) -> Iterator[tuple[np.ndarray, int]]:
         """Decode the frames in presentation order: ``(luma, pts)`` with luma a (H, W) uint8 array

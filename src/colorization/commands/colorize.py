@@ -236,7 +236,10 @@ def main(
     ),
     # the range is colorizer.SATURATION_RANGE (a test holds them equal; importing it here would load torch)
     saturation: float = typer.Option(
-        1.0, "--saturation", min=0.0, max=2.0, metavar="X", help="Chroma multiplier (0 = gray, 2 = doubled)."
+        1.0, "--saturation", min=0.0, max=2.0, metavar="X", help=(
+            "Chroma multiplier on top of the model's own (0 = gray; the shipped model halves its predicted "
+            "chroma, so 2 gives it in full)."
+        )
     ),
     device: Device | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     batch_size: int = typer.Option(

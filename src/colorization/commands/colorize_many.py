@@ -55,7 +55,10 @@ def main(
         None, "--size", min=16, metavar="PX", help="Working resolution (short side, px). Default: the model's own."
     ),
     saturation: float = typer.Option(
-        1.0, "--saturation", min=0.0, max=2.0, help="Chroma multiplier (0 = gray, 2 = doubled)."
+        1.0, "--saturation", min=0.0, max=2.0, help=(
+            "Chroma multiplier on top of the model's own (0 = gray; the shipped model halves its predicted "
+            "chroma, so 2 gives it in full)."
+        )
     ),
     refine: bool = typer.Option(False, "--refine", help="Edge-aware (guided filter) colour upsampling."),
     fmt: OutputFormat | None = typer.Option(

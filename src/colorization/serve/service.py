@@ -524,7 +524,10 @@ def create_app(
             1.0,
             ge=SATURATION_RANGE[0],
             le=SATURATION_RANGE[1],
-            description="Chroma multiplier: 0 = grayscale, 1 = as predicted, 2 = doubled.",
+            description=(
+                "Chroma multiplier on top of the model's own: 0 = grayscale, 1 = the model's setting, 2 = doubled "
+                "(the shipped model halves its predicted chroma, so 2 gives it in full)."
+            ),
         ),
         format: str = Form("png", description="Output format: png, jpeg (jpg), webp or input."),
         hints: str | None = Form(None, description=HINTS_FIELD_DESCRIPTION, examples=[HINTS_EXAMPLE]),

@@ -160,3 +160,24 @@ class Objective(nn.Module):
 
         ``generator`` replaces ``self.generator`` for this call (e.g. its EMA copy)."""
         return (self.generator if generator is None else generator)(l_norm).float()
+
+
+class CriticObjective(Objective):
+    """Base of the objectives with a critic (``self.discriminator``, set by the subclass): the two
+    phases ``generator`` and ``discriminator``, one optimizer each; which run in a step is the
+    subclass's :attr:`phases`."""
+
+    @property
+    def all_phases(self) -> tuple[str, ...]:
+        return ("discriminator", "generator")
+
+    @property
+    def find_unused_parameters(self) -> bool:
+        return True
+
+    def phase_parameters(self, phase: str) -> list[nn.Parameter]:
+        if phase == "generator":
+            return [p for p in self.generator.parameters() if p.requires_grad]
+        if phase == "discriminator":
+            return [p for p in self.discriminator.parameters() if p.requires_grad]
+        raise ValueError(f"unknown phase {phase!r} for {type(self).__name__}; phases: {self.all_phases}")

@@ -31,7 +31,7 @@ from colorization import color
 from colorization.models.hint_map import simulate_hints
 from colorization.train.adversarial import target_loss
 from colorization.train.losses import ssim
-from colorization.train.objective_base import Objective
+from colorization.train.objective_base import CriticObjective, Objective
 from colorization.train.objective_base import check_batch as _check_batch
 from colorization.train.objective_base import soft_ce as _soft_ce
 
@@ -222,7 +222,7 @@ class ClassificationObjective(Objective):
         return color.normalize_ab(color.annealed_mean(logits, T=self.temperature))
 
 
-class GANObjective(Objective):
+class GANObjective(CriticObjective):
     """Conditional GAN (pix2pix, Isola et al. 2017): generator + discriminator conditioned on L.
 
     The discriminator sees ``cat(l, ab)`` ``(B, 3, H, W)`` and returns a patch logit map.  Losses:
@@ -268,21 +268,6 @@ class GANObjective(Objective):
     @property
     def phases(self) -> tuple[str, ...]:
         return ("discriminator", "generator") if self.adversarial else ("generator",)
-
-    @property
-    def all_phases(self) -> tuple[str, ...]:
-        return ("discriminator", "generator")
-
-    @property
-    def find_unused_parameters(self) -> bool:
-        return True
-
-    def phase_parameters(self, phase: str) -> list[nn.Parameter]:
-        if phase == "generator":
-            return [p for p in self.generator.parameters() if p.requires_grad]
-        if phase == "discriminator":
-            return [p for p in self.discriminator.parameters() if p.requires_grad]
-        raise ValueError(f"unknown phase {phase!r} for GANObjective; phases: {self.all_phases}")
 
     def _adv(self, logits: Tensor, real: bool) -> Tensor:
         return target_loss(self.gan_loss, logits, real)

@@ -61,7 +61,7 @@ from torch import Tensor, nn
 from colorization import color
 from colorization.models.hint_map import simulate_hints
 from colorization.train.adversarial import ADVERSARIAL_LOSSES, critic_loss, generator_loss
-from colorization.train.objective_base import Objective, check_batch, soft_ce
+from colorization.train.objective_base import CriticObjective, check_batch, soft_ce
 from colorization.train.perceptual import PERCEPTUAL_NETS, build_perceptual
 
 __all__ = ["RealismObjective", "REALISM_OPTIONS"]
@@ -78,7 +78,7 @@ _WEIGHTS = ("adv_weight", "l1_weight", "ce_weight", "perceptual_weight", "logit_
 _PERCEPTUAL_PREFIX = "perceptual_net."
 
 
-class RealismObjective(Objective):
+class RealismObjective(CriticObjective):
     """Guard + perceptual + adversarial fine-tuning of a regression (or hybrid) generator.
 
     Args:
@@ -198,21 +198,6 @@ class RealismObjective(Objective):
         if not self.adversarial:
             return ("generator",)
         return ("generator", "discriminator") if self.train_generator else ("discriminator",)
-
-    @property
-    def all_phases(self) -> tuple[str, ...]:
-        return ("discriminator", "generator")
-
-    @property
-    def find_unused_parameters(self) -> bool:
-        return True
-
-    def phase_parameters(self, phase: str) -> list[nn.Parameter]:
-        if phase == "generator":
-            return [p for p in self.generator.parameters() if p.requires_grad]
-        if phase == "discriminator":
-            return [p for p in self.discriminator.parameters() if p.requires_grad]
-        raise ValueError(f"unknown phase {phase!r} for RealismObjective; phases: {self.all_phases}")
 
     # --- pieces -----------------------------------------------------------------------------------
     def _hints(self, ab_norm: Tensor, like: Tensor) -> Tensor | None:

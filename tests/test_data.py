@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -84,15 +85,15 @@ def test_filters_and_cache(folder: Path, _cache: Path, monkeypatch: pytest.Monke
     assert ds.filter_stats == {"found": 7, "after_grayscale": 6, "kept": 6}
     cache_files = list(_cache.glob("image-scores-*.json"))
     assert len(cache_files) == 1
-    cached = json.loads(cache_files[0].read_text())
-    assert len(cached["colorfulness"]) == 7
+    cached = json.loads(cache_files[0].read_text())["scores"]
+    assert len(cached) == 7
 
     # scores match a direct computation on the same thumbnail
     img = Image.open(folder / "cat_1.png").convert("RGB")
     img.thumbnail((data.THUMBNAIL_SIZE, data.THUMBNAIL_SIZE), Image.Resampling.BILINEAR)
     rgb = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1) / 255
-    i = cached["files"].index(str(folder / "cat_1.png"))
-    assert cached["colorfulness"][i] == pytest.approx(float(color.colorfulness(rgb)), abs=1e-3)
+    cf, _ = cached[data._content_key(folder / "cat_1.png")]
+    assert cf == pytest.approx(float(color.colorfulness(rgb)), abs=1e-3)
 
     # second time: served from the cache, no image is scored
     def fail(path: str) -> tuple[float, float]:
@@ -105,11 +106,22 @@ def test_filters_and_cache(folder: Path, _cache: Path, monkeypatch: pytest.Monke
     assert _names(ds, folder) == ["cat_1.png", "cat_2.png", "dog_1.png"]
     assert ds.filter_stats["after_colorfulness"] == 3
 
-    # changing a file changes the key: it is scored again
+    # the same photos copied elsewhere, with new modification times: still served from the cache
+    copy = folder.parent / "copy"
+    shutil.copytree(folder, copy)
+    for f in copy.rglob("*.png"):
+        os.utime(f, ns=(2, 2))
+    moved = data.ImageFolderDataset(copy, crop=8, drop_grayscale=True,
+                                    min_colorfulness_quantile=0.5, progress=False)
+    assert _names(moved, copy) == ["cat_1.png", "cat_2.png", "dog_1.png"]
+
+    # changing a file's content: that photo (only) is scored again
     _tinted(folder / "cat_1.png", 0.05, seed=1)
-    os.utime(folder / "cat_1.png", ns=(1, 1))
-    with pytest.raises(AssertionError, match="scored"):
-        data.ImageFolderDataset(folder, crop=8, progress=False)
+    scored: list[str] = []
+    monkeypatch.setattr(data, "_score_one", lambda path: (scored.append(path), (1.0, 9.0))[1])
+    data.ImageFolderDataset(folder, crop=8, progress=False)
+    assert scored == [str(folder / "cat_1.png")]
+    assert len(json.loads(cache_files[0].read_text())["scores"]) == 8  # the old entry is kept
 
 
 def test_max_images_and_errors(folder: Path, tmp_path: Path) -> None:

@@ -13,8 +13,9 @@
   leaves out by default, so that every model can be checked on photos of its own kinds that it has
   not seen (``benchmarks/generalisation.py``).
 
-Colourfulness and grayscale scores are computed once per file list on small thumbnails and cached
-in ``~/.cache/colorization`` (or ``$COLORIZATION_CACHE_DIR``, or ``$XDG_CACHE_HOME/colorization``).
+Colourfulness and grayscale scores are computed once per photo on small thumbnails and cached by
+the photo's content in ``~/.cache/colorization`` (or ``$COLORIZATION_CACHE_DIR``, or
+``$XDG_CACHE_HOME/colorization``).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ HOLDOUT_SHARE = 0.03
 """Share of each group's photos in the held-out slice (about 2,100 of the 70,603 in ``train/``)."""
 HOLDOUT_MODES = ("include", "exclude", "only")
 """``include``: every photo; ``exclude``: all but the held-out slice (training); ``only``: the slice."""
-_SCORES_VERSION = 1
+_SCORES_VERSION = 2
 _RESAMPLE = Image.Resampling.BICUBIC
 _MANIFEST = "manifest.csv"
 
@@ -104,13 +105,29 @@ def _score_one(path: str) -> tuple[float, float]:
     return score_image(image_io.load_image(path))
 
 
-def _file_list_key(files: Sequence[Path]) -> str:
-    h = hashlib.sha256()
-    h.update(f"v{_SCORES_VERSION} thumb{THUMBNAIL_SIZE} {COLORFULNESS_VARIANT}\n".encode())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.resolve()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+def _content_key(path: str | Path) -> str:
+    """Hex BLAKE2b-128 digest of a file's bytes: what the score cache is keyed by, so that a
+    copied, moved or re-materialised data folder (new paths and modification times, same photos)
+    is still served from the cache."""
+    with open(path, "rb") as fh:
+        return hashlib.blake2b(fh.read(), digest_size=16).hexdigest()
+
+
+def _scores_cache_file(cache_dir: str | Path | None) -> Path:
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return cache / f"image-scores-v{_SCORES_VERSION}-thumb{THUMBNAIL_SIZE}-{COLORFULNESS_VARIANT}.json"
+
+
+def _load_scores(cache_file: Path) -> dict[str, list[float]]:
+    """The cache's ``{content key: [colourfulness, spread]}``; empty when missing or unreadable."""
+    try:
+        data = json.loads(cache_file.read_text(encoding="utf-8"))
+        scores = data["scores"]
+        if data.get("version") != _SCORES_VERSION or not isinstance(scores, dict):
+            return {}
+        return scores
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # missing or unreadable cache: recompute what is needed and overwrite it
 
 
 def compute_image_scores(
@@ -120,12 +137,16 @@ def compute_image_scores(
     workers: int = 2,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Colourfulness and grayscale spread of each file, computed once and cached.
+    """Colourfulness and grayscale spread of each file, computed once per photo and cached.
+
+    The cache is one JSON file in ``cache_dir`` keyed by each file's content digest (not its path
+    or modification time): photos already scored anywhere are not scored again, so a data folder
+    that is copied or restored elsewhere, or that grows, costs only one read of each file plus
+    the new photos' scoring.
 
     Args:
         files: image paths (the order of the result follows it).
-        cache_dir: where the JSON cache lives (default :func:`default_cache_dir`); the cache file
-            is keyed by a hash of the paths, sizes and modification times.
+        cache_dir: where the JSON cache lives (default :func:`default_cache_dir`).
         workers: processes that decode thumbnails (1 = in this process).
         progress: show a tqdm bar.
 
@@ -133,44 +154,42 @@ def compute_image_scores(
         ``(colorfulness (N,) float64 on the 0..255 scale, spread (N,) float64)``, see
         :data:`GRAY_MAX_SPREAD`. Unreadable files raise :class:`colorization.image_io.ImageError`.
     """
-    files = [Path(f) for f in files]
-    key = _file_list_key(files)
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    cache_file = cache / f"image-scores-{key[:24]}.json"
-    if cache_file.is_file():
-        try:
-            data = json.loads(cache_file.read_text(encoding="utf-8"))
-            if data.get("key") == key and len(data["colorfulness"]) == len(files):
-                return np.asarray(data["colorfulness"], float), np.asarray(data["spread"], float)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # unreadable cache: recompute and overwrite it
     paths = [str(f) for f in files]
-    results: list[tuple[float, float]] = []
-    bar = tqdm(total=len(paths), desc="scoring images", unit="img", disable=not progress)
-    if workers > 1 and len(paths) > 64:
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        with ctx.Pool(workers, initializer=_worker_init, initargs=(0,)) as pool:
-            for r in pool.imap(_score_one, paths, chunksize=32):
-                results.append(r)
+    cache_file = _scores_cache_file(cache_dir)
+    scores = _load_scores(cache_file)
+    try:
+        keys = [_content_key(p) for p in paths]
+    except OSError as e:
+        raise image_io.ImageError(f"cannot read {e.filename}: {e.strerror}") from e
+    todo = sorted({k: p for k, p in zip(keys, paths) if k not in scores}.items())
+    if todo:
+        bar = tqdm(total=len(todo), desc="scoring images", unit="img", disable=not progress)
+        todo_paths = [p for _, p in todo]
+        if workers > 1 and len(todo) > 64:
+            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+            with ctx.Pool(workers, initializer=_worker_init, initargs=(0,)) as pool:
+                results = []
+                for r in pool.imap(_score_one, todo_paths, chunksize=32):
+                    results.append(r)
+                    bar.update()
+        else:
+            results = []
+            for p in todo_paths:
+                results.append(_score_one(p))
                 bar.update()
-    else:
-        for p in paths:
-            results.append(_score_one(p))
-            bar.update()
-    bar.close()
-    cf = np.array([r[0] for r in results], dtype=np.float64)
-    spread = np.array([r[1] for r in results], dtype=np.float64)
-    scores = {
-        "version": _SCORES_VERSION,
-        "key": key,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "thumbnail": THUMBNAIL_SIZE,
-        "colorfulness_variant": COLORFULNESS_VARIANT,
-        "files": paths,
-        "colorfulness": [round(float(v), 4) for v in cf],
-        "spread": [round(float(v), 4) for v in spread],
-    }
-    image_io.atomic_write_text(cache_file, json.dumps(scores))
+        bar.close()
+        for (k, _), (cf_k, spread_k) in zip(todo, results):
+            scores[k] = [round(float(cf_k), 4), round(float(spread_k), 4)]
+        payload = {
+            "version": _SCORES_VERSION,
+            "updated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "thumbnail": THUMBNAIL_SIZE,
+            "colorfulness_variant": COLORFULNESS_VARIANT,
+            "scores": scores,
+        }
+        image_io.atomic_write_text(cache_file, json.dumps(payload, separators=(",", ":")))
+    cf = np.array([scores[k][0] for k in keys], dtype=np.float64)
+    spread = np.array([scores[k][1] for k in keys], dtype=np.float64)
     return cf, spread
 
 

@@ -1,13 +1,19 @@
 """Learning curves of training runs: gain over gray on seen, held-out and val photos per step.
 
     python benchmarks/learning_curves.py runs/arms/base runs/arms/frozen_all --out docs/results/arms_curves.png
-    python benchmarks/learning_curves.py docs/results/campaign_curve.csv --out docs/results/campaign_curve.png
+    python benchmarks/learning_curves.py docs/results/campaign_curve.csv --out docs/results/campaign_curve.png \
+        --reference "shipped default=default" --config configs/campaign.yaml
 
 Reads each run's ``log.jsonl`` ``val`` lines (a run trained with ``curve_images`` > 0 logs
 ``seen/...`` and ``holdout/...`` beside the val metrics), or a ``curve_csv`` file (a long run's
 committed curve, one row per 100,000 images: ``val_psnr``, ``holdout_psnr``, ``seen_psnr`` and their
 ``_gray``), and draws one panel per photo set: PSNR minus the gray image's PSNR against images
 seen. Prints the same figures as a markdown table.
+
+``--reference NAME=MODEL_DIR`` (``default`` = the shipped model) measures an exported model with the
+run's own val protocol (``--config``: its ``val`` folder, ``val_images``, ``val_crop`` and ``seed``;
+the network's full chroma, chroma gain 1, as training validation sees a network) and draws its gain
+over gray as a level line on the val panel: where a run has to get to.
 """
 
 from __future__ import annotations
@@ -59,11 +65,52 @@ def read_curves(run: Path) -> list[dict]:
     return vals
 
 
+def reference_val(model_dir: str, config: Path) -> dict[str, float]:
+    """PSNR, gray PSNR and colourfulness of an exported model on ``config``'s val photos, measured
+    as training validation measures a network (centre crops of ``val_crop``, chroma gain 1)."""
+    import contextlib
+
+    import torch
+    from torch import nn
+
+    from colorization import data as cdata
+    from colorization.inference.checkpoint import load_exported, resolve_model_dir
+    from colorization.train.config import load_config_file, resolve_config
+    from colorization.train.validation import validate
+
+    cfg = resolve_config(load_config_file(config), source=str(config))
+    if cfg.val is None or cfg.val_images <= 0:
+        raise SystemExit(f"{config} has no val photos (val, val_images)")
+
+    class _Predict(nn.Module):  # validate() asks an objective to decode; a ColorModel decodes itself
+        def predict(self, l_norm: torch.Tensor, generator: nn.Module) -> torch.Tensor:
+            return generator(l_norm)
+
+    model = load_exported(resolve_model_dir(None if model_dir == "default" else model_dir))
+    model.chroma_gain = 1.0
+    ds = cdata.ImageFolderDataset([cfg.val], crop=int(cfg.val_crop or cfg.crop), train=False,
+                                  drop_grayscale=cfg.drop_grayscale, max_images=cfg.val_images,
+                                  seed=cfg.seed, progress=False)
+    return validate(_Predict(), model, ds, device=torch.device("cpu"), batch_size=16, channels_last=False,
+                    autocast=contextlib.nullcontext, sample_images=0, sample_path=Path("."))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--reference", action="append", default=[], metavar="NAME=MODEL_DIR",
+                   help="an exported model drawn as a level line on the val panel ('default': the shipped one)")
+    p.add_argument("--config", type=Path, help="the run's training config, whose val protocol --reference uses")
     args = p.parse_args()
+    refs = []
+    for spec in args.reference:
+        name, sep, model_dir = spec.partition("=")
+        if not sep or not name or not model_dir:
+            p.error(f"--reference takes NAME=MODEL_DIR, got {spec!r}")
+        if args.config is None:
+            p.error("--reference needs --config (the run's val protocol)")
+        refs.append((name, reference_val(model_dir, args.config)))
     fig, axes = plt.subplots(1, len(SETS), figsize=(4.2 * len(SETS), 3.4), sharey=True)
     rows = []
     for run in args.runs:
@@ -79,6 +126,11 @@ def main() -> None:
         for r in curves:
             rows.append([run.stem, r["step"], r["images_seen"]] + [
                 f"{r[f'{p}psnr'] - r[f'{p}psnr_gray']:+.2f}" if f"{p}psnr_gray" in r else "—" for p, _ in SETS])
+    for i, (name, r) in enumerate(refs):
+        gain = r["psnr"] - r["psnr_gray"]
+        axes[-1].axhline(gain, color=f"C{len(args.runs) + i}", ls="--", lw=1,
+                         label=f"{name} (colourfulness {r['colorfulness_pred']:.1f})")
+        rows.append([name, "—", "—", "—", "—", f"{gain:+.2f}"])
     axes[0].set_ylabel("PSNR gain over gray (dB)")
     axes[-1].legend(fontsize=7)
     fig.tight_layout()

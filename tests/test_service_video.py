@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import av
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -89,3 +91,46 @@ def test_health_without_video_support():
     app = create_app(lambda image, size=None, saturation=1.0: image)  # a plain callable has no predict()
     with TestClient(app) as c:
         assert c.get("/health").json()["accepts_videos"] is False
+
+
+def test_video_hints(model_dir, hint_model_dir, tmp_path):
+    src = tmp_path / "clip.mp4"
+    make_clip(src, n=8)  # 64x48
+    mkv = tmp_path / "clip.mkv"
+    make_clip(mkv, n=8, fmt="matroska", audio=None)
+    data = src.read_bytes()
+    hints = '{"0": ["10,10,#ff0000,shot"], "3": [{"x": 20, "y": 30, "color": [0, 0, 255]}]}'
+    with TestClient(create_app(Colorizer.from_pretrained(hint_model_dir, device="cpu"))) as c:
+        hinted, plain = upload(c, data, hints=hints), upload(c, data)
+        assert hinted.status_code == 202 and plain.status_code == 202, hinted.text
+        states = wait(c, hinted.json()), wait(c, plain.json())
+        assert [s["status"] for s in states] == ["done", "done"], states
+        outs = []
+        for state in states:
+            (tmp_path / "out.mp4").write_bytes(c.get(state["result_url"]).content)
+            with av.open(str(tmp_path / "out.mp4")) as container:
+                outs.append(np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)]).astype(float))
+        assert np.abs(outs[0] - outs[1]).max() > 10  # the hints change the colours
+        listed = upload(c, data, hints='[{"x": 5, "y": 5, "color": "#00ff00", "hold": "track"}]')
+        assert listed.status_code == 202 and wait(c, listed.json())["status"] == "done"
+        for bad, needle in [('{"x": 1}', "expected a list"), ('{"a": []}', "not a frame index"),
+                            ('["10,10,#ff0000,forever"]', "hold must be one of"),
+                            ('{"2": ["64,10,#ff0000"]}', "frame 2: hint 0 at (64, 10) lies outside the 64x48"),
+                            ("[", "not valid JSON")]:
+            res = upload(c, data, hints=bad)
+            assert res.status_code == 422 and res.json()["error"] == "invalid_hints", res.text
+            assert needle in res.json()["detail"], res.json()
+        # past the last frame: refused at upload when the container declares its length, else the job fails
+        late = '{"9": ["1,1,#ff0000"]}'
+        for clip, name in ((src, "clip.mp4"), (mkv, "clip.mkv")):
+            res = upload(c, clip.read_bytes(), name=name, hints=late)
+            if res.status_code == 202:
+                state = wait(c, res.json())
+                assert state["status"] == "failed" and state["error"]["error"] == "invalid_hints", state
+                assert "hints for frame 9, but the video has 8 frames" in state["error"]["detail"]
+            else:
+                assert res.status_code == 422 and "frame 9" in res.json()["detail"], res.text
+    with TestClient(create_app(Colorizer.from_pretrained(model_dir, device="cpu"))) as c:
+        res = upload(c, data, hints='["1,1,#ff0000"]')
+        assert res.status_code == 422 and res.json()["error"] == "hints_not_supported"
+        assert upload(c, data, hints="[]").status_code == 202

@@ -62,6 +62,25 @@ def test_hint_on_a_video_frame(mixed, tmp_path, hint_model_dir, model_dir):
 
 
 
+def test_video_hint_hold_field() -> None:
+    import typer
+
+    from colorization.commands.colorize import _video_hints
+    from colorization.video import VideoHint
+
+    video = [(Path("film.mp4"), None)]
+    frames = _video_hints(["3:10,20,#ff0000,shot", "10,20,#00ff00", "3:1,2,0,0,255,track"], None, video, [])
+    points = frames[Path("film.mp4")]
+    assert sorted(points) == [0, 3]
+    assert points[3][0] == VideoHint(10, 20, (255, 0, 0), hold="shot")
+    assert getattr(points[0][0], "hold", "track") == "track" and points[0][0].rgb == (0, 255, 0)
+    assert points[3][1].hold == "track" and points[3][1].rgb == (0, 0, 255)
+    with pytest.raises(typer.BadParameter, match=r"'0:1,2,#ff0000,forever': hold must be one of"):
+        _video_hints(["0:1,2,#ff0000,forever"], None, video, [])
+    with pytest.raises(typer.BadParameter, match="#rrggbb"):
+        _video_hints(["0:1,2,#ff00"], None, video, [])
+
+
 def test_hints_file_with_videos(mixed, tmp_path, hint_model_dir, monkeypatch):
     """The points reach the video pipeline per frame (test_video.py shows they are carried forward)."""
     import json

@@ -173,7 +173,8 @@ def _hints_file_with_videos(
 
 
 def _video_hints(hint: list[str], hints_file: Path | None, videos: list, images: list) -> dict[Path, dict]:
-    """``--hint [F:]X,Y,COLOR`` for a single video: ``{video: {frame: points}}``.
+    """``--hint [F:]X,Y,COLOR[,HOLD]`` for a single video: ``{video: {frame: points}}`` (``HOLD``:
+    ``track``, the default, or ``shot``, see :class:`colorization.video.VideoHint`).
 
     Raises:
         typer.BadParameter: a malformed point or frame, --hints with a video, or other inputs.
@@ -187,7 +188,8 @@ def _video_hints(hint: list[str], hints_file: Path | None, videos: list, images:
             f"--hint applies to one video, but the arguments name {len(videos)} videos and {len(images)} images",
             param_hint="'--hint'",
         )
-    from colorization.inference.hints import MAX_HINTS, parse_hint  # lazy: torch-free CLI import
+    from colorization.inference.hints import MAX_HINTS  # lazy: torch-free CLI import
+    from colorization.video.hint_tracking import coerce_video_hints
 
     frames: dict[int, list] = {}
     for text in hint:
@@ -197,9 +199,11 @@ def _video_hints(hint: list[str], hints_file: Path | None, videos: list, images:
         if not frame.strip().isdigit():
             raise typer.BadParameter(f"{text!r}: the frame before ':' must be an index >= 0", param_hint="'--hint'")
         try:
-            frames.setdefault(int(frame), []).append(parse_hint(point))
+            (parsed,) = coerce_video_hints([point])  # X,Y,COLOR with an optional last field ,track or ,shot
         except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="'--hint'") from None
+            msg = str(exc).removeprefix("hint 0: ")
+            raise typer.BadParameter(f"{text!r}: {msg}", param_hint="'--hint'") from None
+        frames.setdefault(int(frame), []).append(parsed)
     if any(len(points) > MAX_HINTS for points in frames.values()):
         raise typer.BadParameter(f"at most {MAX_HINTS} points per frame", param_hint="'--hint'")
     return {Path(videos[0][0]): frames}
@@ -276,7 +280,8 @@ def main(
             "Colour hint for a single input image: X,Y,#rrggbb or X,Y,R,G,B in the image's pixels "
             "(repeatable; needs a hint-aware model). The '#' is optional; quote the value "
             "('120,340,#c0392b') in zsh or PowerShell, or if it holds spaces. For a single video, "
-            "F:X,Y,#rrggbb puts it on frame F (default 0); it is carried to the following frames."
+            "F:X,Y,#rrggbb puts it on frame F (default 0); it is carried to the following frames while it "
+            "can be followed, or to the end of its shot with a last field ',shot' (F:X,Y,#rrggbb,shot)."
         ),
     ),
     hints_file: Path | None = typer.Option(

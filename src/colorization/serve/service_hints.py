@@ -19,9 +19,11 @@ __all__ = [
     "HINTS_EXAMPLE",
     "HINTS_FIELD_DESCRIPTION",
     "MAX_HINTS_FIELD_CHARS",
+    "VIDEO_HINTS_FIELD_DESCRIPTION",
     "accepts_hints",
     "check_hints_inside",
     "parse_hints_field",
+    "parse_video_hints_field",
 ]
 
 MAX_HINTS_FIELD_CHARS = 32 * 1024
@@ -36,6 +38,16 @@ HINTS_FIELD_DESCRIPTION = (
     "0 <= y < height), color as \"#rrggbb\" or [r, g, b]. Each colour is applied at its pixel's "
     f"own lightness. At most {MAX_HINTS} points. Empty or [] = automatic colorization. "
     f"Example: {HINTS_EXAMPLE}"
+)
+
+
+VIDEO_HINTS_FIELD_DESCRIPTION = (
+    "Colour hints for the video (only for a model that takes them: /health reports accepts_hints). "
+    "A JSON list of points for frame 0, or an object mapping frame indices (0-based) to lists of "
+    "points: {\"0\": [...], \"48\": [...]}. Points as for POST /colorize, in the frame's pixels; a "
+    "point may add \"hold\": \"shot\" to be kept (looked for on every frame) until its shot ends, "
+    "instead of only while the motion can be followed (\"track\", the default). "
+    f"At most {MAX_HINTS} points per frame."
 )
 
 
@@ -60,15 +72,50 @@ def parse_hints_field(text: str | None) -> list[Hint]:
     """
     if text is None or not text.strip():
         return []
+    return _check_finite(coerce_hints(_load_json(text)))
+
+
+def parse_video_hints_field(text: str | None) -> dict[int, list[Hint]]:
+    """``POST /videos``' ``hints`` field -> ``{frame index: points}`` (None, empty, ``[]`` or ``{}``
+    -> ``{}``); a list is frame 0's. Points may carry ``"hold"``
+    (:func:`colorization.video.hint_tracking.coerce_video_hints`).
+
+    Raises:
+        ValueError: as :func:`parse_hints_field`, or a key that is not a frame index.
+    """
+    from colorization.video.hint_tracking import coerce_video_hints
+
+    if text is None or not text.strip():
+        return {}
+    value = _load_json(text, "a list of points or an object {\"FRAME\": [points], ...}")
+    if isinstance(value, list):
+        value = {"0": value} if value else {}
+    if not isinstance(value, dict) or {"x", "y", "color"} & set(value):
+        got = "a single point (put it in a list)" if isinstance(value, dict) else type(value).__name__
+        raise ValueError(f"expected a list of points or an object mapping frame indices to lists, got {got}")
+    frames: dict[int, list[Hint]] = {}
+    for key, points in value.items():
+        if not key.strip().isdigit():
+            raise ValueError(f"{key!r} is not a frame index (0, 1, 2, ...)")
+        if int(key) in frames:
+            raise ValueError(f"frame {int(key)} appears twice")
+        try:
+            frames[int(key)] = _check_finite(coerce_video_hints(points))
+        except ValueError as exc:
+            raise ValueError(f"frame {int(key)}: {exc}") from None
+    return frames
+
+
+def _load_json(text: str, expected: str = f"a list like {HINTS_EXAMPLE}") -> Any:
     if len(text) > MAX_HINTS_FIELD_CHARS:
         raise ValueError(f"the field is {len(text)} characters long; at most {MAX_HINTS_FIELD_CHARS} are accepted")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity, over-long integers
-        raise ValueError(
-            f"not valid JSON ({exc}); expected a list like {HINTS_EXAMPLE}"
-        ) from None
-    points = coerce_hints(value)
+        raise ValueError(f"not valid JSON ({exc}); expected {expected}") from None
+
+
+def _check_finite(points: list[Hint]) -> list[Hint]:
     for i, point in enumerate(points):
         for name in ("x", "y"):
             try:

@@ -31,6 +31,12 @@ from fastapi.responses import FileResponse
 from colorization import image_io
 from colorization.inference.colorizer import SATURATION_RANGE
 from colorization.inference.reference import STRENGTH_RANGE
+from colorization.serve.service_hints import (
+    VIDEO_HINTS_FIELD_DESCRIPTION,
+    accepts_hints,
+    check_hints_inside,
+    parse_video_hints_field,
+)
 from colorization.serve.service_reference import (
     STRENGTH_FIELD_DESCRIPTION,
     VIDEO_REFERENCE_FIELD_DESCRIPTION,
@@ -50,6 +56,8 @@ MAX_VIDEO_SECONDS = 120.0
 """Longest accepted upload (declared duration, and frame time stamps while decoding)."""
 MAX_VIDEO_FRAMES = 7200
 """Most frames of an uploaded video."""
+MAX_JOB_WARNINGS = 32
+"""Most hint warnings a job reports (``GET /videos/{id}``'s ``warnings``)."""
 MAX_VIDEO_JOBS = 8
 """Jobs kept (queued, running or finished with their results); a new one beyond: the oldest
 finished job is dropped, or 503 when none has finished."""
@@ -77,6 +85,13 @@ class VideoJob:
     media_type: str = "video/mp4"
     created: float = field(default_factory=time.time)
     seconds: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    """Messages about the job's hints (a point dropped or lost before its shot ended), at most
+    :data:`MAX_JOB_WARNINGS`."""
+
+    def warn(self, message: str) -> None:
+        if len(self.warnings) < MAX_JOB_WARNINGS:
+            self.warnings.append(message)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"id": self.id, "status": self.status, "frames_done": self.frames_done,
@@ -86,6 +101,8 @@ class VideoJob:
             out["seconds"] = self.seconds
         if self.error:
             out["error"] = self.error
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return out
 
 
@@ -127,12 +144,12 @@ class VideoJobs:
             return True
 
     def start(self, job: VideoJob, src: Path, fmt: str, saturation: float, reference: Any = None,
-              strength: float = 1.0) -> None:
-        self.pool.submit(self._run, job, src, fmt, saturation, reference, strength)
+              strength: float = 1.0, hints: dict[int, list] | None = None) -> None:
+        self.pool.submit(self._run, job, src, fmt, saturation, reference, strength, hints)
 
     def _run(self, job: VideoJob, src: Path, fmt: str, saturation: float, reference: Any = None,
-             strength: float = 1.0) -> None:
-        from colorization.video.pipeline import colorize_video
+             strength: float = 1.0, hints: dict[int, list] | None = None) -> None:
+        from colorization.video.pipeline import LateFrameError, colorize_video
 
         job.status = "running"
         dst = job.folder / f"result{video_format(fmt).extension}"
@@ -143,11 +160,14 @@ class VideoJobs:
         try:
             result = colorize_video(src, dst, self.colorizer, format=fmt, saturation=saturation, progress=False,
                                     on_frame=on_frame, max_frames=MAX_VIDEO_FRAMES, max_duration=MAX_VIDEO_SECONDS,
-                                    name=job.filename, reference=reference, reference_strength=strength)
+                                    name=job.filename, reference=reference, reference_strength=strength,
+                                    hints=hints or None, on_warning=job.warn)
             job.output, job.seconds, job.status = dst, round(result.seconds, 3), "done"
         except image_io.ImageError as exc:
             err = self.map_error(exc, job.filename)
             job.error, job.status = {"error": err.code, "detail": err.detail}, "failed"
+        except LateFrameError as exc:  # hints past the last frame of a video that did not declare its length
+            job.error, job.status = {"error": "invalid_hints", "detail": f"hints: {exc}"}, "failed"
         except Exception:  # noqa: BLE001 - reported in the job, details in the server log
             logger.exception("colorizing video %s failed", job.filename)
             detail = f"{job.filename}: colorizing failed (see the server log)"
@@ -186,6 +206,7 @@ def add_video_routes(
         reference_strength: float = Form(
             1.0, ge=STRENGTH_RANGE[0], le=STRENGTH_RANGE[1], description=STRENGTH_FIELD_DESCRIPTION
         ),
+        hints: str | None = Form(None, description=VIDEO_HINTS_FIELD_DESCRIPTION),
     ) -> dict[str, Any]:
         from colorization.video.io import VideoReader  # lazy: PyAV only when videos are used
 
@@ -201,12 +222,27 @@ def add_video_routes(
         await file.close()
         if len(data) > max_upload_bytes:
             raise error(413, "upload_too_large", f"{filename}: upload exceeds the {max_upload_bytes:,} byte limit")
+        try:
+            frame_hints = parse_video_hints_field(hints)
+        except ValueError as exc:
+            raise error(422, "invalid_hints", f"hints: {exc}") from None
+        if frame_hints and not accepts_hints(colorizer):
+            raise error(422, "hints_not_supported", "hints: this service's model does not take colour hints; "
+                        "send the video without them")
         try:  # checked before the job starts: bad uploads are answered now, not in the job
             with VideoReader(data, name=filename, max_pixels=MAX_VIDEO_PIXELS, max_frames=MAX_VIDEO_FRAMES,
-                             max_duration=MAX_VIDEO_SECONDS):
-                pass
+                             max_duration=MAX_VIDEO_SECONDS) as reader:
+                info = reader.info
         except image_io.ImageError as exc:
             raise map_error(exc, filename) from None
+        for frame, points in sorted(frame_hints.items()):
+            if info.frames and frame >= info.frames:
+                raise error(422, "invalid_hints", f"hints: frame {frame}, but {filename} has {info.frames} frames "
+                            f"(0 to {info.frames - 1})")
+            try:
+                check_hints_inside(points, (info.width, info.height))
+            except ValueError as exc:
+                raise error(422, "invalid_hints", f"hints: frame {frame}: {exc}") from None
         encoded = await _reference(reference)
         job = jobs.admit(filename)
         if job is None:
@@ -214,7 +250,7 @@ def add_video_routes(
                         headers={"Retry-After": "30"})
         src = job.folder / "upload"
         src.write_bytes(data)
-        jobs.start(job, src, fmt, saturation, encoded, reference_strength)
+        jobs.start(job, src, fmt, saturation, encoded, reference_strength, frame_hints)
         return job.to_dict()
 
     async def _reference(part: UploadFile | None) -> Any:

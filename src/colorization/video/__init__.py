@@ -28,7 +28,7 @@ _HOMES = {
     "io": ("CorruptVideoError", "EmptyVideoError", "NotAVideoError", "UnsupportedVideoError", "VideoError",
            "VideoInfo", "VideoReader", "VideoTooLargeError", "VideoWriter", "open_writer"),
     "hint_tracking": ("HintWarning", "VideoHint"),
-    "pipeline": ("FrameHints", "VideoResult", "colorize_frames", "colorize_video"),
+    "pipeline": ("FrameHints", "LateFrameError", "VideoResult", "colorize_frames", "colorize_video"),
     "stabilize": ("StabilizerConfig", "TemporalStabilizer"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, {name: module for module, names in _HOMES.items() for name in names})
@@ -41,6 +41,7 @@ __all__ = [
     "EmptyVideoError",
     "FrameHints",
     "HintWarning",
+    "LateFrameError",
     "NotAVideoError",
     "StabilizerConfig",
     "TemporalStabilizer",

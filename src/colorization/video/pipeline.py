@@ -52,8 +52,14 @@ from colorization.video.stabilize import StabilizerConfig, TemporalStabilizer, t
 if TYPE_CHECKING:  # pragma: no cover
     from colorization.inference.colorizer import Colorizer, HintsInput, PreparedImage, ReferenceInput
 
-__all__ = ["FrameHints", "FrameReferences", "VideoResult", "colorize_frames", "colorize_video",
+__all__ = ["FrameHints", "FrameReferences", "LateFrameError", "VideoResult", "colorize_frames", "colorize_video",
            "reference_starts"]
+
+
+class LateFrameError(ValueError):
+    """Hints or a reference for a frame past a video's last one (found when the last frame has been
+    read, since many containers do not declare their frame count)."""
+
 
 FrameHints = Mapping[int, "HintsInput"]
 """Colour hints per frame index (0-based): ``{12: [Hint(x, y, "#c0392b")], ...}``; a
@@ -228,8 +234,9 @@ def colorize_frames(
     Raises:
         ValueError: bad ``saturation``/``batch_size``, malformed hints, hints for a model
             without hint input, a point outside its frame, or hints for a frame past the last
-            (raised after the last frame; :func:`colorize_video` then writes nothing); the same for
-            a reference (and the errors of :meth:`Colorizer.encode_reference`, before any frame).
+            (:class:`LateFrameError`, raised after the last frame; :func:`colorize_video` then
+            writes nothing); the same for a reference (and the errors of
+            :meth:`Colorizer.encode_reference`, before any frame).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -276,10 +283,10 @@ def colorize_frames(
         yield from flush(window)
     late = [i for i in tracker.given if i >= index + 1] if tracker else []
     if late:
-        raise ValueError(f"hints for frame {min(late)}, but the video has {index + 1} frames (0 to {index})")
+        raise LateFrameError(f"hints for frame {min(late)}, but the video has {index + 1} frames (0 to {index})")
     late = [i for i in refs.starts if i >= index + 1]
     if late:
-        raise ValueError(f"a reference for frame {min(late)}, but the video has {index + 1} frames (0 to {index})")
+        raise LateFrameError(f"a reference for frame {min(late)}, but the video has {index + 1} frames (0 to {index})")
 
 
 def reference_starts(references: Mapping[int | str, Any], rate: float | None) -> dict[int, Any]:

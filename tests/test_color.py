@@ -247,6 +247,27 @@ def test_annealed_mean() -> None:
         color.annealed_mean(torch.zeros(1, q + 1, 2, 2))
 
 
+def test_ab_spread_hand_values() -> None:
+    q = color.num_ab_bins()
+    bins = color.ab_bins().double()
+    logits = torch.full((1, q, 1, 2), -1e4, dtype=torch.float64)
+    logits[0, 5, 0, 0] = 0.0  # one certain bin: no spread
+    i, j = 3, 40  # two equally likely bins: variance = |c_i - c_j|^2 / 4
+    logits[0, i, 0, 1] = logits[0, j, 0, 1] = 0.0
+    v = color.ab_spread(logits)
+    assert v.shape == (1, 1, 1, 2) and v.dtype == torch.float64
+    assert float(v[0, 0, 0, 0]) == pytest.approx(0.0, abs=1e-9)
+    assert float(v[0, 0, 0, 1]) == pytest.approx(float(((bins[i] - bins[j]) ** 2).sum() / 4), rel=1e-9)
+    rand = torch.randn(2, q, 3, 4, generator=torch.Generator().manual_seed(3)) * 2
+    p = torch.softmax(rand.double(), 1).numpy()
+    c = bins.numpy()
+    mean = np.einsum("bqhw,qc->bchw", p, c)
+    ref = np.einsum("bqhw,bqhw->bhw", p, ((c[None, :, :, None, None] - mean[:, None]) ** 2).sum(2))
+    np.testing.assert_allclose(color.ab_spread(rand)[:, 0].numpy(), ref, rtol=1e-4, atol=1e-2)
+    with pytest.raises(ValueError, match="shape"):
+        color.ab_spread(torch.zeros(1, q - 1, 2, 2))
+
+
 # --- colourfulness ----------------------------------------------------------------------------
 
 

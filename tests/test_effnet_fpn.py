@@ -44,6 +44,20 @@ def test_blend_zero_is_the_regression_head():
     torch.testing.assert_close(out, up)
 
 
+def test_shrink_sigma_fades_uncertain_pixels():
+    x = torch.rand(1, 1, 32, 32) * 2 - 1
+    plain, shrunk = tiny(blend=0.0).eval(), tiny(blend=0.0, shrink_sigma=20.0).eval()
+    with torch.no_grad():
+        heads = plain.forward_heads(x)
+        v = color.ab_spread(heads["logits"])
+        expected = heads["regression"] * (400.0 / (400.0 + v))
+    torch.testing.assert_close(shrunk.decode(heads), expected)
+    assert float((expected.norm(dim=1) <= heads["regression"].norm(dim=1) + 1e-7).float().min()) == 1.0
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="shrink_sigma"):
+            tiny(shrink_sigma=bad)
+
+
 def test_no_hints_equals_all_zero_hint_map():
     model = tiny().eval()
     for p in model.hint_encoder.parameters():  # make the hint path non-trivial

@@ -40,7 +40,7 @@ __all__ = [
     "L_RANGE", "max_chroma_table", "lab_to_rgb_in_gamut", "L_SCALE", "AB_SCALE",
     "AB_BIN_SIZE", "WHITE_D65", "XYZ_FROM_RGB", "RGB_FROM_XYZ", "DEFAULT_SIGMA", "DEFAULT_K",
     "DEFAULT_TEMPERATURE", "DEFAULT_REBALANCE_LAMBDA", "AB_GAMUT_RESOURCE", "rgb_to_lab",
-    "lab_to_rgb", "normalize_l", "denormalize_l", "normalize_ab", "denormalize_ab", "rgb_to_l_ab",
+    "lab_to_rgb", "ab_spread", "normalize_l", "denormalize_l", "normalize_ab", "denormalize_ab", "rgb_to_l_ab",
     "l_ab_to_rgb", "rgb_to_gray", "load_ab_gamut", "ab_gamut_info", "ab_bins", "ab_prior",
     "num_ab_bins", "soft_encode", "nearest_bin", "rebalance_weights", "annealed_mean",
     "colorfulness", "gamut_map8",
@@ -468,6 +468,27 @@ def annealed_mean(logits: Tensor, T: float = DEFAULT_TEMPERATURE) -> Tensor:
         return centres[idx].permute(0, 3, 1, 2).contiguous()
     p = torch.softmax(x / T, dim=1)
     return torch.einsum("bqhw,qc->bchw", p, centres)
+
+
+def ab_spread(logits: Tensor) -> Tensor:
+    """Variance of the ab distribution that bin logits predict: ``sum_q p_q |c_q - mean|^2`` with
+    ``p = softmax(logits)`` (temperature 1) and ``c_q`` the bin centres, in Lab units squared.
+
+    Args:
+        logits: float ``(B, Q, H, W)``.
+
+    Returns:
+        ``(B, 1, H, W)`` float32 (float64 for float64 logits), >= 0: near 0 where one colour is
+        certain, hundreds to thousands where the network hesitates between distant colours.
+    """
+    if logits.dim() != 4 or logits.shape[1] != num_ab_bins():
+        raise ValueError(f"logits must have shape (B, Q={num_ab_bins()}, H, W), got {tuple(logits.shape)}")
+    dtype = _work_dtype(logits.dtype)
+    centres = _bins_on(logits.device, dtype)
+    p = torch.softmax(logits.to(dtype), dim=1)
+    mean = torch.einsum("bqhw,qc->bchw", p, centres)
+    second = torch.einsum("bqhw,q->bhw", p, (centres * centres).sum(1)).unsqueeze(1)
+    return (second - (mean * mean).sum(1, keepdim=True)).clamp_min(0.0)
 
 
 def colorfulness(rgb: Tensor, variant: Literal["abs", "signed"] = "abs", eps: float = 0.0) -> Tensor:

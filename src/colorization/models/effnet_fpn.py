@@ -40,6 +40,7 @@ drops whole channels of the trunk's output during training (regularisation).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -88,6 +89,10 @@ class EffNetFPNConfig:
     global_context: "none" | "pooled" (the pretrained 1,280-channel head, pooled) | "logits"
         (its 1,000 ImageNet logits), fused into the head by FiLM (module docs).
     head_dropout: channel dropout probability on the trunk's output during training (0: off).
+    shrink_sigma: when > 0, the decoded ab of each pixel is multiplied by ``s^2 / (s^2 + v)``,
+        ``v`` the variance (Lab units^2) of the classification head's distribution there
+        (:func:`colorization.color.ab_spread`) and ``s`` this value in Lab units: colours the
+        network is unsure of fade toward gray, sure ones stay (0: off).
     """
 
     out_channels: int = 2
@@ -100,6 +105,7 @@ class EffNetFPNConfig:
     temperature: float = color.DEFAULT_TEMPERATURE
     global_context: str = "none"
     head_dropout: float = 0.0
+    shrink_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         owner = "EffNetFPNConfig"
@@ -120,6 +126,8 @@ class EffNetFPNConfig:
         check_choice(owner, "global_context", self.global_context, GLOBAL_CONTEXTS)
         if not 0.0 <= float(self.head_dropout) < 1.0:
             raise ValueError(f"{owner}.head_dropout must be in [0, 1), got {self.head_dropout!r}")
+        if not (math.isfinite(float(self.shrink_sigma)) and float(self.shrink_sigma) >= 0.0):
+            raise ValueError(f"{owner}.shrink_sigma must be a finite number >= 0, got {self.shrink_sigma!r}")
 
     @classmethod
     def tiny(cls) -> EffNetFPNConfig:
@@ -300,9 +308,14 @@ class EffNetFPN(nn.Module):
         reg = heads["regression"].float()
         blend = float(self.config.blend)
         if blend == 0.0:
-            return reg
-        ann = color.normalize_ab(color.annealed_mean(heads["logits"].float(), T=float(self.config.temperature)))
-        return ann if blend == 1.0 else (1.0 - blend) * reg + blend * ann
+            ab = reg
+        else:
+            ann = color.normalize_ab(color.annealed_mean(heads["logits"].float(), T=float(self.config.temperature)))
+            ab = ann if blend == 1.0 else (1.0 - blend) * reg + blend * ann
+        sigma2 = float(self.config.shrink_sigma) ** 2
+        if sigma2 > 0.0:
+            ab = ab * (sigma2 / (sigma2 + color.ab_spread(heads["logits"].float())))
+        return ab
 
     def forward(self, x: Tensor, hints: Tensor | None = None) -> Tensor:
         ab = self.decode(self.forward_heads(x, hints))

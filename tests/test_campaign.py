@@ -113,6 +113,49 @@ def test_compact_state_restores_a_run_without_its_folder(grouped, tmp_path):
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
 
 
+def test_compact_state_keeps_the_ema_weights(tmp_path):
+    from colorization.models import create_model
+    from colorization.train.ema import EMA
+
+    def fresh():
+        torch.manual_seed(0)
+        return create_model("effnet_fpn", pretrained=False, width=8, freeze_stages=2, hints=False)
+
+    gen = fresh()
+    ema = EMA(gen, decay=0.9)
+    with torch.no_grad():
+        for p in gen.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p))  # the generator moved on; its EMA lags behind
+    ema.update(gen, 100)
+    path = tmp_path / "c.safetensors"
+    compact.save_compact(path, gen, ema.module, {"step": 1})
+    gen2 = fresh()
+    ema2 = EMA(gen2, decay=0.9)
+    compact.restore_compact(path, gen2, ema2.module)
+    trainable = [n for n, p in gen.named_parameters() if p.requires_grad]
+    frozen = [n for n, p in gen.named_parameters() if not p.requires_grad]
+    assert trainable and frozen
+    for a, b, name in ((ema.module, ema2.module, "ema"), (gen, gen2, "gen")):
+        sa, sb = a.state_dict(), b.state_dict()
+        for n in trainable:
+            torch.testing.assert_close(sb[n], sa[n].bfloat16().float(), msg=f"{name}.{n}")
+    diff = max(float((ema2.module.state_dict()[n] - gen2.state_dict()[n]).abs().max()) for n in trainable)
+    assert diff > 0.1  # the EMA is not the generator
+
+    # a file written before the EMA's weights were kept (its buffers only): they come from the generator
+    tensors, meta = compact.read_compact(path)
+    buffers = {n for n, _ in gen.named_buffers()}
+    old = {k: v for k, v in tensors.items() if k.startswith("gen.") or k[len("ema."):] in buffers}
+    from safetensors.torch import save_file
+    save_file(old, str(tmp_path / "old.safetensors"), metadata={"format": compact.COMPACT_FORMAT, "meta": "{}"})
+    gen3 = fresh()
+    ema3 = EMA(gen3, decay=0.9)
+    compact.restore_compact(tmp_path / "old.safetensors", gen3, ema3.module)
+    for n in trainable:
+        torch.testing.assert_close(ema3.module.state_dict()[n], gen3.state_dict()[n])
+
+
 def test_compact_state_refuses_another_config(grouped, tmp_path):
     train_dir, _ = grouped
     packed = tmp_path / "run.safetensors"

@@ -72,11 +72,13 @@ def save_compact(path: str | Path, generator: nn.Module, ema: nn.Module | None, 
         meta: JSON-serialisable facts (step, images_seen, wall_time_s, last_val, config).
     """
     tensors: dict[str, Tensor] = {}
+    keys = compact_tensors(generator).keys()  # the EMA copy's parameters are all frozen: take the generator's
     for prefix, module in (("gen.", generator), ("ema.", ema)):
         if module is None:
             continue
-        for k, v in compact_tensors(module).items():
-            v = v.detach().to("cpu")
+        sd = module.state_dict()
+        for k in keys:
+            v = sd[k].detach().to("cpu")
             tensors[prefix + k] = (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous().clone()
     data = save_bytes(tensors, metadata={"format": COMPACT_FORMAT, "meta": json.dumps(dict(meta), allow_nan=True)})
     image_io.atomic_write_bytes(path, data)
@@ -97,10 +99,16 @@ def read_compact(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     return tensors, json.loads(metadata["meta"])
 
 
-def _load_into(module: nn.Module, tensors: Mapping[str, Tensor], prefix: str, path: Path) -> None:
-    expected = compact_tensors(module)
+def _load_into(module: nn.Module, tensors: Mapping[str, Tensor], prefix: str, path: Path,
+               expected: set[str], fallback: str | None = None) -> None:
+    """Copy the ``prefix`` entries into ``module``; with ``fallback``, an expected entry missing under
+    ``prefix`` is taken from the ``fallback`` prefix instead."""
     got = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    if fallback is not None:
+        for k in expected - set(got):
+            if fallback + k in tensors:
+                got[k] = tensors[fallback + k]
+    missing, extra = sorted(expected - set(got)), sorted(set(got) - expected)
     if missing or extra:
         raise ConfigError(f"compact state {path} does not fit the model: missing {missing[:5]}, unexpected {extra[:5]}")
     with torch.no_grad():
@@ -113,14 +121,15 @@ def _load_into(module: nn.Module, tensors: Mapping[str, Tensor], prefix: str, pa
 
 
 def restore_compact(path: str | Path, generator: nn.Module, ema: nn.Module | None) -> dict[str, Any]:
-    """Load a compact state into ``generator`` (and ``ema``, from its EMA entries, or from the
-    generator's when the file has none); returns its meta."""
+    """Load a compact state into ``generator`` (and ``ema``, from its EMA entries; an entry the file
+    lacks, as in files written before the EMA's weights were kept, comes from the generator's);
+    returns its meta."""
     path = Path(path)
     tensors, meta = read_compact(path)
-    _load_into(generator, tensors, "gen.", path)
+    expected = set(compact_tensors(generator))
+    _load_into(generator, tensors, "gen.", path, expected)
     if ema is not None:
-        has_ema = any(k.startswith("ema.") for k in tensors)
-        _load_into(ema, tensors, "ema." if has_ema else "gen.", path)
+        _load_into(ema, tensors, "ema.", path, expected, fallback="gen.")
     return meta
 
 

@@ -13,7 +13,9 @@ seen. Prints the same figures as a markdown table.
 ``--reference NAME=MODEL_DIR`` (``default`` = the shipped model) measures an exported model with the
 run's own val protocol (``--config``: its ``val`` folder, ``val_images``, ``val_crop`` and ``seed``;
 the network's full chroma, chroma gain 1, as training validation sees a network) and draws its gain
-over gray as a level line on the val panel: where a run has to get to.
+over gray as a level line on the val panel: where a run has to get to. ``--reference-crop 64``
+measures at another crop size (a run's snapshot exported with ``colorization train --resume
+--export-now`` against the shipped model at the scale of a low-resolution stage).
 """
 
 from __future__ import annotations
@@ -65,9 +67,10 @@ def read_curves(run: Path) -> list[dict]:
     return vals
 
 
-def reference_val(model_dir: str, config: Path) -> dict[str, float]:
+def reference_val(model_dir: str, config: Path, crop: int | None = None) -> dict[str, float]:
     """PSNR, gray PSNR and colourfulness of an exported model on ``config``'s val photos, measured
-    as training validation measures a network (centre crops of ``val_crop``, chroma gain 1)."""
+    as training validation measures a network (centre crops of ``crop``, default the config's
+    ``val_crop``; chroma gain 1)."""
     import contextlib
 
     import torch
@@ -88,7 +91,7 @@ def reference_val(model_dir: str, config: Path) -> dict[str, float]:
 
     model = load_exported(resolve_model_dir(None if model_dir == "default" else model_dir))
     model.chroma_gain = 1.0
-    ds = cdata.ImageFolderDataset([cfg.val], crop=int(cfg.val_crop or cfg.crop), train=False,
+    ds = cdata.ImageFolderDataset([cfg.val], crop=int(crop or cfg.val_crop or cfg.crop), train=False,
                                   drop_grayscale=cfg.drop_grayscale, max_images=cfg.val_images,
                                   seed=cfg.seed, progress=False)
     return validate(_Predict(), model, ds, device=torch.device("cpu"), batch_size=16, channels_last=False,
@@ -102,6 +105,8 @@ def main() -> None:
     p.add_argument("--reference", action="append", default=[], metavar="NAME=MODEL_DIR",
                    help="an exported model drawn as a level line on the val panel ('default': the shipped one)")
     p.add_argument("--config", type=Path, help="the run's training config, whose val protocol --reference uses")
+    p.add_argument("--reference-crop", type=int, metavar="PX",
+                   help="--reference's crop size instead of the config's val_crop (e.g. a low-resolution stage's)")
     args = p.parse_args()
     refs = []
     for spec in args.reference:
@@ -110,7 +115,7 @@ def main() -> None:
             p.error(f"--reference takes NAME=MODEL_DIR, got {spec!r}")
         if args.config is None:
             p.error("--reference needs --config (the run's val protocol)")
-        refs.append((name, reference_val(model_dir, args.config)))
+        refs.append((name, reference_val(model_dir, args.config, args.reference_crop)))
     fig, axes = plt.subplots(1, len(SETS), figsize=(4.2 * len(SETS), 3.4), sharey=True)
     rows = []
     for run in args.runs:
@@ -130,7 +135,8 @@ def main() -> None:
         gain = r["psnr"] - r["psnr_gray"]
         axes[-1].axhline(gain, color=f"C{len(args.runs) + i}", ls="--", lw=1,
                          label=f"{name} (colourfulness {r['colorfulness_pred']:.1f})")
-        rows.append([name, "—", "—", "—", "—", f"{gain:+.2f}"])
+        rows.append([f"{name} (colourfulness {r['colorfulness_pred']:.1f} of {r['colorfulness_gt']:.1f}, "
+                     f"{r['images']} photos)", "—", "—", "—", "—", f"{gain:+.2f}"])
     axes[0].set_ylabel("PSNR gain over gray (dB)")
     axes[-1].legend(fontsize=7)
     fig.tight_layout()

@@ -49,7 +49,9 @@ the predicted ab, applied afterwards exactly as ``Colorizer(..., saturation=S)``
 
 Per-photo results (Inception features, PSNR, colourfulness, ST-LPIPS) are cached under ``--cache``
 (git-ignored ``runs/``), keyed by the model's weights and config (SHA-1), blend, saturation, working
-size, ``--size``, set and photo, so a candidate added later costs only its own photos; ``--cache
+size, ``--size``, set and photo, and by the source text of the code that makes and scores the
+outputs (:data:`SCORING_CODE`, :data:`COLORIZING_CODE`), so a candidate added later costs only its
+own photos and a code change is never served stale results; ``--cache
 none`` computes everything afresh. ``--json`` writes every figure and the per-photo PSNRs;
 ``--contact-sheet`` saves 24 fixed val photos (chosen by a seed, one from each 24th of the val list):
 truth | gray | shipped | candidates (``--sheet-models``), JPEG q90.
@@ -103,6 +105,24 @@ SETS = ("val", "holdout")
 RESERVED = ("gray", "shipped", "truth")
 CACHE_VERSION = 1
 """Bump when the protocol changes: per-photo results cached by an older version are not reused."""
+SCORING_CODE = ("evaluation/metrics.py", "evaluation/perceptual.py", "evaluation/structural.py", "color.py",
+                "image_io")
+"""Sources (under the ``colorization`` package) that decide every cached row: a change to any of
+them makes the cache miss. A model row also depends on :data:`COLORIZING_CODE`."""
+COLORIZING_CODE = ("inference", "models", "srgb8.py")
+
+
+def code_digest(parts: tuple[str, ...]) -> str:
+    """SHA-1 (20 hex) of the text of the package's ``parts`` (files, or every ``.py`` under a folder)."""
+    import colorization
+
+    root = Path(colorization.__file__).parent
+    h = hashlib.sha1()
+    for part in parts:
+        path = root / part
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:20]
 SHEET_PHOTOS = 24
 
 
@@ -413,7 +433,8 @@ def measure_set(sd: SetData, rows: list[Row], models: dict[str, Model], args: ar
                 cache_dir: Path | None, clock: Clock) -> dict[str, PhotoCache]:
     """Fill the caches of the truth and every output on the photos of ``sd``; return them by row
     name (plus "truth")."""
-    common = {"set": sd.name, "size": args.size}
+    common = {"set": sd.name, "size": args.size, "scoring_code": code_digest(SCORING_CODE)}
+    colorizing = code_digest(COLORIZING_CODE)
     caches: dict[str, PhotoCache] = {"truth": PhotoCache(cache_dir, {**common, "kind": "truth"}),
                                      "gray": PhotoCache(cache_dir, {**common, "kind": "gray"})}
     variants: dict[tuple[int, float], PhotoCache] = {}
@@ -423,7 +444,7 @@ def measure_set(sd: SetData, rows: list[Row], models: dict[str, Model], args: ar
             vkey = (id(m), row.saturation)
             if vkey not in variants:
                 variants[vkey] = PhotoCache(cache_dir, {**common, "kind": "model", **m.identity,
-                                                        "saturation": row.saturation})
+                                                        "saturation": row.saturation, "colorizing_code": colorizing})
             caches[row.name] = variants[vkey]
     groups: dict[int, tuple[Model, dict[float, PhotoCache]]] = {}
     for (mid, sat), cache in variants.items():

@@ -113,6 +113,38 @@ def test_compact_state_restores_a_run_without_its_folder(grouped, tmp_path):
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
 
 
+def test_resume_may_change_the_stages_that_have_not_started(grouped, tmp_path):
+    from test_train import state_tensors
+
+    train_dir, _ = grouped
+    planned = [{"name": "low", "steps": 6, "crop": 16, "groups": ["small"]}, {"name": "high", "crop": 32}]
+    shorter = [{"name": "low", "steps": 4, "crop": 16, "groups": ["small"]}, {"name": "high", "crop": 24}]
+    kw = dict(steps=8, batch_size=2, save_every=1000)
+    direct = train(base_config(train_dir, tmp_path / "direct", stages=shorter, **kw), progress=False)
+    assert direct.finished
+    first = train(base_config(train_dir, tmp_path / "run", stages=planned, **kw), progress=False, stop_after=3)
+    assert first.step == 3
+    for bad, why in [
+        ([{**planned[0], "crop": 24}, planned[1]], "changed other settings than its length"),
+        ([{**planned[0], "steps": 3}, planned[1]], "would end at step 3, before the saved step 3"),
+        ([{**planned[0], "groups": ["large"]}, planned[1]], "changed other settings than its length"),
+    ]:
+        with pytest.raises(ConfigError, match=why):
+            train(base_config(train_dir, tmp_path / "run", stages=bad, **kw), progress=False, resume=True)
+    # the first stage ends earlier and the second changes its crop: the resumed run is the one that
+    # had this schedule from the start
+    rest = train(base_config(train_dir, tmp_path / "run", stages=shorter, **kw), progress=False, resume=True)
+    assert rest.finished and rest.step == 8
+    a, b = state_tensors(tmp_path / "direct"), state_tensors(tmp_path / "run")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with pytest.raises(ConfigError, match="stages before step"):
+        from colorization.train.schedule import stages_change_problem
+
+        raise ConfigError(stages_change_problem(planned, [{**planned[0], "crop": 8}, planned[1]], 7))
+
+
 def test_compact_state_keeps_the_ema_weights(tmp_path):
     from colorization.models import create_model
     from colorization.train.ema import EMA

@@ -13,7 +13,7 @@ from typing import Any
 
 from colorization.train.config import TrainConfig
 
-__all__ = ["Stage", "stage_table", "stage_index", "crop_at", "lr_factor", "stage_groups"]
+__all__ = ["Stage", "stage_table", "stage_index", "crop_at", "lr_factor", "stage_groups", "stages_change_problem"]
 
 #: ``(start, end, objective options, lr_scale)`` of one stage; the table covers ``[0, steps)``
 Stage = tuple[int, int, dict[str, Any], float]
@@ -74,3 +74,36 @@ def lr_factor(cfg: TrainConfig, table: Sequence[Stage], step: int) -> float:
         progress = min(1.0, max(0.0, (step - decay_start) / max(1, cfg.steps - decay_start)))
         base = cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
     return base * table[stage_index(table, step)][3]
+
+
+def stages_change_problem(saved: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], step: int) -> str | None:
+    """Why a run saved at ``step`` with stages ``saved`` cannot continue with stages ``new`` (None:
+    it can).
+
+    A resumed run may change what has not happened yet: the stages after the one ``step`` is in
+    (their number, lengths, crops, groups, options), and the current stage's length, as long as
+    it still ends after ``step``. The stages before ``step`` and the current one's other settings
+    must be the same, so every step already taken is one the new schedule would have taken too
+    (a stage's data order is counted from its own start: see
+    :class:`~colorization.train.sampling.StepBatchSampler`).
+    """
+    saved, new = [dict(x) for x in saved], [dict(x) for x in new]
+    if saved == new:
+        return None
+    if not saved or not new:
+        return "stages were added to or removed from a run that has started"
+    start = 0
+    for i, stage in enumerate(saved):
+        last = i == len(saved) - 1
+        end = None if last else start + int(stage["steps"])
+        if last or step < end:
+            break
+        start = end
+    if len(new) <= i or new[:i] != saved[:i]:
+        return f"the stages before step {step} changed"
+    without_steps = ({k: v for k, v in x.items() if k != "steps"} for x in (saved[i], new[i]))
+    if next(without_steps) != next(without_steps):
+        return f"stage {i} (the current one at step {step}) changed other settings than its length"
+    if i < len(new) - 1 and start + int(new[i]["steps"]) <= step:
+        return f"stage {i} would end at step {start + int(new[i]['steps'])}, before the saved step {step}"
+    return None

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from colorization import data as cdata
 from colorization import image_io
 from colorization.models import get_config_class, list_models
-from colorization.train import compact, state
+from colorization.train import compact, schedule, state
 from colorization.train.build import build_optimizers, build_run_objective
 from colorization.train.config import RUNTIME_FIELDS, ConfigError, TrainConfig
 from colorization.train.ema import EMA
@@ -119,8 +119,11 @@ class _Trainer:
         diffs = [
             f"{k}: saved {saved.get(k)!r}, now {mine.get(k)!r}"
             for k in mine
-            if k not in RUNTIME_FIELDS and k != "steps" and saved.get(k) != mine.get(k)
+            if k not in RUNTIME_FIELDS and k not in ("steps", "stages") and saved.get(k) != mine.get(k)
         ]
+        why = schedule.stages_change_problem(saved.get("stages") or [], mine["stages"], int(saved_step))
+        if why is not None:  # stages that have not started yet may change
+            diffs.append(f"stages: {why} (saved {saved.get('stages')!r}, now {mine['stages']!r})")
         if mine["steps"] < int(saved_step):
             diffs.append(f"steps: the saved run is at step {saved_step}, more than the {mine['steps']} asked for")
         if diffs:

@@ -20,6 +20,7 @@ the photo's content in ``~/.cache/colorization`` (or ``$COLORIZATION_CACHE_DIR``
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import hashlib
@@ -163,21 +164,17 @@ def compute_image_scores(
         raise image_io.ImageError(f"cannot read {e.filename}: {e.strerror}") from e
     todo = sorted({k: p for k, p in zip(keys, paths) if k not in scores}.items())
     if todo:
-        bar = tqdm(total=len(todo), desc="scoring images", unit="img", disable=not progress)
         todo_paths = [p for _, p in todo]
-        if workers > 1 and len(todo) > 64:
-            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-            with ctx.Pool(workers, initializer=_worker_init, initargs=(0,)) as pool:
-                results = []
-                for r in pool.imap(_score_one, todo_paths, chunksize=32):
-                    results.append(r)
-                    bar.update()
-        else:
-            results = []
-            for p in todo_paths:
-                results.append(_score_one(p))
-                bar.update()
-        bar.close()
+        results: list[tuple[float, float]] = []
+        with contextlib.ExitStack() as stack:
+            if workers > 1 and len(todo) > 64:
+                ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+                pool = stack.enter_context(ctx.Pool(workers, initializer=_worker_init, initargs=(0,)))
+                scored = pool.imap(_score_one, todo_paths, chunksize=32)
+            else:
+                scored = map(_score_one, todo_paths)
+            for r in tqdm(scored, total=len(todo), desc="scoring images", unit="img", disable=not progress):
+                results.append(r)
         for (k, _), (cf_k, spread_k) in zip(todo, results):
             scores[k] = [round(float(cf_k), 4), round(float(spread_k), 4)]
         payload = {

@@ -77,33 +77,28 @@ def parse_hints_field(text: str | None) -> list[Hint]:
 
 def parse_video_hints_field(text: str | None) -> dict[int, list[Hint]]:
     """``POST /videos``' ``hints`` field -> ``{frame index: points}`` (None, empty, ``[]`` or ``{}``
-    -> ``{}``); a list is frame 0's. Points may carry ``"hold"``
-    (:func:`colorization.video.hint_tracking.coerce_video_hints`).
+    -> ``{}``); a list is frame 0's. Read as a video's entry of a hints file
+    (:func:`colorization.batch.hint_files.parse_frames`): points may carry ``"hold"``.
 
     Raises:
         ValueError: as :func:`parse_hints_field`, or a key that is not a frame index.
     """
-    from colorization.video.hint_tracking import coerce_video_hints
+    from colorization.batch.hint_files import HintsFileError, parse_frames, parse_points
 
     if text is None or not text.strip():
         return {}
     value = _load_json(text, "a list of points or an object {\"FRAME\": [points], ...}")
-    if isinstance(value, list):
-        value = {"0": value} if value else {}
-    if not isinstance(value, dict) or {"x", "y", "color"} & set(value):
-        got = "a single point (put it in a list)" if isinstance(value, dict) else type(value).__name__
-        raise ValueError(f"expected a list of points or an object mapping frame indices to lists, got {got}")
-    frames: dict[int, list[Hint]] = {}
-    for key, points in value.items():
-        if not key.strip().isdigit():
-            raise ValueError(f"{key!r} is not a frame index (0, 1, 2, ...)")
-        if int(key) in frames:
-            raise ValueError(f"frame {int(key)} appears twice")
-        try:
-            frames[int(key)] = _check_finite(coerce_video_hints(points))
-        except ValueError as exc:
-            raise ValueError(f"frame {int(key)}: {exc}") from None
-    return frames
+    if isinstance(value, dict) and {"x", "y", "color"} & set(value):
+        raise ValueError("expected a list of points or an object mapping frame indices to lists, "
+                         "got a single point (put it in a list)")
+    try:
+        if isinstance(value, dict):
+            frames = parse_frames(value, "hints")
+        else:
+            frames = {0: parse_points(value, "hints", video=True)} if value != [] else {}
+    except HintsFileError as exc:
+        raise ValueError(str(exc).removeprefix("hints: ")) from None
+    return {frame: _check_finite(points) for frame, points in frames.items()}
 
 
 def _load_json(text: str, expected: str = f"a list like {HINTS_EXAMPLE}") -> Any:
